@@ -1,0 +1,154 @@
+"""What x86_64 and i386 share: the memory picture of a crashed machine, the
+capture kernel's e820, the zero page, and the 640 KiB low-memory backup.
+
+Facts are gathered from a SystemView once (``read_crash_facts``); everything
+after that is pure.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kexec_py.errors import NoCrashMemory, SnapshotError
+from kexec_py.plan.elf_core import Backup, KernelTextMap
+from kexec_py.plan.ranges import KiB, Range, align_down, align_up, merge, subtract
+from kexec_py.system.view import SystemView, TypedRange
+
+BACKUP_SRC_DEFAULT = Range(0, 0xA0000)      # the first 640 KiB
+ELFCOREHDR_MIN = 16 * KiB
+KERNEL_TEXT_START = 0xFFFFFFFF80000000      # __START_KERNEL_map
+KERNEL_TEXT_END = 0xFFFFFFFFC0000000        # start of the module area
+PAGE_OFFSET_DEFAULT = 0xFFFF888000000000    # x86_64 direct map without KASLR
+
+# /proc/iomem names that become non-RAM entries of the capture kernel's e820
+E820_NAMES = {
+    "ACPI Tables": "acpi",
+    "ACPI Non-volatile Storage": "nvs",
+    "reserved": "reserved",
+    "Reserved": "reserved",
+    "Persistent Memory (legacy)": "pram",
+    "Persistent Memory": "pmem",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class CrashFacts:
+    crash_regions: tuple[Range, ...]
+    ram: tuple[Range, ...]                   # every System RAM range, at any depth
+    other: tuple[TypedRange, ...]            # ACPI, NVS, reserved, PMEM (for the e820)
+    excluded: tuple[Range, ...]              # never dumped (GART)
+    notes: tuple[tuple[int, int], ...]       # crash notes, then vmcoreinfo: (paddr, size)
+    kernel_text: KernelTextMap | None
+    page_offset: int | None
+    boot_params: bytes | None                # the running kernel's zero page
+
+
+def read_crash_facts(sys: SystemView, *, page_offset_default: int | None) -> CrashFacts:
+    iomem = sys.iomem
+    regions = tuple(sys.crash_regions())
+    if not regions:
+        raise NoCrashMemory("no 'Crash kernel' region in /proc/iomem: memory for a crash kernel is not reserved",
+                            "boot with crashkernel=256M (or more) on the kernel command line")
+    other = tuple(TypedRange(r.range, E820_NAMES[r.name]) for r in iomem.walk() if r.name in E820_NAMES)
+    notes = [(n.addr, n.size) for n in sys.crash_notes()]
+    if not notes:
+        raise SnapshotError("no /sys/devices/system/cpu/cpu*/crash_notes files",
+                            "the kernel needs CONFIG_CRASH_DUMP (and /sys mounted)")
+    vmcoreinfo = sys.vmcoreinfo()
+    if vmcoreinfo:
+        notes.append(vmcoreinfo)
+    kcore = _kcore_loads(sys.kcore_headers())
+    return CrashFacts(
+        crash_regions=regions,
+        ram=tuple(merge(iomem.containing_name("System RAM"))),
+        other=other,
+        excluded=tuple(iomem.named("GART")),
+        notes=tuple(notes),
+        kernel_text=_kernel_text(kcore, iomem.named("Kernel code")),
+        page_offset=_page_offset(kcore, page_offset_default),
+        boot_params=sys.boot_params(),
+    )
+
+
+def _kcore_loads(headers: bytes | None) -> list[tuple[int, int, int]]:
+    """(vaddr, paddr, size) of each PT_LOAD of /proc/kcore; paddr is -1 where the kernel gives none."""
+    if not headers or headers[:4] != b"\x7fELF" or headers[4] != 2:
+        return []
+    from construct import ConstructError
+
+    from kexec_py.structs.elf_core import PT_LOAD, Elf64_Ehdr, Elf64_Phdr
+    try:
+        eh = Elf64_Ehdr.parse(headers)
+        out = []
+        for i in range(eh.e_phnum):
+            off = eh.e_phoff + i * eh.e_phentsize
+            ph = Elf64_Phdr.parse(headers[off:off + Elf64_Phdr.sizeof()])
+            if ph.p_type == PT_LOAD:
+                paddr = -1 if ph.p_paddr == (1 << 64) - 1 else ph.p_paddr
+                out.append((ph.p_vaddr, paddr, ph.p_memsz))
+        return out
+    except ConstructError:
+        raise SnapshotError("/proc/kcore: cannot parse its ELF program headers")
+
+
+def _kernel_text(kcore, kernel_code: list[Range]) -> KernelTextMap | None:
+    for vaddr, paddr, size in kcore:
+        if KERNEL_TEXT_START <= vaddr < KERNEL_TEXT_END:
+            if paddr < 0:
+                if not kernel_code:
+                    return None
+                paddr = kernel_code[0].start
+            return KernelTextMap(vaddr=vaddr, paddr=paddr, size=size)
+    return None
+
+
+def _page_offset(kcore, default: int | None) -> int | None:
+    """The direct-map base: kcore's RAM entries map vaddr = page_offset + paddr."""
+    direct = [(v - p) for v, p, _ in kcore if p >= 0 and not KERNEL_TEXT_START <= v]
+    return min(direct) if direct else default
+
+
+# -- the crash layout ------------------------------------------------------
+
+def dump_ram(facts: CrashFacts) -> list[Range]:
+    """The RAM the capture kernel must be able to read: all of it but the crash regions."""
+    return subtract(facts.ram, list(facts.crash_regions) + list(facts.excluded))
+
+
+def backup_source(facts: CrashFacts) -> Range:
+    """The low RAM range the capture kernel will reuse, so the purgatory saves it first."""
+    for r in dump_ram(facts):
+        if r.end <= BACKUP_SRC_DEFAULT.end:
+            return r
+    return BACKUP_SRC_DEFAULT
+
+
+def crash_e820(facts: CrashFacts, *, backup_src: Range, taken_out: list[Range]) -> list[tuple[Range, str]]:
+    """The capture kernel's memory map: the backed-up low RAM and the crash regions
+    (less the segments it must not overwrite) as RAM, plus the firmware tables."""
+    ram = [_shrink_1k(r) for r in [backup_src, *facts.crash_regions]]
+    ram = subtract([r for r in ram if r], taken_out)
+    entries = [(r, "ram") for r in ram]
+    for t in facts.other:
+        if not any(t.range.overlaps(r) for r in ram):
+            entries.append((t.range, t.type))
+    entries.sort(key=lambda e: e[0].start)
+    return _drop_overlaps(entries)
+
+
+def _shrink_1k(r: Range) -> Range | None:
+    start, end = align_up(r.start, KiB), align_down(r.end, KiB)
+    return Range(start, end) if start < end else None
+
+
+def _drop_overlaps(entries: list[tuple[Range, str]]) -> list[tuple[Range, str]]:
+    out: list[tuple[Range, str]] = []
+    for r, kind in entries:
+        if out and r.start < out[-1][0].end:
+            continue
+        out.append((r, kind))
+    return out
+
+
+def make_backup(src: Range, dst: int) -> Backup:
+    return Backup(src=src, dst=dst)

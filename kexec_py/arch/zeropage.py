@@ -1,0 +1,74 @@
+"""The x86 zero page (struct boot_params) handed to a kernel entered at its 64-bit entry."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kexec_py.plan.ranges import MiB, Range
+
+E820_TYPES = {"ram": 1, "reserved": 2, "acpi": 3, "nvs": 4, "pmem": 7, "pram": 12}
+
+# Parts of the running kernel's own zero page that describe the firmware and are
+# still true for the next kernel.
+_INHERITED = ("screen_info", "acpi_rsdp_addr")
+
+
+@dataclass(frozen=True, slots=True)
+class ZeroPageSpec:
+    setup_header: bytes                     # the image's setup header bytes, from 0x1f1
+    cmdline_addr: int
+    initrd: Range | None
+    e820: tuple[tuple[Range, str], ...]
+    running: bytes | None                   # /sys/kernel/boot_params/data of the running kernel
+
+
+def build_zero_page(spec: ZeroPageSpec) -> bytes:
+    from kexec_py.structs import bootparam as bp
+
+    page = bytearray(bp.ZERO_PAGE_SIZE)
+    page[bp.SETUP_HEADER_OFFSET:bp.SETUP_HEADER_OFFSET + len(spec.setup_header)] = spec.setup_header
+    zp = bp.boot_params.parse(bytes(page))
+    running = None
+    if spec.running and len(spec.running) >= bp.ZERO_PAGE_SIZE:
+        running = bp.boot_params.parse(spec.running[:bp.ZERO_PAGE_SIZE])
+        for name in _INHERITED:
+            zp[name] = running[name]
+        zp.hdr.hardware_subarch = running.hdr.hardware_subarch
+        zp.hdr.hardware_subarch_data = running.hdr.hardware_subarch_data
+
+    hdr = zp.hdr
+    hdr.type_of_loader = bp.LOADER_TYPE_KEXEC
+    hdr.loadflags = 0
+    hdr.setup_data = 0
+    hdr.cmd_line_ptr = spec.cmdline_addr & 0xFFFFFFFF
+    zp.ext_cmd_line_ptr = spec.cmdline_addr >> 32
+    if spec.initrd:
+        hdr.ramdisk_image, zp.ext_ramdisk_image = spec.initrd.start & 0xFFFFFFFF, spec.initrd.start >> 32
+        hdr.ramdisk_size, zp.ext_ramdisk_size = spec.initrd.size & 0xFFFFFFFF, spec.initrd.size >> 32
+    else:
+        hdr.ramdisk_image = hdr.ramdisk_size = zp.ext_ramdisk_image = zp.ext_ramdisk_size = 0
+
+    if len(spec.e820) > bp.E820_MAX_ENTRIES_ZEROPAGE:
+        from kexec_py.errors import PlacementError
+        raise PlacementError(f"the new kernel's memory map has {len(spec.e820)} entries; "
+                             f"the zero page holds {bp.E820_MAX_ENTRIES_ZEROPAGE}")
+    table = [dict(addr=r.start, size=r.size, type=E820_TYPES[kind]) for r, kind in spec.e820]
+    table += [dict(addr=0, size=0, type=0)] * (bp.E820_MAX_ENTRIES_ZEROPAGE - len(table))
+    zp.e820_table = table
+    zp.e820_entries = len(spec.e820)
+    zp.alt_mem_k = _ext_mem_k(spec.e820)
+    zp.screen_info = _with_ext_mem_k(zp.screen_info, zp.alt_mem_k)
+    return bp.boot_params.build(zp)
+
+
+def _ext_mem_k(e820) -> int:
+    """KiB of RAM above 1 MiB in the entry that covers 1 MiB (legacy fields; 0 when none)."""
+    for r, kind in e820:
+        if kind == "ram" and r.start <= MiB < r.end:
+            return (r.end - MiB) >> 10
+    return 0
+
+
+def _with_ext_mem_k(screen_info: bytes, kib: int) -> bytes:
+    # screen_info.ext_mem_k (offset 2, u16) is the pre-2.00 copy of the same number
+    return screen_info[:2] + min(kib, 0xFFFF).to_bytes(2, "little") + screen_info[4:]

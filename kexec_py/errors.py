@@ -1,0 +1,99 @@
+"""The one exception hierarchy of kexec_py.
+
+Every error a user can cause or meet carries a message (what went wrong, naming the
+file or setting involved), a hint (what to do about it) and the exit code the CLI
+returns. The exit codes follow kexec-tools so that scripts keep working:
+
+    1    a fatal error found before any syscall (bad image, bad option, no space, ...)
+    253  --kexec-file-syscall asked for, but kexec_file_load is not available
+    254  no "Crash kernel" region is reserved
+    255  the kernel refused the load, unload or exec (a syscall failed)
+
+Anything that is not a KexecError reaching the CLI is a bug in kexec_py.
+"""
+
+from __future__ import annotations
+
+EXIT_FATAL = 1
+EXIT_NO_FILE_SYSCALL = 253
+EXIT_NO_CRASH_KERNEL = 254
+EXIT_SYSCALL_FAILED = 255
+
+
+class KexecError(Exception):
+    """Base class: a problem to report to the user in one line."""
+
+    exit_code = EXIT_FATAL
+
+    def __init__(self, message: str, hint: str = "", *, exit_code: int | None = None):
+        super().__init__(message)
+        self.message = message
+        self.hint = hint
+        if exit_code is not None:
+            self.exit_code = exit_code
+
+    def one_line(self) -> str:
+        text = self.message
+        if self.hint:
+            text += f" ({self.hint})"
+        return " ".join(text.split())
+
+
+class UsageError(KexecError):
+    """The command line asks for something inconsistent or incomplete."""
+
+
+class ImageError(KexecError):
+    """A kernel or initrd file cannot be used."""
+
+
+class ImageNotFound(ImageError, FileNotFoundError):
+    pass
+
+
+class UnknownFormat(ImageError):
+    """The file is none of the formats this architecture loads."""
+
+
+class CorruptImage(ImageError):
+    """The file looks like a known format but its contents are inconsistent."""
+
+
+class UnsupportedImage(ImageError):
+    """A valid image that this loader cannot boot (too old protocol, wrong arch...)."""
+
+
+class SystemStateError(KexecError):
+    """The running system is not in a state that allows the load."""
+
+
+class NoCrashMemory(SystemStateError):
+    exit_code = EXIT_NO_CRASH_KERNEL
+
+
+class SnapshotError(SystemStateError):
+    """A file of the system snapshot (/proc, /sys) is missing or unreadable."""
+
+
+class PlacementError(KexecError):
+    """The segments do not fit where they must go."""
+
+
+class NoSpace(PlacementError):
+    pass
+
+
+class SubmitError(KexecError):
+    """The kernel refused a kexec syscall."""
+
+    exit_code = EXIT_SYSCALL_FAILED
+
+    def __init__(self, message: str, hint: str = "", *, errno: int = 0, exit_code: int | None = None):
+        super().__init__(message, hint, exit_code=exit_code)
+        self.errno = errno
+
+
+class FileSyscallUnavailable(SubmitError):
+    """kexec_file_load does not exist here (ENOSYS) or refuses this kind of image."""
+
+    exit_code = EXIT_NO_FILE_SYSCALL

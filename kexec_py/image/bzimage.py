@@ -1,0 +1,88 @@
+"""The x86 bzImage: a real-mode setup part followed by the protected-mode kernel.
+
+Facts from Documentation/arch/x86/boot.rst: the setup header sits at 0x1f1,
+"HdrS" at 0x202 marks protocol 2.00+, ``setup_sects`` 0 means 4, and the
+protected-mode part starts at (setup_sects + 1) * 512.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kexec_py.errors import CorruptImage, UnsupportedImage
+
+
+@dataclass(frozen=True, slots=True)
+class BzImage:
+    path: str
+    data: bytes = None                  # the whole file
+    version: int = 0                    # boot protocol, e.g. 0x020f
+    setup_sects: int = 0
+    setup_size: int = 0                 # bytes of the real-mode part, (setup_sects + 1) * 512
+    loadflags: int = 0
+    xloadflags: int = 0
+    relocatable: bool = False
+    kernel_alignment: int = 0
+    min_alignment: int = 0
+    pref_address: int = 0
+    init_size: int = 0
+    cmdline_size: int = 0
+    initrd_addr_max: int = 0
+    header_len: int = 0                 # setup-header bytes to copy into the zero page
+
+    format = "bzImage"
+
+    @property
+    def payload(self) -> memoryview:
+        """The protected-mode kernel, what gets loaded at the kernel address."""
+        return memoryview(self.data)[self.setup_size:]
+
+    def __repr__(self) -> str:
+        return (f"<BzImage {self.path} protocol={self.version >> 8}.{self.version & 0xff:02d} "
+                f"xloadflags={self.xloadflags:#x} init_size={self.init_size:#x}>")
+
+
+def looks_like_bzimage(head: bytes) -> bool:
+    return len(head) >= 0x206 and head[0x202:0x206] == b"HdrS" and head[0x1FE:0x200] == b"\x55\xaa"
+
+
+def parse_bzimage(data: bytes, *, path: str) -> BzImage:
+    """Read and check the setup header. Raises CorruptImage / UnsupportedImage."""
+    from construct import ConstructError
+
+    from kexec_py.structs import bootparam as bp
+
+    if len(data) < 1024 or not looks_like_bzimage(data):
+        raise CorruptImage(f"{path} is not a bzImage (no 'HdrS' setup header)")
+    try:
+        hdr = bp.setup_header.parse(data[bp.SETUP_HEADER_OFFSET:bp.SETUP_HEADER_OFFSET + bp.SETUP_HEADER_SIZE])
+    except ConstructError as e:
+        raise CorruptImage(f"{path}: truncated setup header") from e
+    if hdr.version < 0x020C:
+        raise UnsupportedImage(
+            f"{path}: boot protocol {hdr.version >> 8}.{hdr.version & 0xff:02d} is too old for a 64-bit load",
+            "kexec-py needs protocol 2.12 or newer (Linux 3.8+)")
+    if not hdr.loadflags & bp.LOADED_HIGH:
+        raise UnsupportedImage(f"{path}: a zImage that must load at 0x10000, not a bzImage")
+    if not hdr.xloadflags & bp.XLF_KERNEL_64:
+        raise UnsupportedImage(f"{path}: the kernel has no 64-bit entry point (xloadflags={hdr.xloadflags:#x})",
+                               "is this a 32-bit kernel?")
+    setup_sects = hdr.setup_sects or 4
+    setup_size = (setup_sects + 1) * 512
+    if setup_size >= len(data):
+        raise CorruptImage(f"{path}: truncated: {len(data)} bytes, but the setup part alone claims {setup_size}",
+                           "re-copy the kernel file")
+    if hdr.kernel_alignment == 0 or hdr.kernel_alignment & (hdr.kernel_alignment - 1):
+        raise CorruptImage(f"{path}: kernel_alignment {hdr.kernel_alignment:#x} is not a power of two")
+    payload_len = len(data) - setup_size
+    if hdr.init_size < payload_len or hdr.init_size > 1 << 31:
+        raise CorruptImage(f"{path}: init_size {hdr.init_size:#x} is impossible for a "
+                           f"{payload_len:#x}-byte kernel", "the file is damaged")
+    return BzImage(
+        path=path, data=data, version=hdr.version, setup_sects=setup_sects, setup_size=setup_size,
+        loadflags=hdr.loadflags, xloadflags=hdr.xloadflags, relocatable=bool(hdr.relocatable_kernel),
+        kernel_alignment=hdr.kernel_alignment, min_alignment=hdr.min_alignment,
+        pref_address=hdr.pref_address, init_size=hdr.init_size, cmdline_size=hdr.cmdline_size,
+        initrd_addr_max=hdr.initrd_addr_max,
+        header_len=min(0x202 + data[0x201] - bp.SETUP_HEADER_OFFSET, bp.SETUP_HEADER_SIZE),
+    )

@@ -1,0 +1,68 @@
+"""Recognise and undo the compressions kernels are shipped in (vmlinuz.gz and friends).
+
+Only whole-file wrappers are handled here (a gzip'd vmlinux, an xz'd bzImage...).
+The compressed payload inside a bzImage is the kernel's own business.
+"""
+
+from __future__ import annotations
+
+from kexec_py.errors import CorruptImage
+
+GZIP = b"\x1f\x8b"
+XZ = b"\xfd7zXZ\x00"
+ZSTD = b"\x28\xb5\x2f\xfd"
+BZIP2 = b"BZh"
+# Raw .lzma streams start with the properties byte (0x5d for the usual lc=3,lp=0,pb=2)
+# and a dictionary size; they have no real magic number.
+LZMA_ALONE = b"\x5d\x00\x00"
+
+
+def sniff(head: bytes) -> str | None:
+    """The name of the compression ``head`` starts with, or None."""
+    if head.startswith(GZIP):
+        return "gzip"
+    if head.startswith(XZ):
+        return "xz"
+    if head.startswith(ZSTD):
+        return "zstd"
+    if head.startswith(BZIP2) and head[3:4].isdigit():
+        return "bzip2"
+    if head.startswith(LZMA_ALONE):
+        return "lzma"
+    return None
+
+
+def decompress(data: bytes, kind: str, *, what: str) -> bytes:
+    """Decompress ``data`` (named ``what`` in errors) as ``kind``."""
+    try:
+        if kind == "gzip":
+            import gzip
+            return gzip.decompress(data)
+        if kind in ("xz", "lzma"):
+            import lzma
+            return lzma.decompress(data, format=lzma.FORMAT_XZ if kind == "xz" else lzma.FORMAT_ALONE)
+        if kind == "bzip2":
+            import bz2
+            return bz2.decompress(data)
+        if kind == "zstd":
+            return _zstd(data, what)
+    except (OSError, EOFError, ValueError) as e:   # gzip.BadGzipFile, lzma.LZMAError, ...
+        raise CorruptImage(f"{what}: {kind} data is corrupt or truncated ({e})",
+                           "re-copy the file or pass the uncompressed kernel") from e
+    raise CorruptImage(f"{what}: unknown compression {kind!r}")
+
+
+def _zstd(data: bytes, what: str) -> bytes:
+    try:
+        import zstandard
+    except ImportError:
+        try:
+            from compression import zstd  # Python 3.14+
+        except ImportError:
+            raise CorruptImage(f"{what} is zstd-compressed",
+                               "install the 'zstandard' Python package or decompress it with unzstd") from None
+        return zstd.decompress(data)
+    try:
+        return zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31)
+    except zstandard.ZstdError as e:
+        raise CorruptImage(f"{what}: zstd data is corrupt or truncated ({e})") from e

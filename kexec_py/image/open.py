@@ -1,0 +1,67 @@
+"""Open a kernel file: read it, undo a whole-file compression, and hand it to the
+first image format (of the architecture's list, in order) that recognises it."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Sequence
+
+from kexec_py.errors import ImageError, ImageNotFound, UnknownFormat
+from kexec_py.image.decompress import decompress, sniff
+
+MAX_KERNEL_BYTES = 1 << 31
+
+
+@dataclass(frozen=True, slots=True)
+class ImageFormat:
+    name: str
+    probe: Callable[[bytes], bool]
+    parse: Callable[..., object]       # parse(data, path=...) -> a KernelImage
+
+
+@dataclass(frozen=True, slots=True)
+class KernelFile:
+    path: Path
+    data: bytes
+    compression: str | None            # how the file itself was wrapped, or None
+
+
+def read_kernel_file(path: str | Path) -> KernelFile:
+    path = Path(path)
+    try:
+        with open(path, "rb") as f:
+            raw = f.read(MAX_KERNEL_BYTES + 1)
+    except FileNotFoundError:
+        raise ImageNotFound(f"{path}: no such file", "check the kernel path") from None
+    except IsADirectoryError:
+        raise ImageError(f"{path} is a directory", "give the kernel file itself") from None
+    except PermissionError:
+        raise ImageError(f"{path}: permission denied", "run as root or fix the file mode") from None
+    except OSError as e:
+        raise ImageError(f"{path}: cannot read: {e.strerror}") from None
+    if len(raw) > MAX_KERNEL_BYTES:
+        raise ImageError(f"{path} is larger than 2 GiB", "that is not a kernel")
+    if not raw:
+        raise ImageError(f"{path} is empty", "re-copy the kernel file")
+    kind = sniff(raw[:16])
+    if kind is None:
+        return KernelFile(path, raw, None)
+    return KernelFile(path, decompress(raw, kind, what=str(path)), kind)
+
+
+def open_kernel(path: str | Path, formats: Sequence[ImageFormat], *, force: str | None = None):
+    """Parse ``path`` with the first format whose probe accepts it (or the one named ``force``)."""
+    kf = read_kernel_file(path)
+    head = kf.data[:64 * 1024]
+    candidates = [f for f in formats if force in (None, f.name)]
+    if force and not candidates:
+        names = ", ".join(f.name for f in formats)
+        raise UnknownFormat(f"unknown kernel type {force!r}", f"this architecture loads: {names}")
+    for fmt in candidates:
+        if fmt.probe(head):
+            return fmt.parse(kf.data, path=str(path))
+    names = ", ".join(f.name for f in formats)
+    wrapped = f" (after {kf.compression} decompression)" if kf.compression else ""
+    raise UnknownFormat(f"{path}: not a kernel image this architecture can load{wrapped}: "
+                        f"starts with {kf.data[:8].hex()}", f"supported: {names}")

@@ -1,0 +1,115 @@
+"""Half-open physical address ranges and the small algebra placement needs.
+
+Ranges are ``[start, end)``. Inclusive bounds (as /proc/iomem and
+/sys/firmware/memmap print them) enter only through ``Range.from_inclusive``.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Iterable
+
+KiB = 1024
+MiB = 1024 * KiB
+GiB = 1024 * MiB
+PAGE_SIZE = 4096
+
+
+def align_up(value: int, align: int) -> int:
+    return -(-value // align) * align
+
+
+def align_down(value: int, align: int) -> int:
+    return value // align * align
+
+
+@dataclass(frozen=True, slots=True, order=True)
+class Range:
+    start: int
+    end: int
+
+    def __post_init__(self) -> None:
+        if self.end < self.start:
+            raise ValueError(f"range end {self.end:#x} before start {self.start:#x}")
+
+    @classmethod
+    def from_inclusive(cls, start: int, last: int) -> "Range":
+        return cls(start, last + 1)
+
+    @classmethod
+    def sized(cls, start: int, size: int) -> "Range":
+        return cls(start, start + size)
+
+    @property
+    def size(self) -> int:
+        return self.end - self.start
+
+    @property
+    def last(self) -> int:
+        """The inclusive end, as /proc/iomem prints it."""
+        return self.end - 1
+
+    def __bool__(self) -> bool:
+        return self.end > self.start
+
+    def contains(self, other: "Range | int") -> bool:
+        if isinstance(other, int):
+            return self.start <= other < self.end
+        return self.start <= other.start and other.end <= self.end
+
+    def overlaps(self, other: "Range") -> bool:
+        return self.start < other.end and other.start < self.end
+
+    def intersect(self, other: "Range") -> "Range | None":
+        start, end = max(self.start, other.start), min(self.end, other.end)
+        return Range(start, end) if start < end else None
+
+    def minus(self, other: "Range") -> list["Range"]:
+        if not self.overlaps(other):
+            return [self]
+        out = []
+        if self.start < other.start:
+            out.append(Range(self.start, other.start))
+        if other.end < self.end:
+            out.append(Range(other.end, self.end))
+        return out
+
+    def __repr__(self) -> str:
+        return f"Range[{self.start:#x}, {self.end:#x})"
+
+
+def subtract(ranges: Iterable[Range], holes: Iterable[Range]) -> list[Range]:
+    """Every address of ``ranges`` that is in none of ``holes``, sorted and merged.
+
+    Linear in the number of ranges plus holes (after sorting), so 100k-range
+    memory maps stay fast.
+    """
+    src = merge(ranges)
+    cut = merge(holes)
+    out: list[Range] = []
+    j = 0
+    for r in src:
+        start = r.start
+        while j < len(cut) and cut[j].end <= start:
+            j += 1
+        k = j
+        while k < len(cut) and cut[k].start < r.end:
+            if cut[k].start > start:
+                out.append(Range(start, cut[k].start))
+            start = max(start, cut[k].end)
+            k += 1
+        if start < r.end:
+            out.append(Range(start, r.end))
+    return out
+
+
+def merge(ranges: Iterable[Range]) -> list[Range]:
+    """Sort and coalesce overlapping or touching ranges."""
+    out: list[Range] = []
+    for r in sorted(x for x in ranges if x):
+        if out and r.start <= out[-1].end:
+            if r.end > out[-1].end:
+                out[-1] = Range(out[-1].start, r.end)
+        else:
+            out.append(r)
+    return out

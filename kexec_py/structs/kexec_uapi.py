@@ -1,0 +1,33 @@
+"""Constants of the kexec system calls (include/uapi/linux/kexec.h, linux/reboot.h).
+
+Kernel names are kept so they can be grepped against the kernel headers.
+"""
+
+# kexec_load flags
+KEXEC_ON_CRASH = 0x00000001
+KEXEC_PRESERVE_CONTEXT = 0x00000002
+KEXEC_UPDATE_ELFCOREHDR = 0x00000004
+KEXEC_CRASH_HOTPLUG_SUPPORT = 0x00000008
+KEXEC_ARCH_MASK = 0xFFFF0000
+
+# The arch field of kexec_load's flags holds the ELF machine number << 16.
+KEXEC_ARCH_DEFAULT = 0 << 16
+KEXEC_ARCH_386 = 3 << 16
+KEXEC_ARCH_X86_64 = 62 << 16
+KEXEC_ARCH_PPC64 = 21 << 16
+KEXEC_ARCH_S390 = 22 << 16
+KEXEC_ARCH_ARM = 40 << 16
+KEXEC_ARCH_AARCH64 = 183 << 16
+
+# kexec_file_load flags
+KEXEC_FILE_UNLOAD = 0x00000001
+KEXEC_FILE_ON_CRASH = 0x00000002
+KEXEC_FILE_NO_INITRAMFS = 0x00000004
+KEXEC_FILE_DEBUG = 0x00000008
+
+KEXEC_SEGMENT_MAX = 16
+
+# reboot(2)
+LINUX_REBOOT_MAGIC1 = 0xFEE1DEAD
+LINUX_REBOOT_MAGIC2 = 672274793
+LINUX_REBOOT_CMD_KEXEC = 0x45584543

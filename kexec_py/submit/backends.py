@@ -1,0 +1,83 @@
+"""Backends: who actually receives the kexec calls.
+
+``SyscallBackend`` issues them (through syscalls.py). ``RecordingBackend`` writes
+down the exact arguments instead, and can be told to fail with given errnos; the
+host tests use it, and so does ``KEXEC_PY_RECORD=FILE`` (a JSON-lines log) for
+tests that run the CLI as a subprocess.
+"""
+
+from __future__ import annotations
+
+import errno as errno_mod
+import hashlib
+import json
+import os
+from dataclasses import dataclass, field
+
+
+@dataclass
+class SyscallBackend:
+    arch: str
+
+    def kexec_load(self, entry, segments, flags):
+        from kexec_py.submit import syscalls
+        syscalls.kexec_load(self.arch, entry, segments, flags)
+
+    def kexec_file_load(self, kernel_fd, initrd_fd, cmdline, flags):
+        from kexec_py.submit import syscalls
+        syscalls.kexec_file_load(self.arch, kernel_fd, initrd_fd, cmdline, flags)
+
+    def reboot_kexec(self):
+        from kexec_py.submit import syscalls
+        syscalls.reboot_kexec(self.arch)
+
+
+@dataclass
+class RecordingBackend:
+    arch: str
+    calls: list[dict] = field(default_factory=list)
+    fail: dict[str, list[int]] = field(default_factory=dict)   # call name -> errnos to raise, in turn
+    log_path: str | None = None
+
+    def _record(self, call: dict) -> None:
+        self.calls.append(call)
+        if self.log_path:
+            with open(self.log_path, "a") as f:
+                f.write(json.dumps(call) + "\n")
+        pending = self.fail.get(call["call"])
+        if pending:
+            err = pending.pop(0)
+            raise OSError(err, os.strerror(err))
+
+    def kexec_load(self, entry, segments, flags):
+        self._record({"call": "kexec_load", "arch": self.arch, "entry": entry, "flags": flags,
+                      "segments": [{"bufsz": len(buf), "mem": mem, "memsz": memsz,
+                                    "sha256": hashlib.sha256(buf).hexdigest()}
+                                   for buf, mem, memsz in segments]})
+
+    def kexec_file_load(self, kernel_fd, initrd_fd, cmdline, flags):
+        def digest(fd):
+            if fd < 0:
+                return None
+            os.lseek(fd, 0, os.SEEK_SET)
+            h = hashlib.sha256()
+            while chunk := os.read(fd, 1 << 20):
+                h.update(chunk)
+            return h.hexdigest()
+        self._record({"call": "kexec_file_load", "arch": self.arch, "kernel_sha256": digest(kernel_fd),
+                      "initrd_sha256": digest(initrd_fd), "cmdline": cmdline.decode("utf-8", "replace"),
+                      "cmdline_len": len(cmdline), "flags": flags})
+
+    def reboot_kexec(self):
+        self._record({"call": "reboot", "arch": self.arch})
+
+
+def backend_for(arch: str):
+    path = os.environ.get("KEXEC_PY_RECORD")
+    if path:
+        fail = {}
+        for item in filter(None, os.environ.get("KEXEC_PY_RECORD_FAIL", "").split(",")):
+            call, _, name = item.partition("=")
+            fail.setdefault(call, []).append(getattr(errno_mod, name))
+        return RecordingBackend(arch, fail=fail, log_path=path)
+    return SyscallBackend(arch)

@@ -1,0 +1,182 @@
+"""A read-only view of the running system, rooted at a path.
+
+Everything kexec_py learns about the machine it runs on goes through one
+``SystemView``: /proc/iomem, /proc/cmdline, /sys/kernel/..., /sys/firmware/...,
+the headers of /proc/kcore. Tests root it at a captured fixture directory; the
+CLI roots it at "/". It records every path it reads (``paths_read``), which is
+what a bug report needs to become a fixture.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import cached_property
+from pathlib import Path
+
+from kexec_py.errors import SnapshotError
+from kexec_py.plan.ranges import Range
+from kexec_py.system.iomem import IoMem, parse_iomem
+
+KCORE_HEADER_BYTES = 64 * 1024
+
+
+@dataclass(frozen=True, slots=True)
+class CrashNote:
+    cpu: int
+    addr: int
+    size: int
+
+
+@dataclass(frozen=True, slots=True)
+class TypedRange:
+    range: Range
+    type: str       # the kernel's own words: "System RAM", "ACPI Tables", "reserved", ...
+
+
+def parse_cpu_list(text: str) -> list[int]:
+    """'0-3,5,7-8' -> [0, 1, 2, 3, 5, 7, 8]"""
+    cpus: list[int] = []
+    for part in text.strip().split(","):
+        if not part:
+            continue
+        lo, _, hi = part.partition("-")
+        cpus.extend(range(int(lo), int(hi or lo) + 1))
+    return cpus
+
+
+class SystemView:
+    def __init__(self, root: str | Path = "/"):
+        self.root = Path(root)
+        self.paths_read: list[str] = []
+
+    def __repr__(self) -> str:
+        return f"SystemView({str(self.root)!r})"
+
+    # -- raw access ---------------------------------------------------------
+    def path(self, path: str) -> Path:
+        return self.root / path.lstrip("/")
+
+    def exists(self, path: str) -> bool:
+        return self.path(path).exists()
+
+    def read_bytes(self, path: str, *, limit: int | None = None) -> bytes:
+        self.paths_read.append(path)
+        try:
+            with open(self.path(path), "rb") as f:
+                return f.read() if limit is None else f.read(limit)
+        except FileNotFoundError:
+            raise SnapshotError(f"{path} does not exist",
+                                _MISSING_HINTS.get(path, "is the kernel built with kexec and crash-dump support?"))
+        except PermissionError:
+            raise SnapshotError(f"cannot read {path}: permission denied", "run as root")
+        except OSError as e:
+            raise SnapshotError(f"cannot read {path}: {e.strerror}")
+
+    def read_text(self, path: str) -> str:
+        return self.read_bytes(path).decode("utf-8", "replace")
+
+    def read_optional(self, path: str) -> str | None:
+        return self.read_text(path) if self.exists(path) else None
+
+    # -- parsed facts -------------------------------------------------------
+    @cached_property
+    def iomem(self) -> IoMem:
+        return parse_iomem(self.read_text("/proc/iomem"))
+
+    @cached_property
+    def cmdline(self) -> str:
+        return self.read_text("/proc/cmdline").split("\n")[0].split("\r")[0].strip()
+
+    def crash_regions(self) -> list[Range]:
+        """Every "Crash kernel" range, sorted and without duplicates (crashkernel=,high gives two)."""
+        return sorted(set(self.iomem.named("Crash kernel")))
+
+    def flag(self, path: str) -> bool:
+        return self.read_text(path).strip() not in ("", "0")
+
+    def kexec_loaded(self) -> bool:
+        return self.flag("/sys/kernel/kexec_loaded")
+
+    def kexec_crash_loaded(self) -> bool:
+        return self.flag("/sys/kernel/kexec_crash_loaded")
+
+    def kexec_crash_size(self) -> int:
+        return int(self.read_text("/sys/kernel/kexec_crash_size").strip() or 0)
+
+    def possible_cpus(self) -> list[int]:
+        text = self.read_optional("/sys/devices/system/cpu/possible")
+        if text is None:
+            return sorted(int(p.name[3:]) for p in self.path("/sys/devices/system/cpu").glob("cpu[0-9]*"))
+        return parse_cpu_list(text)
+
+    def crash_notes(self) -> list[CrashNote]:
+        """The per-CPU crash note buffers, for every possible CPU that has one."""
+        notes = []
+        for cpu in self.possible_cpus():
+            base = f"/sys/devices/system/cpu/cpu{cpu}"
+            if not self.exists(f"{base}/crash_notes"):
+                continue
+            addr = int(self.read_text(f"{base}/crash_notes").strip(), 16)
+            size_text = self.read_optional(f"{base}/crash_notes_size")
+            notes.append(CrashNote(cpu, addr, int(size_text.strip()) if size_text else 1024))
+        return notes
+
+    def vmcoreinfo(self) -> tuple[int, int] | None:
+        text = self.read_optional("/sys/kernel/vmcoreinfo")
+        if text is None:
+            return None
+        fields = text.split()
+        try:
+            return int(fields[0], 16), int(fields[1], 16)
+        except (IndexError, ValueError):
+            raise SnapshotError(f"/sys/kernel/vmcoreinfo: cannot parse {text.strip()!r}")
+
+    def firmware_memmap(self) -> list[TypedRange] | None:
+        """/sys/firmware/memmap (the boot-time e820 on x86), or None when absent."""
+        top = self.path("/sys/firmware/memmap")
+        if not top.is_dir():
+            return None
+        out = []
+        for entry in sorted(top.iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else 0):
+            rel = f"/sys/firmware/memmap/{entry.name}"
+            start = int(self.read_text(f"{rel}/start").strip(), 16)
+            end = int(self.read_text(f"{rel}/end").strip(), 16)
+            out.append(TypedRange(Range.from_inclusive(start, end), self.read_text(f"{rel}/type").strip()))
+        return sorted(out, key=lambda t: t.range.start)
+
+    def boot_params(self) -> bytes | None:
+        path = "/sys/kernel/boot_params/data"
+        return self.read_bytes(path) if self.exists(path) else None
+
+    def kcore_headers(self) -> bytes | None:
+        """The ELF headers of /proc/kcore (never the whole file)."""
+        path = "/proc/kcore"
+        return self.read_bytes(path, limit=KCORE_HEADER_BYTES) if self.exists(path) else None
+
+    def kallsyms(self, names: set[str]) -> dict[str, int]:
+        found: dict[str, int] = {}
+        text = self.read_optional("/proc/kallsyms") or ""
+        for line in text.splitlines():
+            fields = line.split()
+            if len(fields) >= 3 and fields[2] in names and fields[2] not in found:
+                found[fields[2]] = int(fields[0], 16)
+        return found
+
+    def efi_systab(self) -> dict[str, int]:
+        text = self.read_optional("/sys/firmware/efi/systab") or ""
+        out = {}
+        for line in text.splitlines():
+            key, sep, value = line.partition("=")
+            if sep and re.fullmatch(r"\s*0x[0-9a-fA-F]+\s*", value):
+                out[key.strip()] = int(value, 16)
+        return out
+
+
+_MISSING_HINTS = {
+    "/proc/iomem": "is /proc mounted?",
+    "/proc/cmdline": "is /proc mounted?",
+    "/sys/kernel/kexec_crash_loaded": "the kernel needs CONFIG_CRASH_DUMP; is /sys mounted?",
+    "/sys/kernel/kexec_loaded": "the kernel needs CONFIG_KEXEC; is /sys mounted?",
+    "/sys/kernel/kexec_crash_size": "the kernel needs CONFIG_CRASH_DUMP; is /sys mounted?",
+}
