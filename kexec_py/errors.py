@@ -32,6 +32,9 @@ class KexecError(Exception):
         if exit_code is not None:
             self.exit_code = exit_code
 
+    def __str__(self) -> str:
+        return self.one_line()
+
     def one_line(self) -> str:
         text = self.message
         if self.hint:

@@ -1,0 +1,482 @@
+"""The purgatory: the small program that runs between the old kernel and the new.
+
+kexec_load needs userspace to supply it. It is shipped as a relocatable ELF
+object (ET_REL, built by ``scripts/build-purgatory`` into
+``kexec_py/data/purgatory/<arch>.o``) and linked here at the address the
+planner picked for it:
+
+* ``PurgatoryObject.from_bytes`` parses the object once (with pyelftools,
+  imported lazily) into plain values: the layout of its allocated sections,
+  its symbols and its relocations.
+* ``PurgatoryObject.link(base)`` lays the sections out at ``base``, applies
+  the relocations with the arch's recipes (data, see ``RelocRecipe``) and
+  returns a ``LinkedPurgatory``: one segment's bytes plus its symbol table.
+* ``LinkedPurgatory.set_symbol`` then fills the purgatory's variables by
+  name (``sha256_digest``, ``entry64_regs``, ...), never by byte offset.
+
+The layout follows kexec-tools' ``elf_rel_load``: allocated sections in
+section-header order, those with file bytes first, then the NOBITS ones
+(``.bss``), which the kernel zero-fills as the segment's ``memsz`` tail.
+
+The SHA-256 helpers at the end compute what the purgatory checks before
+it enters the new kernel: one digest over every other segment, each taken as
+its bytes followed by zeros up to its ``memsz``.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import io
+import struct
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from typing import Protocol
+
+from kexec_py.errors import CorruptImage, ImageNotFound, KexecError, PlacementError, UsageError
+
+PAGE_SIZE = 4096
+
+SHA256_REGION_COUNT = 16           # entries in the purgatory's sha256_regions table
+SHA256_REGIONS_SIZE = SHA256_REGION_COUNT * 16   # {u64 start; u64 len} each
+
+_HINT_REBUILD = "rebuild it with scripts/build-purgatory, or reinstall kexec-py"
+
+
+class PurgatorySymbolError(CorruptImage):
+    """A purgatory symbol is missing, or is not what the loader expects."""
+
+
+@dataclass(frozen=True, slots=True)
+class RelocRecipe:
+    """How to apply one relocation type.
+
+    ``compute(S, A, P)`` gives the value to store, where S is the symbol's
+    placed address, A the addend and P the placed address of the location.
+    The value is checked against ``value_range`` (half-open, None = no check)
+    and stored as ``size`` bytes in the object's byte order (0 = nothing to
+    store, as for R_*_NONE).
+    """
+
+    name: str
+    size: int
+    compute: Callable[[int, int, int], int]
+    value_range: tuple[int, int] | None = None
+
+
+# --- parsed object -------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class _Section:
+    index: int
+    name: str
+    offset: int            # from the start of the segment
+    size: int
+    nobits: bool
+    data: bytes            # b"" for NOBITS
+
+
+@dataclass(frozen=True, slots=True)
+class _Symbol:
+    name: str
+    value: int             # st_value: offset inside its section
+    size: int
+    shndx: int | str       # section index, or "SHN_UNDEF" / "SHN_ABS" / "SHN_COMMON"
+    is_global: bool
+
+
+@dataclass(frozen=True, slots=True)
+class _Reloc:
+    section: _Section      # the section being patched
+    offset: int            # r_offset inside it
+    type: int
+    target: int            # the symbol's offset in the segment, or its absolute value
+    absolute: bool         # True: S = target; False: S = base + target
+    addend: int | None     # None for REL: the addend is read from the location
+    where: str             # for messages: ".rela.text[12]"
+
+
+class PurgatoryObject:
+    """A parsed purgatory object, ready to be linked at any suitably aligned base."""
+
+    __slots__ = ("name", "bufsz", "memsz", "align", "byteorder",
+                 "_sections", "_by_index", "_symbols", "_relocs", "_recipes", "_entry")
+
+    def __init__(self) -> None:
+        raise TypeError("use PurgatoryObject.from_bytes()")
+
+    @classmethod
+    def from_bytes(cls, data: bytes, *, machine: str, relocs: Mapping[int, RelocRecipe],
+                   name: str = "purgatory", entry_symbol: str = "purgatory_start") -> PurgatoryObject:
+        """Parse an ET_REL object for ``machine`` (pyelftools' name, e.g. "EM_X86_64").
+
+        Raises CorruptImage (naming ``name``) if the bytes are not such an object or
+        are inconsistent: truncated, wrong type or machine, relocation types missing
+        from ``relocs``, undefined symbols, no ``entry_symbol``.
+        """
+        from elftools.common.exceptions import ELFError
+
+        self = object.__new__(cls)
+        self.name = name
+        self._recipes = relocs
+        try:
+            _parse_into(self, bytes(data), machine=machine, entry_symbol=entry_symbol)
+        except KexecError:
+            raise
+        except (ELFError, ValueError, IndexError, KeyError, AttributeError, struct.error) as e:
+            raise CorruptImage(f"{name}: not a usable ELF object: {e}", _HINT_REBUILD) from e
+        return self
+
+    def link(self, base: int) -> LinkedPurgatory:
+        """Place the purgatory at physical address ``base`` and relocate it."""
+        if base < 0 or base % self.align:
+            raise PlacementError(
+                f"{self.name}: cannot link at {base:#x}: the address must be a multiple of {self.align:#x}")
+        buf = bytearray(self.bufsz)
+        for sec in self._sections:
+            if not sec.nobits:
+                buf[sec.offset:sec.offset + sec.size] = sec.data
+        for rel in self._relocs:
+            self._apply(buf, base, rel)
+        symbols = {sym.name: sym for sym in self._symbols if sym.is_global and sym.name}
+        return LinkedPurgatory(name=self.name, base=base, entry=base + self._entry, memsz=self.memsz,
+                               buf=buf, byteorder=self.byteorder, symbols=symbols,
+                               sections=self._by_index)
+
+    # --- relocation -----------------------------------------------------------------
+
+    def _apply(self, buf: bytearray, base: int, rel: _Reloc) -> None:
+        recipe = self._recipes[rel.type]          # checked by from_bytes
+        if recipe.size == 0:
+            return
+        loc = rel.section.offset + rel.offset
+        if rel.offset < 0 or rel.offset + recipe.size > rel.section.size:
+            raise CorruptImage(f"{self.name}: {rel.where}: {recipe.name} at {rel.offset:#x} is outside "
+                               f"{rel.section.name} ({rel.section.size:#x} bytes)", _HINT_REBUILD)
+        addend = rel.addend
+        if addend is None:
+            addend = int.from_bytes(buf[loc:loc + recipe.size], self.byteorder, signed=True)
+        s = rel.target if rel.absolute else base + rel.target
+        p = base + loc
+        value = recipe.compute(s, addend, p)
+        if recipe.value_range is not None:
+            lo, hi = recipe.value_range
+            if not lo <= value < hi:
+                raise PlacementError(
+                    f"{self.name}: {rel.where}: {recipe.name} value {value:#x} does not fit in "
+                    f"{recipe.size} bytes when linked at {base:#x}",
+                    "place the purgatory lower in memory")
+        buf[loc:loc + recipe.size] = (value % (1 << (8 * recipe.size))).to_bytes(recipe.size, self.byteorder)
+
+    def __repr__(self) -> str:
+        return (f"PurgatoryObject({self.name!r}, bufsz={self.bufsz:#x}, memsz={self.memsz:#x}, "
+                f"align={self.align:#x})")
+
+
+def _align_up(value: int, align: int) -> int:
+    return (value + align - 1) // align * align
+
+
+
+def _parse_into(self: PurgatoryObject, data: bytes, *, machine: str, entry_symbol: str) -> None:
+    from elftools.elf.descriptions import describe_reloc_type
+    from elftools.elf.elffile import ELFFile
+    from elftools.elf.relocation import RelocationSection
+    from elftools.elf.sections import SymbolTableSection
+
+    name = self.name
+    if data[:4] != b"\x7fELF":
+        raise CorruptImage(f"{name}: not an ELF file", _HINT_REBUILD)
+    elf = ELFFile(io.BytesIO(data))
+    if elf["e_type"] != "ET_REL":
+        raise CorruptImage(f"{name}: ELF type is {elf['e_type']}, not ET_REL (a relocatable object)",
+                           _HINT_REBUILD)
+    if elf["e_machine"] != machine:
+        raise CorruptImage(f"{name}: built for {elf['e_machine']}, not {machine}", _HINT_REBUILD)
+    if elf["e_shoff"] + elf["e_shnum"] * elf["e_shentsize"] > len(data):
+        raise CorruptImage(f"{name}: truncated: the section headers end past the file's "
+                           f"{len(data)} bytes", _HINT_REBUILD)
+    self.byteorder = "little" if elf.little_endian else "big"
+
+    # Layout: allocated sections in header order, file-backed ones first.
+    sections: list[_Section] = []
+    headers = [(i, elf.get_section(i)) for i in range(elf.num_sections())]
+    alloc = [(i, s) for i, s in headers if s["sh_flags"] & 0x2]           # SHF_ALLOC
+    progbits = [(i, s) for i, s in alloc if s["sh_type"] != "SHT_NOBITS"]
+    nobits = [(i, s) for i, s in alloc if s["sh_type"] == "SHT_NOBITS"]
+    max_align = 1
+    offset = 0
+    for i, s in progbits:
+        align = max(s["sh_addralign"], 1)
+        max_align = max(max_align, align)
+        offset = _align_up(offset, align)
+        start, size = s["sh_offset"], s["sh_size"]
+        if start + size > len(data):
+            raise CorruptImage(f"{name}: truncated: section {s.name} ends at {start + size:#x}, "
+                               f"past the file's {len(data):#x} bytes", _HINT_REBUILD)
+        sections.append(_Section(i, s.name, offset, size, False, data[start:start + size]))
+        offset += size
+    bufsz = offset
+    for i, s in nobits:
+        align = max(s["sh_addralign"], 1)
+        max_align = max(max_align, align)
+        offset = _align_up(offset, align)
+        sections.append(_Section(i, s.name, offset, s["sh_size"], True, b""))
+        offset += s["sh_size"]
+    self._sections = tuple(sections)
+    self._by_index = {sec.index: sec for sec in sections}
+    self.bufsz = bufsz
+    self.memsz = _align_up(offset, PAGE_SIZE)
+    self.align = max(max_align, PAGE_SIZE)
+
+    symtabs = [(i, s) for i, s in headers if isinstance(s, SymbolTableSection) and s["sh_type"] == "SHT_SYMTAB"]
+    if len(symtabs) != 1:
+        raise CorruptImage(f"{name}: expected one symbol table, found {len(symtabs)}", _HINT_REBUILD)
+    symtab_index, symtab = symtabs[0]
+    self._symbols = tuple(
+        _Symbol(name=sym.name, value=sym["st_value"], size=sym["st_size"],
+                shndx=sym["st_shndx"], is_global=sym["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK"))
+        for sym in symtab.iter_symbols())
+    for sym in self._symbols:
+        if sym.shndx == "SHN_COMMON":
+            raise CorruptImage(f"{name}: symbol {sym.name!r} is a common symbol (build with -fno-common)",
+                               _HINT_REBUILD)
+
+    placed = {sec.index: sec for sec in sections}
+    relocs: list[_Reloc] = []
+    for _, s in headers:
+        if not isinstance(s, RelocationSection):
+            continue
+        target = placed.get(s["sh_info"])
+        if target is None:
+            continue                      # relocates something not loaded (debug info)
+        if target.nobits:
+            raise CorruptImage(f"{name}: {s.name} relocates {target.name}, which has no bytes",
+                               _HINT_REBUILD)
+        if s["sh_link"] != symtab_index:
+            raise CorruptImage(f"{name}: {s.name} does not use the symbol table", _HINT_REBUILD)
+        rela = s.is_RELA()
+        for n, r in enumerate(s.iter_relocations()):
+            where, rtype, sym = f"{s.name}[{n}]", r["r_info_type"], r["r_info_sym"]
+            if rtype not in self._recipes:
+                raise CorruptImage(f"{name}: {where}: relocation type {rtype} "
+                                   f"({describe_reloc_type(rtype, elf)}) is not supported", _HINT_REBUILD)
+            value, absolute = _resolve(self, placed, sym, where)
+            relocs.append(_Reloc(target, r["r_offset"], rtype, value, absolute,
+                                 r["r_addend"] if rela else None, where))
+    self._relocs = tuple(relocs)
+
+    entries = [sym for sym in self._symbols if sym.name == entry_symbol and sym.is_global]
+    if len(entries) != 1 or not isinstance(entries[0].shndx, int) or entries[0].shndx not in placed:
+        raise CorruptImage(f"{name}: no entry point: the global symbol {entry_symbol!r} is missing",
+                           _HINT_REBUILD)
+    self._entry = placed[entries[0].shndx].offset + entries[0].value
+
+
+
+def _resolve(self: PurgatoryObject, placed: Mapping[int, _Section], index: int,
+             where: str) -> tuple[int, bool]:
+    """Where relocation symbol ``index`` lands: (offset in the segment, False) or
+    (absolute value, True)."""
+    name = self.name
+    if index >= len(self._symbols):
+        raise CorruptImage(f"{name}: {where} names symbol {index}, past the symbol table", _HINT_REBUILD)
+    if index == 0:
+        return 0, True                                  # STN_UNDEF: S = 0
+    sym = self._symbols[index]
+    label = repr(sym.name) if sym.name else f"#{index}"
+    if sym.shndx == "SHN_ABS":
+        return sym.value, True
+    if sym.shndx == "SHN_UNDEF":
+        raise CorruptImage(f"{name}: {where} refers to the undefined symbol {label}",
+                           "the purgatory must be self-contained: " + _HINT_REBUILD)
+    sec = placed.get(sym.shndx) if isinstance(sym.shndx, int) else None
+    if sec is None:
+        raise CorruptImage(f"{name}: {where} refers to symbol {label} in a section that is not loaded "
+                           f"({sym.shndx})", _HINT_REBUILD)
+    return sec.offset + sym.value, False
+
+
+# --- linked image --------------------------------------------------------------------
+
+
+class LinkedPurgatory:
+    """The purgatory relocated at ``base``: the bytes of one segment and its symbols.
+
+    ``buf`` holds the file-backed part (``bufsz`` bytes); the segment's ``memsz``
+    also covers the zero-filled ``.bss``. ``entry`` is where kexec jumps.
+    """
+
+    __slots__ = ("name", "base", "entry", "memsz", "buf", "byteorder", "_symbols", "_sections")
+
+    def __init__(self, *, name: str, base: int, entry: int, memsz: int, buf: bytearray,
+                 byteorder: str, symbols: Mapping[str, _Symbol], sections: Mapping[int, _Section]):
+        self.name = name
+        self.base = base
+        self.entry = entry
+        self.memsz = memsz
+        self.buf = buf
+        self.byteorder = byteorder
+        self._symbols = symbols
+        self._sections = sections
+
+    @property
+    def bufsz(self) -> int:
+        return len(self.buf)
+
+    def _lookup(self, name: str) -> tuple[_Symbol, _Section | None]:
+        sym = self._symbols.get(name)
+        if sym is None or sym.shndx == "SHN_UNDEF":
+            raise PurgatorySymbolError(f"{self.name}: has no global symbol {name!r}", _HINT_REBUILD)
+        sec = self._sections.get(sym.shndx) if isinstance(sym.shndx, int) else None
+        if sym.shndx != "SHN_ABS" and sec is None:
+            raise PurgatorySymbolError(f"{self.name}: symbol {name!r} is not in a loaded section",
+                                       _HINT_REBUILD)
+        return sym, sec
+
+    def symbol_addr(self, name: str) -> int:
+        """The physical address of a global symbol once the segment is loaded."""
+        sym, sec = self._lookup(name)
+        if sec is None:
+            return sym.value
+        return self.base + sec.offset + sym.value
+
+    def _span(self, name: str, size: int | None) -> slice:
+        sym, sec = self._lookup(name)
+        if sec is None or sec.nobits:
+            where = "has no bytes in the file (.bss)" if sec is not None else "is an absolute symbol"
+            raise PurgatorySymbolError(f"{self.name}: symbol {name!r} {where}; it cannot be read or set",
+                                       _HINT_REBUILD)
+        if size is not None and size != sym.size:
+            raise PurgatorySymbolError(
+                f"{self.name}: symbol {name!r} is {sym.size} bytes, not {size}",
+                "the purgatory and kexec-py disagree: " + _HINT_REBUILD)
+        start = sec.offset + sym.value
+        if start + sym.size > len(self.buf):
+            raise PurgatorySymbolError(f"{self.name}: symbol {name!r} runs past its section",
+                                       _HINT_REBUILD)
+        return slice(start, start + sym.size)
+
+    def get_symbol(self, name: str) -> bytes:
+        """The current bytes of a global data symbol (all ``st_size`` of them)."""
+        return bytes(self.buf[self._span(name, None)])
+
+    def set_symbol(self, name: str, value: bytes) -> None:
+        """Overwrite a global data symbol; ``value`` must be exactly ``st_size`` bytes."""
+        self.buf[self._span(name, len(value))] = value
+
+    def set_int(self, name: str, value: int) -> None:
+        """Store an unsigned integer in a symbol, in the object's byte order and at its size."""
+        sym, _ = self._lookup(name)
+        if value < 0 or value >= 1 << (8 * sym.size):
+            raise PurgatorySymbolError(f"{self.name}: {value:#x} does not fit in {name!r} "
+                                       f"({sym.size} bytes)")
+        self.set_symbol(name, value.to_bytes(sym.size, self.byteorder))
+
+    def get_int(self, name: str) -> int:
+        return int.from_bytes(self.get_symbol(name), self.byteorder)
+
+    def __repr__(self) -> str:
+        return (f"LinkedPurgatory({self.name!r}, base={self.base:#x}, entry={self.entry:#x}, "
+                f"bufsz={self.bufsz:#x}, memsz={self.memsz:#x})")
+
+
+# --- loading the shipped objects -----------------------------------------------------
+
+
+def load_purgatory(arch: str) -> PurgatoryObject:
+    """Parse the purgatory shipped for ``arch`` (``kexec_py/data/purgatory/<arch>.o``).
+
+    The relocation recipes and ELF machine come from ``kexec_py.arch.relocs_<arch>``
+    (``RELOCATIONS`` and ``ELF_MACHINE``).
+    """
+    import importlib
+    import importlib.resources
+
+    if not arch.replace("_", "").isalnum() or not arch.isascii():
+        raise UsageError(f"no purgatory for architecture {arch!r}")
+    try:
+        recipes = importlib.import_module(f"kexec_py.arch.relocs_{arch}")
+    except ModuleNotFoundError as e:
+        raise UsageError(f"no purgatory for architecture {arch!r}",
+                         "kexec_load needs one; try --kexec-file-syscall") from e
+    resource = importlib.resources.files("kexec_py").joinpath("data", "purgatory", f"{arch}.o")
+    try:
+        data = resource.read_bytes()
+    except (FileNotFoundError, NotADirectoryError) as e:
+        raise ImageNotFound(f"the {arch} purgatory is missing from the installation ({resource})",
+                            _HINT_REBUILD) from e
+    return PurgatoryObject.from_bytes(data, machine=recipes.ELF_MACHINE, relocs=recipes.RELOCATIONS,
+                                      name=f"purgatory {arch}.o")
+
+
+# --- SHA-256 over the other segments -------------------------------------------------
+
+
+class HashedSegment(Protocol):
+    """What sha256_of_segments needs from a segment (plan.Segment fits)."""
+
+    @property
+    def mem(self) -> int: ...
+    @property
+    def memsz(self) -> int: ...
+    @property
+    def buf(self) -> bytes | bytearray | memoryview: ...
+
+
+_HASH_CHUNK = 16 << 20        # feed hashlib 16 MiB at a time (it drops the GIL meanwhile)
+_ZEROS = bytes(1 << 20)
+
+
+def sha256_of_segments(segments: Iterable[HashedSegment]) -> tuple[list[tuple[int, int]], bytes]:
+    """The regions table and the digest the purgatory checks.
+
+    Each segment is hashed as its ``buf`` followed by ``memsz - len(buf)`` zero bytes
+    (what the kernel leaves in memory), in ascending ``mem`` order, as one message.
+    Segments with ``memsz == 0`` are left out. Returns ``([(mem, memsz), ...], digest)``.
+    Buffers are never copied: hashlib reads memoryview slices of them.
+    """
+    h = hashlib.sha256()
+    regions: list[tuple[int, int]] = []
+    zeros = memoryview(_ZEROS)
+    for seg in sorted(segments, key=lambda s: s.mem):
+        if seg.memsz == 0:
+            continue
+        view = memoryview(seg.buf)
+        if view.ndim != 1 or view.itemsize != 1:
+            view = view.cast("B")
+        if len(view) > seg.memsz:
+            raise PlacementError(f"segment at {seg.mem:#x} has {len(view):#x} bytes but memsz "
+                                 f"{seg.memsz:#x}")
+        for start in range(0, len(view), _HASH_CHUNK):
+            h.update(view[start:start + _HASH_CHUNK])
+        pad = seg.memsz - len(view)
+        while pad:
+            n = min(pad, len(zeros))
+            h.update(zeros[:n])
+            pad -= n
+        regions.append((seg.mem, seg.memsz))
+    return regions, h.digest()
+
+
+def pack_sha256_regions(regions: Sequence[tuple[int, int]], *, byteorder: str = "little") -> bytes:
+    """The 256-byte ``sha256_regions`` table: 16 × {u64 start; u64 len}, unused entries zero."""
+    if len(regions) > SHA256_REGION_COUNT:
+        raise PlacementError(f"{len(regions)} segments to check, but the purgatory can hash at most "
+                             f"{SHA256_REGION_COUNT}")
+    out = bytearray(SHA256_REGIONS_SIZE)
+    for n, (start, length) in enumerate(regions):
+        if not (0 <= start < 1 << 64 and 0 <= length < 1 << 64):
+            raise PlacementError(f"sha256 region {n} ({start:#x}, {length:#x}) is not a 64-bit range")
+        out[16 * n:16 * n + 8] = start.to_bytes(8, byteorder)
+        out[16 * n + 8:16 * n + 16] = length.to_bytes(8, byteorder)
+    return bytes(out)
+
+
+def store_sha256(purgatory: LinkedPurgatory, segments: Iterable[HashedSegment]) -> bytes:
+    """Hash ``segments`` (everything but the purgatory's own) and store the regions
+    table and digest in ``sha256_regions`` / ``sha256_digest``. Returns the digest."""
+    regions, digest = sha256_of_segments(segments)
+    purgatory.set_symbol("sha256_regions", pack_sha256_regions(regions, byteorder=purgatory.byteorder))
+    purgatory.set_symbol("sha256_digest", digest)
+    return digest

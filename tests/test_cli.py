@@ -1,0 +1,153 @@
+"""The CLI as a user runs it: a subprocess, on a fixture snapshot, never reaching a
+real kexec syscall (a recorder, --dry-run, or strace failing the call)."""
+
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+
+import pytest
+
+from tests.conftest import SYSTEMS
+
+FIXTURE = SYSTEMS / "x86_64-handmade"
+GUARD = ["strace", "-f", "-qq", "-e", "trace=kexec_load,kexec_file_load,reboot",
+         "-e", "inject=kexec_load,kexec_file_load,reboot:error=EPERM"]
+
+
+def kexec_py(*args, record=None, fail=None, guard=True, root=FIXTURE):
+    """Run kexec-py under the strace guard; returns (exit code, stdout, stderr, strace log lines)."""
+    env = dict(os.environ, PYTHONPATH=os.getcwd())
+    env.pop("KEXEC_PY_RECORD", None)
+    if record:
+        env["KEXEC_PY_RECORD"] = str(record)
+    if fail:
+        env["KEXEC_PY_RECORD_FAIL"] = fail
+    log = f"/tmp/kexec-py-strace-{os.getpid()}.log"
+    cmd = [sys.executable, "-m", "kexec_py", "--root", str(root), *map(str, args)]
+    if guard:
+        assert shutil.which("strace"), "strace is needed for the syscall guard (apt-get install strace)"
+        cmd = [*GUARD, "-o", log, *cmd]
+    p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    traced = open(log).read().splitlines() if guard else []
+    return p.returncode, p.stdout, p.stderr, traced
+
+
+def records(path):
+    return [json.loads(line) for line in open(path)] if path.exists() else []
+
+
+def test_dry_run_prints_the_plan_and_issues_no_syscall(debian_kernel, tmp_path):
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(b"x" * 5000)
+    code, out, err, traced = kexec_py("-p", "-c", "--dry-run", "-d", debian_kernel, "--initrd", initrd,
+                                      "--append", "console=ttyS0")
+    assert code == 0, err
+    assert traced == []
+    assert "syscall: kexec_load" in out and "flags:   0x3e0001" in out
+    for name in ("kernel", "initrd", "setup", "purgatory", "elfcorehdr", "backup"):
+        assert re.search(rf"^  {name} +0x", out, re.M), name
+    assert re.search(r"^segment\[5\]\.memsz = 0x", err, re.M)      # kexec-tools' -d dump
+    assert "elfcorehdr=" in out
+
+
+def test_load_panic_kexec_load_is_recorded(debian_kernel, tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    code, _, err, traced = kexec_py("-p", "-c", debian_kernel, "--append", "console=ttyS0", record=rec)
+    assert code == 0, err
+    assert traced == []
+    (call,) = records(rec)
+    assert call["call"] == "kexec_load" and call["flags"] == 0x3E0001
+    assert len(call["segments"]) == 5                                 # no initrd
+    assert all(0x1D000000 <= s["mem"] and s["mem"] + s["memsz"] <= 0x35000000 for s in call["segments"])
+
+
+def test_load_panic_file_syscall_is_recorded(debian_kernel, tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(b"y" * 100)
+    code, _, err, _ = kexec_py("-p", "-s", debian_kernel, "--initrd", initrd, "--reuse-cmdline",
+                               "--append", "irqpoll", record=rec)
+    assert code == 0, err
+    (call,) = records(rec)
+    assert call["call"] == "kexec_file_load" and call["flags"] == 0x2
+    assert call["cmdline"] == "console=ttyS0 irqpoll\0"      # BOOT_IMAGE and crashkernel= stripped
+    assert call["cmdline_len"] == len("console=ttyS0 irqpoll") + 1
+    assert call["initrd_sha256"] is not None
+
+
+def test_auto_falls_back_to_kexec_load_on_enoexec(debian_kernel, tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    code, _, err, _ = kexec_py("-p", debian_kernel, record=rec, fail="kexec_file_load=ENOEXEC")
+    assert code == 0, err
+    assert [c["call"] for c in records(rec)] == ["kexec_file_load", "kexec_load"]
+    assert "retrying with kexec_load" in err
+
+
+@pytest.mark.parametrize("errno_name,code", [("ENOSYS", 253), ("EPERM", 255)])
+def test_file_syscall_only_does_not_fall_back(debian_kernel, tmp_path, errno_name, code):
+    rec = tmp_path / "rec.jsonl"
+    got, _, err, _ = kexec_py("-p", "-s", debian_kernel, record=rec, fail=f"kexec_file_load={errno_name}")
+    assert got == code
+    assert [c["call"] for c in records(rec)] == ["kexec_file_load"]
+    assert err.startswith("kexec-py: kexec_file_load failed") and err.count("\n") == 1
+
+
+def test_unload_crash(tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    code, _, err, _ = kexec_py("-u", "-p", record=rec)
+    assert code == 0, err
+    assert records(rec) == [{"call": "kexec_file_load", "arch": "x86_64", "kernel_sha256": None,
+                             "initrd_sha256": None, "cmdline": "", "cmdline_len": 0, "flags": 3}]
+    code, _, err, _ = kexec_py("-u", "-p", "-c", record=rec)
+    assert records(rec)[-1] == {"call": "kexec_load", "arch": "x86_64", "entry": 0, "flags": 1, "segments": []}
+
+
+def test_guard_catches_the_real_syscall_and_shows_its_arguments(debian_kernel):
+    """No recorder: the real cffi path runs, strace fails the call with EPERM, and we
+    see exactly what would have reached the kernel."""
+    code, _, err, traced = kexec_py("-p", "-c", debian_kernel, "--append", "console=ttyS0")
+    assert code == 255
+    assert "kexec_load failed: Operation not permitted" in err and "locked down" in err
+    (line,) = [t for t in traced if "kexec_load(" in t]
+    assert re.search(r"kexec_load\(0x[0-9a-f]+, 5, \[\{buf=0x[0-9a-f]+, bufsz=\d+, mem=0x", line), line
+    assert "KEXEC_ARCH_X86_64|KEXEC_ON_CRASH)" in line and "(INJECTED)" in line
+
+
+def test_guard_catches_the_real_file_syscall(debian_kernel):
+    code, _, err, traced = kexec_py("-p", "-s", debian_kernel, "--append", "console=ttyS0")
+    assert code == 255
+    (line,) = [t for t in traced if "kexec_file_load(" in t]
+    assert 'KEXEC_FILE_ON_CRASH|KEXEC_FILE_NO_INITRAMFS' in line, line
+    assert ', -1, 14, "console=ttyS0\\0", ' in line, line        # no initrd fd; length counts the NUL
+
+
+def test_no_crash_region_exits_254_without_syscall(debian_kernel, tmp_path):
+    root = tmp_path / "sys"
+    shutil.copytree(FIXTURE, root)
+    text = (root / "proc/iomem").read_text()
+    (root / "proc/iomem").write_text("\n".join(l for l in text.splitlines() if "Crash kernel" not in l) + "\n")
+    code, _, err, traced = kexec_py("-p", debian_kernel, root=root)
+    assert code == 254 and traced == []
+    assert "crashkernel=" in err and err.count("\n") == 1
+
+
+def test_status(tmp_path):
+    root = tmp_path / "sys"
+    shutil.copytree(FIXTURE, root)
+    assert kexec_py("-S", root=root, guard=False)[0] == 0
+    (root / "sys/kernel/kexec_crash_loaded").write_text("1\n")
+    assert kexec_py("-S", root=root, guard=False)[0] == 1
+    assert kexec_py("-S", "-l", root=root, guard=False)[0] == 0
+
+
+def test_help_and_version():
+    p = subprocess.run([sys.executable, "-m", "kexec_py", "--help"], capture_output=True, text=True)
+    assert p.returncode == 0
+    for opt in ("--load-panic", "--unload", "--kexec-file-syscall", "--kexec-syscall", "--initrd", "--ramdisk",
+                "--append", "--command-line", "--reuse-cmdline", "--debug", "--status", "--dry-run"):
+        assert opt in p.stdout, opt
+    p = subprocess.run([sys.executable, "-m", "kexec_py", "-v"], capture_output=True, text=True)
+    assert p.returncode == 0 and p.stdout.startswith("kexec-py ")
