@@ -10,7 +10,7 @@ import errno as E
 import mmap
 import os
 import sys as _sys
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kexec_py.errors import (FileSyscallUnavailable, ImageError, ImageNotFound, KexecError,
@@ -114,7 +114,16 @@ def _load_file(req: Request, ctx: Context, cmdline: str, crash: bool) -> int:
         print(render_plan(plan), file=ctx.out if req.dry_run else ctx.err)
     if req.dry_run:
         return 0
-    _submit_reporting_loss(plan, ctx, crash, lambda: submit(plan, ctx.backend))
+    try:
+        _submit_reporting_loss(plan, ctx, crash, lambda: submit(plan, ctx.backend))
+    except SubmitError as e:
+        # Kernels before 6.7 do not know KEXEC_FILE_DEBUG and refuse it with EINVAL
+        # before they look at anything else; the load itself may still work.
+        if not (e.errno == E.EINVAL and plan.flags & K.KEXEC_FILE_DEBUG):
+            raise
+        print("kexec-py: this kernel does not take KEXEC_FILE_DEBUG; loading without it", file=ctx.err)
+        plan = replace(plan, flags=plan.flags & ~K.KEXEC_FILE_DEBUG)
+        _submit_reporting_loss(plan, ctx, crash, lambda: submit(plan, ctx.backend))
     return 0
 
 

@@ -151,3 +151,11 @@ def test_help_and_version():
         assert opt in p.stdout, opt
     p = subprocess.run([sys.executable, "-m", "kexec_py", "-v"], capture_output=True, text=True)
     assert p.returncode == 0 and p.stdout.startswith("kexec-py ")
+
+
+def test_debug_flag_dropped_when_the_kernel_does_not_know_it(debian_kernel, tmp_path):
+    rec = tmp_path / "rec.jsonl"
+    code, _, err, _ = kexec_py("-p", "-s", "-d", debian_kernel, record=rec, fail="kexec_file_load=EINVAL")
+    assert code == 0, err
+    assert [c["flags"] for c in records(rec)] == [0x2 | 0x4 | 0x8, 0x2 | 0x4]
+    assert "KEXEC_FILE_DEBUG" in err

@@ -41,6 +41,7 @@ class CrashFacts:
     kernel_text: KernelTextMap | None
     page_offset: int | None
     boot_params: bytes | None                # the running kernel's zero page
+    acpi_rsdp: int = 0                       # from the EFI system table, when boot_params has none
 
 
 def read_crash_facts(sys: SystemView, *, page_offset_default: int | None) -> CrashFacts:
@@ -67,7 +68,13 @@ def read_crash_facts(sys: SystemView, *, page_offset_default: int | None) -> Cra
         kernel_text=_kernel_text(kcore, iomem.named("Kernel code")),
         page_offset=_page_offset(kcore, page_offset_default),
         boot_params=sys.boot_params(),
+        acpi_rsdp=_efi_acpi_rsdp(sys),
     )
+
+
+def _efi_acpi_rsdp(sys: SystemView) -> int:
+    systab = sys.efi_systab()
+    return systab.get("ACPI20", systab.get("ACPI", 0))
 
 
 def _kcore_loads(headers: bytes | None) -> list[tuple[int, int, int]]:

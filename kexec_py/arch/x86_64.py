@@ -81,7 +81,7 @@ def plan_bzimage_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFacts
         setup_header=image.data[0x1F1:0x1F1 + image.header_len],
         cmdline_addr=setup.start + PAGE_SIZE,
         initrd=Range.sized(initrd.start, len(inputs.initrd)) if initrd else None,
-        e820=tuple(e820), running=facts.boot_params))
+        e820=tuple(e820), running=facts.boot_params, acpi_rsdp=facts.acpi_rsdp))
 
     segments = [
         Segment("backup", b"", backup.start, backup.size),

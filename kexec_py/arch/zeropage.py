@@ -20,6 +20,7 @@ class ZeroPageSpec:
     initrd: Range | None
     e820: tuple[tuple[Range, str], ...]
     running: bytes | None                   # /sys/kernel/boot_params/data of the running kernel
+    acpi_rsdp: int = 0                      # used when the running zero page has none
 
 
 def build_zero_page(spec: ZeroPageSpec) -> bytes:
@@ -36,6 +37,8 @@ def build_zero_page(spec: ZeroPageSpec) -> bytes:
         zp.hdr.hardware_subarch = running.hdr.hardware_subarch
         zp.hdr.hardware_subarch_data = running.hdr.hardware_subarch_data
 
+    if not zp.acpi_rsdp_addr:
+        zp.acpi_rsdp_addr = spec.acpi_rsdp
     hdr = zp.hdr
     hdr.type_of_loader = bp.LOADER_TYPE_KEXEC
     hdr.loadflags = 0

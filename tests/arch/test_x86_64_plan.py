@@ -131,3 +131,16 @@ def test_highmem_fixture_uses_high_region_and_dumps_kmem(debian_kernel):
             assert b <= r.start or r.end <= a
     assert len([h for h in ELFFile(io.BytesIO(bytes(seg(p, "elfcorehdr").buf))).iter_segments()
                 if h.header.p_type == "PT_NOTE"]) == 5    # 4 CPUs + vmcoreinfo
+
+
+def test_acpi_rsdp_from_efi_systab_when_boot_params_has_none(debian_kernel, tmp_path):
+    import shutil
+    root = tmp_path / "sys"
+    shutil.copytree(system_dirs("x86_64-handmade")[0], root)
+    (root / "sys/firmware/efi").mkdir(parents=True)
+    (root / "sys/firmware/efi/systab").write_text("ACPI20=0x7fb7e014\nACPI=0x7fb7e000\nSMBIOS=0x7f9a0000\n")
+    arch = X86_64()
+    p = arch.plan_crash(open_kernel(debian_kernel, arch.formats), LoadInputs(cmdline="", initrd=None),
+                        arch.read_crash_facts(SystemView(root)), load_purgatory("x86_64"))
+    zp = bp.boot_params.parse(bytes(seg(p, "setup").buf[:4096]))
+    assert zp.acpi_rsdp_addr == 0x7FB7E014
