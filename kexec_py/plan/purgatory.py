@@ -97,13 +97,28 @@ class _Reloc:
 
 
 class PurgatoryObject:
-    """A parsed purgatory object, ready to be linked at any suitably aligned base."""
+    """A parsed purgatory object, ready to be linked at any suitably aligned base.
+
+    ``bufsz`` is the size of the file-backed part of the layout, ``memsz`` that plus
+    the NOBITS sections, rounded up to a page, and ``align`` the alignment the base
+    address needs (the largest section alignment, at least a page).
+    """
 
     __slots__ = ("name", "bufsz", "memsz", "align", "byteorder",
-                 "_sections", "_by_index", "_symbols", "_relocs", "_recipes", "_entry")
+                 "_sections", "_symbols", "_relocs", "_recipes", "_entry")
 
-    def __init__(self) -> None:
-        raise TypeError("use PurgatoryObject.from_bytes()")
+    def __init__(self, *, name: str, layout: _Layout, byteorder: str, symbols: tuple[_Symbol, ...],
+                 relocs: tuple[_Reloc, ...], recipes: Mapping[int, RelocRecipe], entry: int):
+        self.name = name
+        self.bufsz = layout.bufsz
+        self.memsz = layout.memsz
+        self.align = layout.align
+        self.byteorder = byteorder
+        self._sections = layout.sections
+        self._symbols = symbols
+        self._relocs = relocs
+        self._recipes = recipes
+        self._entry = entry
 
     @classmethod
     def from_bytes(cls, data: bytes, *, machine: str, relocs: Mapping[int, RelocRecipe],
@@ -112,20 +127,17 @@ class PurgatoryObject:
 
         Raises CorruptImage (naming ``name``) if the bytes are not such an object or
         are inconsistent: truncated, wrong type or machine, relocation types missing
-        from ``relocs``, undefined symbols, no ``entry_symbol``.
+        from ``relocs``, undefined symbols, no global ``entry_symbol``.
         """
         from elftools.common.exceptions import ELFError
 
-        self = object.__new__(cls)
-        self.name = name
-        self._recipes = relocs
         try:
-            _parse_into(self, bytes(data), machine=machine, entry_symbol=entry_symbol)
+            return _parse(cls, bytes(data), name=name, machine=machine, recipes=relocs,
+                          entry_symbol=entry_symbol)
         except KexecError:
             raise
         except (ELFError, ValueError, IndexError, KeyError, AttributeError, struct.error) as e:
             raise CorruptImage(f"{name}: not a usable ELF object: {e}", _HINT_REBUILD) from e
-        return self
 
     def link(self, base: int) -> LinkedPurgatory:
         """Place the purgatory at physical address ``base`` and relocate it."""
@@ -133,7 +145,7 @@ class PurgatoryObject:
             raise PlacementError(
                 f"{self.name}: cannot link at {base:#x}: the address must be a multiple of {self.align:#x}")
         buf = bytearray(self.bufsz)
-        for sec in self._sections:
+        for sec in self._sections.values():
             if not sec.nobits:
                 buf[sec.offset:sec.offset + sec.size] = sec.data
         for rel in self._relocs:
@@ -141,24 +153,18 @@ class PurgatoryObject:
         symbols = {sym.name: sym for sym in self._symbols if sym.is_global and sym.name}
         return LinkedPurgatory(name=self.name, base=base, entry=base + self._entry, memsz=self.memsz,
                                buf=buf, byteorder=self.byteorder, symbols=symbols,
-                               sections=self._by_index)
-
-    # --- relocation -----------------------------------------------------------------
+                               sections=self._sections)
 
     def _apply(self, buf: bytearray, base: int, rel: _Reloc) -> None:
-        recipe = self._recipes[rel.type]          # checked by from_bytes
+        recipe = self._recipes[rel.type]          # from_bytes checked it exists and fits
         if recipe.size == 0:
             return
         loc = rel.section.offset + rel.offset
-        if rel.offset < 0 or rel.offset + recipe.size > rel.section.size:
-            raise CorruptImage(f"{self.name}: {rel.where}: {recipe.name} at {rel.offset:#x} is outside "
-                               f"{rel.section.name} ({rel.section.size:#x} bytes)", _HINT_REBUILD)
         addend = rel.addend
-        if addend is None:
+        if addend is None:                        # REL: the addend is stored in place
             addend = int.from_bytes(buf[loc:loc + recipe.size], self.byteorder, signed=True)
         s = rel.target if rel.absolute else base + rel.target
-        p = base + loc
-        value = recipe.compute(s, addend, p)
+        value = recipe.compute(s, addend, base + loc)
         if recipe.value_range is not None:
             lo, hi = recipe.value_range
             if not lo <= value < hi:
@@ -177,14 +183,18 @@ def _align_up(value: int, align: int) -> int:
     return (value + align - 1) // align * align
 
 
+@dataclass(frozen=True, slots=True)
+class _Layout:
+    sections: Mapping[int, _Section]      # by section index: only the allocated ones
+    bufsz: int
+    memsz: int
+    align: int
 
-def _parse_into(self: PurgatoryObject, data: bytes, *, machine: str, entry_symbol: str) -> None:
-    from elftools.elf.descriptions import describe_reloc_type
+
+def _parse(cls: type[PurgatoryObject], data: bytes, *, name: str, machine: str,
+           recipes: Mapping[int, RelocRecipe], entry_symbol: str) -> PurgatoryObject:
     from elftools.elf.elffile import ELFFile
-    from elftools.elf.relocation import RelocationSection
-    from elftools.elf.sections import SymbolTableSection
 
-    name = self.name
     if data[:4] != b"\x7fELF":
         raise CorruptImage(f"{name}: not an ELF file", _HINT_REBUILD)
     elf = ELFFile(io.BytesIO(data))
@@ -196,56 +206,72 @@ def _parse_into(self: PurgatoryObject, data: bytes, *, machine: str, entry_symbo
     if elf["e_shoff"] + elf["e_shnum"] * elf["e_shentsize"] > len(data):
         raise CorruptImage(f"{name}: truncated: the section headers end past the file's "
                            f"{len(data)} bytes", _HINT_REBUILD)
-    self.byteorder = "little" if elf.little_endian else "big"
+    headers = [elf.get_section(i) for i in range(elf.num_sections())]
+    layout = _lay_out(headers, data, name)
+    symtab_index, symbols = _read_symbols(headers, name)
+    relocs = _read_relocs(elf, headers, layout.sections, symtab_index, symbols, recipes, name)
 
-    # Layout: allocated sections in header order, file-backed ones first.
-    sections: list[_Section] = []
-    headers = [(i, elf.get_section(i)) for i in range(elf.num_sections())]
-    alloc = [(i, s) for i, s in headers if s["sh_flags"] & 0x2]           # SHF_ALLOC
-    progbits = [(i, s) for i, s in alloc if s["sh_type"] != "SHT_NOBITS"]
-    nobits = [(i, s) for i, s in alloc if s["sh_type"] == "SHT_NOBITS"]
+    entries = [sym for sym in symbols if sym.name == entry_symbol and sym.is_global]
+    if len(entries) != 1 or entries[0].shndx not in layout.sections:
+        raise CorruptImage(f"{name}: no entry point: the global symbol {entry_symbol!r} is missing",
+                           _HINT_REBUILD)
+    entry = layout.sections[entries[0].shndx].offset + entries[0].value
+    return cls(name=name, layout=layout, byteorder="little" if elf.little_endian else "big",
+               symbols=symbols, relocs=relocs, recipes=recipes, entry=entry)
+
+
+def _lay_out(headers: Sequence, data: bytes, name: str) -> _Layout:
+    """Allocated sections in header order: file-backed ones first, then NOBITS."""
+    alloc = [(i, s) for i, s in enumerate(headers) if s["sh_flags"] & 0x2]        # SHF_ALLOC
+    ordered = ([(i, s) for i, s in alloc if s["sh_type"] != "SHT_NOBITS"] +
+               [(i, s) for i, s in alloc if s["sh_type"] == "SHT_NOBITS"])
+    sections: dict[int, _Section] = {}
+    offset = bufsz = 0
     max_align = 1
-    offset = 0
-    for i, s in progbits:
-        align = max(s["sh_addralign"], 1)
+    for i, s in ordered:
+        nobits = s["sh_type"] == "SHT_NOBITS"
+        align = max(s["sh_addralign"], 1)            # 0 means no constraint
         max_align = max(max_align, align)
         offset = _align_up(offset, align)
-        start, size = s["sh_offset"], s["sh_size"]
-        if start + size > len(data):
-            raise CorruptImage(f"{name}: truncated: section {s.name} ends at {start + size:#x}, "
-                               f"past the file's {len(data):#x} bytes", _HINT_REBUILD)
-        sections.append(_Section(i, s.name, offset, size, False, data[start:start + size]))
+        size = s["sh_size"]
+        contents = b""
+        if not nobits:
+            start = s["sh_offset"]
+            if start + size > len(data):
+                raise CorruptImage(f"{name}: truncated: section {s.name} ends at {start + size:#x}, "
+                                   f"past the file's {len(data):#x} bytes", _HINT_REBUILD)
+            contents = data[start:start + size]
+        sections[i] = _Section(i, s.name, offset, size, nobits, contents)
         offset += size
-    bufsz = offset
-    for i, s in nobits:
-        align = max(s["sh_addralign"], 1)
-        max_align = max(max_align, align)
-        offset = _align_up(offset, align)
-        sections.append(_Section(i, s.name, offset, s["sh_size"], True, b""))
-        offset += s["sh_size"]
-    self._sections = tuple(sections)
-    self._by_index = {sec.index: sec for sec in sections}
-    self.bufsz = bufsz
-    self.memsz = _align_up(offset, PAGE_SIZE)
-    self.align = max(max_align, PAGE_SIZE)
+        if not nobits:
+            bufsz = offset
+    return _Layout(sections, bufsz, _align_up(offset, PAGE_SIZE), max(max_align, PAGE_SIZE))
 
-    symtabs = [(i, s) for i, s in headers if isinstance(s, SymbolTableSection) and s["sh_type"] == "SHT_SYMTAB"]
+
+def _read_symbols(headers: Sequence, name: str) -> tuple[int, tuple[_Symbol, ...]]:
+    symtabs = [i for i, s in enumerate(headers) if s["sh_type"] == "SHT_SYMTAB"]
     if len(symtabs) != 1:
         raise CorruptImage(f"{name}: expected one symbol table, found {len(symtabs)}", _HINT_REBUILD)
-    symtab_index, symtab = symtabs[0]
-    self._symbols = tuple(
-        _Symbol(name=sym.name, value=sym["st_value"], size=sym["st_size"],
-                shndx=sym["st_shndx"], is_global=sym["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK"))
-        for sym in symtab.iter_symbols())
-    for sym in self._symbols:
+    symbols = tuple(
+        _Symbol(name=sym.name, value=sym["st_value"], size=sym["st_size"], shndx=sym["st_shndx"],
+                is_global=sym["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK"))
+        for sym in headers[symtabs[0]].iter_symbols())
+    for sym in symbols:
         if sym.shndx == "SHN_COMMON":
             raise CorruptImage(f"{name}: symbol {sym.name!r} is a common symbol (build with -fno-common)",
                                _HINT_REBUILD)
+    return symtabs[0], symbols
 
-    placed = {sec.index: sec for sec in sections}
+
+def _read_relocs(elf, headers: Sequence, placed: Mapping[int, _Section], symtab_index: int,
+                 symbols: tuple[_Symbol, ...], recipes: Mapping[int, RelocRecipe],
+                 name: str) -> tuple[_Reloc, ...]:
+    """Every relocation of a loaded section, checked and with its symbol resolved."""
+    from elftools.elf.descriptions import describe_reloc_type
+
     relocs: list[_Reloc] = []
-    for _, s in headers:
-        if not isinstance(s, RelocationSection):
+    for s in headers:
+        if s["sh_type"] not in ("SHT_RELA", "SHT_REL"):
             continue
         target = placed.get(s["sh_info"])
         if target is None:
@@ -255,35 +281,31 @@ def _parse_into(self: PurgatoryObject, data: bytes, *, machine: str, entry_symbo
                                _HINT_REBUILD)
         if s["sh_link"] != symtab_index:
             raise CorruptImage(f"{name}: {s.name} does not use the symbol table", _HINT_REBUILD)
-        rela = s.is_RELA()
+        rela = s["sh_type"] == "SHT_RELA"
         for n, r in enumerate(s.iter_relocations()):
-            where, rtype, sym = f"{s.name}[{n}]", r["r_info_type"], r["r_info_sym"]
-            if rtype not in self._recipes:
+            where, rtype, offset = f"{s.name}[{n}]", r["r_info_type"], r["r_offset"]
+            recipe = recipes.get(rtype)
+            if recipe is None:
                 raise CorruptImage(f"{name}: {where}: relocation type {rtype} "
                                    f"({describe_reloc_type(rtype, elf)}) is not supported", _HINT_REBUILD)
-            value, absolute = _resolve(self, placed, sym, where)
-            relocs.append(_Reloc(target, r["r_offset"], rtype, value, absolute,
+            if offset + recipe.size > target.size:
+                raise CorruptImage(f"{name}: {where}: {recipe.name} at {offset:#x} is outside "
+                                   f"{target.name} ({target.size:#x} bytes)", _HINT_REBUILD)
+            value, absolute = _resolve(symbols, placed, r["r_info_sym"], where, name)
+            relocs.append(_Reloc(target, offset, rtype, value, absolute,
                                  r["r_addend"] if rela else None, where))
-    self._relocs = tuple(relocs)
-
-    entries = [sym for sym in self._symbols if sym.name == entry_symbol and sym.is_global]
-    if len(entries) != 1 or not isinstance(entries[0].shndx, int) or entries[0].shndx not in placed:
-        raise CorruptImage(f"{name}: no entry point: the global symbol {entry_symbol!r} is missing",
-                           _HINT_REBUILD)
-    self._entry = placed[entries[0].shndx].offset + entries[0].value
+    return tuple(relocs)
 
 
-
-def _resolve(self: PurgatoryObject, placed: Mapping[int, _Section], index: int,
-             where: str) -> tuple[int, bool]:
+def _resolve(symbols: tuple[_Symbol, ...], placed: Mapping[int, _Section], index: int,
+             where: str, name: str) -> tuple[int, bool]:
     """Where relocation symbol ``index`` lands: (offset in the segment, False) or
     (absolute value, True)."""
-    name = self.name
-    if index >= len(self._symbols):
+    if index >= len(symbols):
         raise CorruptImage(f"{name}: {where} names symbol {index}, past the symbol table", _HINT_REBUILD)
     if index == 0:
         return 0, True                                  # STN_UNDEF: S = 0
-    sym = self._symbols[index]
+    sym = symbols[index]
     label = repr(sym.name) if sym.name else f"#{index}"
     if sym.shndx == "SHN_ABS":
         return sym.value, True

@@ -1,0 +1,150 @@
+/*
+ * kexec_py x86_64 purgatory: what runs between the old kernel and the new.
+ *
+ * entry64.S gives us a GDT, flat segments and a stack, then calls
+ * purgatory_main(), which
+ *   1. unless skip_checks is set, hashes the memory named by sha256_regions
+ *      and halts for good if the result is not sha256_digest;
+ *   2. if backup_dst is set, copies backup_size bytes from backup_src to
+ *      backup_dst (kdump's copy of the low 640 KiB, which the capture kernel
+ *      is about to reuse);
+ *   3. jumps to the new kernel with the registers in entry64_regs.
+ * With console_serial set it reports each step on the 8250 UART at
+ * serial_base.  All addresses are physical: the old kernel left us running
+ * on an identity mapping.
+ */
+#include "purgatory.h"
+
+#define SHA256_REGIONS 16
+
+struct sha256_region {
+	u64 start;
+	u64 len;
+};
+
+/* --- filled in by the Python loader (kexec_py/plan/purgatory.py) --- */
+LOADER_SET struct sha256_region sha256_regions[SHA256_REGIONS] = { { 0, 0 } };
+LOADER_SET u8 sha256_digest[SHA256_DIGEST_SIZE] = { 0 };
+LOADER_SET u8 skip_checks = 0;
+LOADER_SET u64 backup_src = 0;
+LOADER_SET u64 backup_dst = 0;
+LOADER_SET u64 backup_size = 0;
+LOADER_SET u8 console_serial = 0;
+LOADER_SET u16 serial_base = 0x3f8;
+
+/* entry64.S: rax rbx rcx rdx rsi rdi rsp rbp r8..r15 rip */
+extern u64 entry64_regs[17];
+#define ENTRY64_RIP 16
+
+/* --- 8250 UART output --- */
+
+#define UART_THR 0		/* transmit holding register */
+#define UART_LSR 5		/* line status register */
+#define UART_LSR_THRE 0x20	/* transmit holding register empty */
+
+static inline void outb(u16 port, u8 value)
+{
+	asm volatile("outb %0, %1" : : "a"(value), "Nd"(port));
+}
+
+static inline u8 inb(u16 port)
+{
+	u8 value;
+
+	asm volatile("inb %1, %0" : "=a"(value) : "Nd"(port));
+	return value;
+}
+
+static void serial_putc(u8 c)
+{
+	u16 base = serial_base;
+	unsigned int spins;
+
+	/* Wait for room, but give up after a while: a wrong port or a wedged
+	 * UART must not keep the new kernel from booting. */
+	for (spins = 0; spins < 100000; spins++) {
+		if (inb(base + UART_LSR) & UART_LSR_THRE)
+			break;
+	}
+	outb(base + UART_THR, c);
+}
+
+static void print(const char *s)
+{
+	if (!console_serial)
+		return;
+	for (; *s; s++) {
+		if (*s == '\n')
+			serial_putc('\r');
+		serial_putc(*s);
+	}
+}
+
+static void print_hex(const u8 *bytes, unsigned int n)
+{
+	static const char digits[] = "0123456789abcdef";
+	char text[3];
+	unsigned int i;
+
+	text[2] = 0;
+	for (i = 0; i < n; i++) {
+		text[0] = digits[bytes[i] >> 4];
+		text[1] = digits[bytes[i] & 15];
+		print(text);
+	}
+}
+
+/* --- the three steps --- */
+
+static int digest_matches(void)
+{
+	struct sha256_ctx ctx;
+	u8 digest[SHA256_DIGEST_SIZE];
+	unsigned int i;
+
+	sha256_init(&ctx);
+	for (i = 0; i < SHA256_REGIONS; i++) {
+		const struct sha256_region *r = &sha256_regions[i];
+
+		if (r->len)
+			sha256_update(&ctx, (const u8 *)(uptr)r->start, r->len);
+	}
+	sha256_final(&ctx, digest);
+
+	if (memcmp(digest, sha256_digest, SHA256_DIGEST_SIZE) == 0)
+		return 1;
+	print("kexec-py purgatory: sha256 mismatch, halting\n  expected ");
+	print_hex(sha256_digest, SHA256_DIGEST_SIZE);
+	print("\n  computed ");
+	print_hex(digest, SHA256_DIGEST_SIZE);
+	print("\n");
+	return 0;
+}
+
+void purgatory_main(void) __attribute__((noreturn));
+
+void purgatory_main(void)
+{
+	print("kexec-py purgatory: started\n");
+
+	if (skip_checks) {
+		print("kexec-py purgatory: sha256 check skipped\n");
+	} else {
+		if (!digest_matches())
+			purgatory_halt();
+		print("kexec-py purgatory: sha256 ok\n");
+	}
+
+	if (backup_dst) {
+		memcpy((void *)(uptr)backup_dst, (const void *)(uptr)backup_src,
+		       backup_size);
+		print("kexec-py purgatory: low memory backed up\n");
+	}
+
+	if (!entry64_regs[ENTRY64_RIP]) {
+		print("kexec-py purgatory: no entry point, halting\n");
+		purgatory_halt();
+	}
+	print("kexec-py purgatory: jumping to kernel\n");
+	purgatory_enter_kernel();
+}
