@@ -3,6 +3,7 @@ first image format (of the architecture's list, in order) that recognises it."""
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable, Sequence
@@ -31,7 +32,10 @@ def read_kernel_file(path: str | Path) -> KernelFile:
     path = Path(path)
     try:
         with open(path, "rb") as f:
-            raw = f.read(MAX_KERNEL_BYTES + 1)
+            size = os.fstat(f.fileno()).st_size
+            if size > MAX_KERNEL_BYTES:
+                raise ImageError(f"{path} is larger than 2 GiB", "that is not a kernel")
+            raw = f.read()
     except FileNotFoundError:
         raise ImageNotFound(f"{path}: no such file", "check the kernel path") from None
     except IsADirectoryError:
@@ -40,8 +44,6 @@ def read_kernel_file(path: str | Path) -> KernelFile:
         raise ImageError(f"{path}: permission denied", "run as root or fix the file mode") from None
     except OSError as e:
         raise ImageError(f"{path}: cannot read: {e.strerror}") from None
-    if len(raw) > MAX_KERNEL_BYTES:
-        raise ImageError(f"{path} is larger than 2 GiB", "that is not a kernel")
     if not raw:
         raise ImageError(f"{path} is empty", "re-copy the kernel file")
     kind = sniff(raw[:16])

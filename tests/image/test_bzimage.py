@@ -65,3 +65,13 @@ def test_unknown_and_missing_files(tmp_path):
     bad_gz.write_bytes(gzip.compress(bytes(range(256)) * 64)[:-20])
     with pytest.raises(CorruptImage, match="gzip data is corrupt"):
         open_kernel(bad_gz, X86_64().formats)
+
+
+def test_huge_file_refused_without_reading_it(tmp_path):
+    """A read sized by the limit allocated 2 GiB at once and died with MemoryError in a small guest."""
+    from kexec_py.errors import ImageError
+    big = tmp_path / "sparse"
+    with open(big, "wb") as f:
+        f.truncate((1 << 31) + 1)
+    with pytest.raises(ImageError, match="larger than 2 GiB"):
+        open_kernel(big, X86_64().formats)
