@@ -14,7 +14,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 
 from kexec_py.errors import (FileSyscallUnavailable, ImageError, ImageNotFound, KexecError,
-                             NoCrashMemory, SubmitError, UsageError)
+                             NoCrashMemory, SnapshotError, SubmitError, UsageError)
 from kexec_py.plan.cmdline import compose_cmdline
 from kexec_py.plan.plan import FilePlan, UnloadPlan
 from kexec_py.request import Action, Request, Syscall
@@ -33,7 +33,11 @@ class Context:
 def run(req: Request, ctx: Context) -> int:
     """Carry out ``req``; returns the exit status. Raises KexecError for the CLI to report."""
     if req.action is Action.STATUS:
-        loaded = ctx.sys.kexec_loaded() if not req.crash else ctx.sys.kexec_crash_loaded()
+        try:
+            loaded = ctx.sys.kexec_loaded() if not req.crash else ctx.sys.kexec_crash_loaded()
+        except SnapshotError as e:
+            e.exit_code = 255          # kexec-tools: -S with an unreadable /sys file
+            raise
         if req.debug:
             print(f"{'crash' if req.crash else 'kexec'} kernel {'loaded' if loaded else 'not loaded'}",
                   file=ctx.err)
@@ -141,7 +145,7 @@ def _load_segments(req: Request, ctx: Context, cmdline: str, crash: bool) -> int
     if crash:
         plan = ctx.arch.plan_crash(image, inputs, ctx.arch.read_crash_facts(ctx.sys), purgatory)
     else:
-        plan = ctx.arch.plan_load(image, inputs, ctx.sys, purgatory)
+        plan = ctx.arch.plan_load(image, inputs, ctx.arch.read_load_facts(ctx.sys), purgatory)
     from kexec_py.plan.segments import check_plan
     check_plan(plan)
     if req.dry_run:

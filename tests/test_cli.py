@@ -141,6 +141,9 @@ def test_status(tmp_path):
     (root / "sys/kernel/kexec_crash_loaded").write_text("1\n")
     assert kexec_py("-S", root=root, guard=False)[0] == 1
     assert kexec_py("-S", "-l", root=root, guard=False)[0] == 0
+    (root / "sys/kernel/kexec_crash_loaded").unlink()
+    code, _, err, _ = kexec_py("-S", root=root, guard=False)
+    assert code == 255 and "kexec_crash_loaded does not exist" in err
 
 
 def test_help_and_version():

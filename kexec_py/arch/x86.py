@@ -115,6 +115,43 @@ def _page_offset(kcore, default: int | None) -> int | None:
     return min(direct) if direct else default
 
 
+# /sys/firmware/memmap type names -> e820 kinds (anything else: reserved)
+MEMMAP_KINDS = {
+    "System RAM": "ram",
+    "ACPI Tables": "acpi",
+    "ACPI Non-volatile Storage": "nvs",
+    "Persistent Memory (legacy)": "pram",
+    "Persistent Memory": "pmem",
+}
+
+
+@dataclass(frozen=True, slots=True)
+class LoadFacts:
+    ram: tuple[Range, ...]
+    e820: tuple[tuple[Range, str], ...]     # the firmware's map, handed on to the new kernel
+    boot_params: bytes | None
+    acpi_rsdp: int
+    source: str
+
+
+def read_load_facts(sys: SystemView) -> LoadFacts:
+    """The machine's memory as the firmware described it at boot (/sys/firmware/memmap),
+    or /proc/iomem's top level when that is missing."""
+    memmap = sys.firmware_memmap()
+    source = "/sys/firmware/memmap"
+    if memmap is None:
+        memmap = [TypedRange(r.range, r.name) for r in sys.iomem.roots]
+        source = "/proc/iomem"
+    e820 = [(t.range, MEMMAP_KINDS.get(t.type, "reserved")) for t in memmap
+            if t.type in MEMMAP_KINDS or t.type.lower() in ("reserved", "unusable memory", "unknown e820 type")]
+    e820 = _drop_overlaps(sorted(e820, key=lambda e: e[0].start))
+    ram = tuple(merge(r for r, kind in e820 if kind == "ram"))
+    if not ram:
+        raise SnapshotError(f"{source} lists no System RAM", "is /sys mounted, and are you root?")
+    return LoadFacts(ram=ram, e820=tuple(e820), boot_params=sys.boot_params(), acpi_rsdp=_efi_acpi_rsdp(sys),
+                     source=source)
+
+
 # -- the crash layout ------------------------------------------------------
 
 def dump_ram(facts: CrashFacts) -> list[Range]:

@@ -40,9 +40,62 @@ class X86_64:
                    purgatory) -> SegmentPlan:
         return plan_bzimage_crash(image, inputs, facts, purgatory)
 
-    def plan_load(self, image, inputs: LoadInputs, sys, purgatory) -> SegmentPlan:
-        raise UsageError("loading a kernel for a normal reboot with kexec_load (-l -c) is not "
-                         "implemented yet", "use -s (kexec_file_load) for -l")
+    def read_load_facts(self, sys) -> x86.LoadFacts:
+        return x86.read_load_facts(sys)
+
+    def plan_load(self, image: BzImage, inputs: LoadInputs, facts: x86.LoadFacts, purgatory) -> SegmentPlan:
+        return plan_bzimage_load(image, inputs, facts, purgatory)
+
+
+@dataclass(frozen=True, slots=True)
+class _Boot:
+    """Where the parts every bzImage load has were placed."""
+    purgatory: Range
+    setup: Range
+    kernel: Range
+    initrd: Range | None
+    cmd_bytes: bytes
+
+
+def _place_boot(alloc: Allocator, image: BzImage, inputs: LoadInputs, cmdline: str, purgatory) -> _Boot:
+    """Purgatory, setup (zero page + command line), kernel and initrd, each top-down below the
+    previous, with the alignment and lower bounds the boot protocol sets."""
+    _check_cmdline(image, cmdline)
+    purg = alloc.take("purgatory", Placement(size=purgatory.memsz, align=purgatory.align, min_addr=SETUP_MIN))
+    cmd_bytes = cmdline.encode() + b"\0"
+    setup = alloc.take("setup", Placement(size=PAGE_SIZE + len(cmd_bytes), min_addr=SETUP_MIN))
+    kernel = alloc.take("kernel", Placement(size=align_up(image.init_size, PAGE_SIZE),
+                                            align=image.kernel_alignment,
+                                            min_addr=max(MiB, image.pref_address)))
+    initrd = None
+    if inputs.initrd is not None:
+        initrd = alloc.take("initrd", Placement(size=max(len(inputs.initrd), 1), min_addr=INITRD_MIN))
+    _check_4g(image, [setup, kernel] + ([initrd] if initrd else []))
+    return _Boot(purg, setup, kernel, initrd, cmd_bytes)
+
+
+def _boot_segments(image: BzImage, inputs: LoadInputs, boot: _Boot, purgatory, *, e820, running: bytes | None,
+                   acpi_rsdp: int, extra: list[Segment], backup: tuple | None) -> tuple[list[Segment], int]:
+    """The segments of ``boot`` plus ``extra``, and the purgatory linked to check them all."""
+    from kexec_py.arch.zeropage import ZeroPageSpec, build_zero_page
+    zero_page = build_zero_page(ZeroPageSpec(
+        setup_header=image.data[0x1F1:0x1F1 + image.header_len],
+        cmdline_addr=boot.setup.start + PAGE_SIZE,
+        initrd=Range.sized(boot.initrd.start, len(inputs.initrd)) if boot.initrd else None,
+        e820=tuple(e820), running=running, acpi_rsdp=acpi_rsdp))
+    segments = [*extra,
+                Segment("setup", zero_page + boot.cmd_bytes, boot.setup.start, boot.setup.size),
+                Segment("kernel", image.payload, boot.kernel.start, boot.kernel.size)]
+    if boot.initrd:
+        segments.append(Segment("initrd", inputs.initrd, boot.initrd.start, boot.initrd.size))
+    regs = dict(rsi=boot.setup.start, rip=boot.kernel.start + ENTRY64_OFFSET)
+    purg_seg, entry = link_purgatory(purgatory, boot.purgatory, segments, regs=regs, backup=backup,
+                                     skip_checks=inputs.no_checks)
+    return sorted([*segments, purg_seg], key=lambda s: s.mem), entry
+
+
+def _e820_notes(e820) -> tuple[str, ...]:
+    return tuple(f"e820 {r.start:#016x}-{r.last:#016x} {kind}" for r, kind in e820)
 
 
 def plan_bzimage_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFacts,
@@ -62,47 +115,32 @@ def plan_bzimage_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFacts
     elfcorehdr = alloc.take("elfcorehdr", Placement(size=max(len(core), x86.ELFCOREHDR_MIN)))
 
     cmdline = f"{inputs.cmdline} elfcorehdr={elfcorehdr.start >> 10}K".strip()
-    _check_cmdline(image, cmdline)
-    purg_r = alloc.take("purgatory", Placement(size=purgatory.memsz, align=purgatory.align,
-                                               min_addr=SETUP_MIN))
-    cmd_bytes = cmdline.encode() + b"\0"
-    setup = alloc.take("setup", Placement(size=PAGE_SIZE + len(cmd_bytes), min_addr=SETUP_MIN))
-    kernel = alloc.take("kernel", Placement(size=align_up(image.init_size, PAGE_SIZE),
-                                            align=image.kernel_alignment,
-                                            min_addr=max(MiB, image.pref_address)))
-    initrd = None
-    if inputs.initrd is not None:
-        initrd = alloc.take("initrd", Placement(size=max(len(inputs.initrd), 1), min_addr=INITRD_MIN))
-    _check_4g(image, [setup, kernel] + ([initrd] if initrd else []))
-
-    from kexec_py.arch.zeropage import ZeroPageSpec, build_zero_page
+    boot = _place_boot(alloc, image, inputs, cmdline, purgatory)
     e820 = x86.crash_e820(facts, backup_src=backup_src, taken_out=[backup, elfcorehdr])
-    zero_page = build_zero_page(ZeroPageSpec(
-        setup_header=image.data[0x1F1:0x1F1 + image.header_len],
-        cmdline_addr=setup.start + PAGE_SIZE,
-        initrd=Range.sized(initrd.start, len(inputs.initrd)) if initrd else None,
-        e820=tuple(e820), running=facts.boot_params, acpi_rsdp=facts.acpi_rsdp))
-
-    segments = [
-        Segment("backup", b"", backup.start, backup.size),
-        Segment("elfcorehdr", core, elfcorehdr.start, elfcorehdr.size),
-        Segment("setup", zero_page + cmd_bytes, setup.start, setup.size),
-        Segment("kernel", image.payload, kernel.start, kernel.size),
-    ]
-    if initrd:
-        segments.append(Segment("initrd", inputs.initrd, initrd.start, initrd.size))
-    regs = dict(rsi=setup.start, rip=kernel.start + ENTRY64_OFFSET)
-    purg_seg, entry = link_purgatory(purgatory, purg_r, segments, regs=regs,
-                                     backup=(backup_src, backup.start), skip_checks=inputs.no_checks)
-    segments.append(purg_seg)
+    segments, entry = _boot_segments(
+        image, inputs, boot, purgatory, e820=e820, running=facts.boot_params, acpi_rsdp=facts.acpi_rsdp,
+        extra=[Segment("backup", b"", backup.start, backup.size),
+               Segment("elfcorehdr", core, elfcorehdr.start, elfcorehdr.size)],
+        backup=(backup_src, backup.start))
     notes = (f"crash region {region.start:#x}-{region.last:#x}",
              f"backup {backup_src.start:#x}-{backup_src.last:#x} -> {backup.start:#x}",
              f"elfcorehdr {elfcorehdr.start:#x} ({len(core)} bytes)",
              f"page_offset {facts.page_offset:#x}" if facts.page_offset is not None else "page_offset unknown",
-             *(f"e820 {r.start:#016x}-{r.last:#016x} {kind}" for r, kind in e820))
-    return SegmentPlan(arch="x86_64", segments=tuple(sorted(segments, key=lambda s: s.mem)),
-                       entry=entry, flags=K.KEXEC_ON_CRASH | K.KEXEC_ARCH_X86_64, cmdline=cmdline,
+             *_e820_notes(e820))
+    return SegmentPlan(arch="x86_64", segments=tuple(segments), entry=entry,
+                       flags=K.KEXEC_ON_CRASH | K.KEXEC_ARCH_X86_64, cmdline=cmdline,
                        allowed=facts.crash_regions, notes=notes)
+
+
+def plan_bzimage_load(image: BzImage, inputs: LoadInputs, facts: x86.LoadFacts, purgatory) -> SegmentPlan:
+    """A kernel for a later ``kexec -e``: placed top-down in RAM, handed the firmware's memory map."""
+    alloc = Allocator(list(facts.ram))
+    boot = _place_boot(alloc, image, inputs, inputs.cmdline, purgatory)
+    segments, entry = _boot_segments(image, inputs, boot, purgatory, e820=facts.e820, running=facts.boot_params,
+                                     acpi_rsdp=facts.acpi_rsdp, extra=[], backup=None)
+    return SegmentPlan(arch="x86_64", segments=tuple(segments), entry=entry, flags=K.KEXEC_ARCH_X86_64,
+                       cmdline=inputs.cmdline, allowed=facts.ram,
+                       notes=(f"memory map from {facts.source}", *_e820_notes(facts.e820)))
 
 
 def link_purgatory(purgatory, where, segments, *, regs: dict[str, int],

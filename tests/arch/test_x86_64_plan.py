@@ -144,3 +144,23 @@ def test_acpi_rsdp_from_efi_systab_when_boot_params_has_none(debian_kernel, tmp_
                         arch.read_crash_facts(SystemView(root)), load_purgatory("x86_64"))
     zp = bp.boot_params.parse(bytes(seg(p, "setup").buf[:4096]))
     assert zp.acpi_rsdp_addr == 0x7FB7E014
+
+
+@pytest.mark.parametrize("name", ["x86_64-qemu-2cpu", "x86_64-handmade"])
+def test_normal_load_plan(debian_kernel, name):
+    """-l: segments in RAM, no crash flag, no backup or elfcorehdr, the firmware map handed on."""
+    (root,) = [p for p in system_dirs("x86_64") if p.name == name]
+    arch = X86_64()
+    facts = arch.read_load_facts(SystemView(root))
+    p = arch.plan_load(open_kernel(debian_kernel, arch.formats), LoadInputs(cmdline="quiet", initrd=INITRD),
+                       facts, load_purgatory("x86_64"))
+    check_plan(p)
+    assert p.flags == 0x3E0000 and p.cmdline == "quiet"
+    assert sorted(s.name for s in p.segments) == ["initrd", "kernel", "purgatory", "setup"]
+    zp = bp.boot_params.parse(bytes(seg(p, "setup").buf[:4096]))
+    e820 = [(e.addr, e.addr + e.size, e.type) for e in zp.e820_table[:zp.e820_entries]]
+    assert e820 == [(r.start, r.end, {"ram": 1, "reserved": 2, "acpi": 3, "nvs": 4}[k]) for r, k in facts.e820]
+    assert any(t == 1 and a <= 0x100000 < b for a, b, t in e820)
+    assert zp.alt_mem_k > 0                                        # RAM above 1 MiB reported
+    assert seg(p, "kernel").mem >= 0x1000000                        # pref_address respected
+    assert facts.source == ("/sys/firmware/memmap" if name.startswith("x86_64-qemu") else "/proc/iomem")
