@@ -1,0 +1,315 @@
+"""Fetch the guest's inputs (Debian packages, Python wheels) into a cache.
+
+Nothing is installed on the host: .deb files are fetched with
+``apt-get download`` and unpacked with ``dpkg-deb -x`` into one staging root
+per architecture.  Every step leaves a stamp so reruns cost almost nothing.
+
+Cache layout (``$KEXEC_PY_CACHE`` or ``~/.cache/kexec-py``)::
+
+    <arch>/debs/           the downloaded .deb files
+    <arch>/manifest.json   the resolved package set (the stamp for debs/)
+    <arch>/root/           all packages unpacked on top of each other
+    <arch>/pydeps/         kexec_py's dependencies (pip --target), compiled
+"""
+
+from __future__ import annotations
+
+import compileall
+import fcntl
+import json
+import os
+import py_compile
+import re
+import shutil
+import subprocess
+import sys
+from dataclasses import dataclass
+from pathlib import Path
+
+
+@dataclass(frozen=True)
+class Arch:
+    name: str            # kernel/uname name: x86_64, aarch64
+    deb: str             # Debian architecture
+    multiarch: str       # Debian multiarch triplet
+    kernel_meta: str     # metapackage that depends on the current kernel
+    pip_platform: str
+    qemu_binary: str
+    qemu_package: str
+    console: str
+
+
+ARCHES = {
+    "x86_64": Arch("x86_64", "amd64", "x86_64-linux-gnu", "linux-image-cloud-amd64",
+                   "manylinux2014_x86_64", "qemu-system-x86_64", "qemu-system-x86", "ttyS0"),
+    # Not exercised yet: kept so the layout does not assume amd64.
+    "aarch64": Arch("aarch64", "arm64", "aarch64-linux-gnu", "linux-image-cloud-arm64",
+                    "manylinux2014_aarch64", "qemu-system-aarch64", "qemu-system-arm", "ttyAMA0"),
+}
+
+# Packages the guest needs besides the kernel.  Their library dependencies
+# (Depends on lib*/zlib* packages, recursively) are added automatically.
+GUEST_PACKAGES = (
+    "busybox-static",
+    "kexec-tools",
+    "python3.11-minimal",
+    "libpython3.11-minimal",
+    "libpython3.11-stdlib",
+)
+PY_REQUIREMENTS = ("pyelftools", "cffi", "construct", "typer")
+GUEST_PYTHON = (3, 11)
+_LIBRARY_PACKAGE = re.compile(r"^(lib|zlib)")
+
+# Parts of the standard library a loader never needs (keeps the initrd small).
+_STDLIB_DROP = ("test", "idlelib", "tkinter", "turtledemo", "ensurepip", "lib2to3",
+                "pydoc_data", "distutils", "unittest/test", "turtle.py")
+_DYNLOAD_DROP = re.compile(
+    r"^(_test|_ctypes_test|_xx|xx|audioop|ossaudiodev|nis|_sqlite3|_dbm|_curses|readline)")
+
+
+class FetchError(RuntimeError):
+    """A guest input could not be fetched: the guest tests must fail."""
+
+
+def cache_dir() -> Path:
+    base = os.environ.get("KEXEC_PY_CACHE") or Path.home() / ".cache" / "kexec-py"
+    path = Path(base)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def arch_dir(arch: Arch) -> Path:
+    path = cache_dir() / arch.name
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _run(cmd: list[str], **kw) -> str:
+    proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
+    if proc.returncode != 0:
+        raise FetchError(f"{' '.join(cmd)} failed ({proc.returncode}):\n{proc.stderr[-3000:]}")
+    return proc.stdout
+
+
+# --- host tools ---------------------------------------------------------------
+
+_apt_updated = False
+
+
+def apt_update() -> None:
+    global _apt_updated
+    if not _apt_updated:
+        _run(["apt-get", "update"])
+        _apt_updated = True
+
+
+def ensure_host_tools(arch: Arch) -> None:
+    """Install QEMU (and dpkg-deb/apt bits) on the host if they are missing."""
+    missing = [pkg for tool, pkg in ((arch.qemu_binary, arch.qemu_package),
+                                     ("dpkg-deb", "dpkg"))
+               if shutil.which(tool) is None]
+    if not missing:
+        return
+    if os.geteuid() != 0:
+        raise FetchError(f"missing host packages {missing} and not root to install them")
+    apt_update()
+    _run(["apt-get", "install", "-y", "--no-install-recommends", *missing],
+         env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
+
+
+def _ensure_foreign_arch(arch: Arch) -> None:
+    native = _run(["dpkg", "--print-architecture"]).strip()
+    if arch.deb == native:
+        return
+    if arch.deb not in _run(["dpkg", "--print-foreign-architectures"]).split():
+        _run(["dpkg", "--add-architecture", arch.deb])
+        apt_update()
+
+
+# --- resolving and downloading .debs -----------------------------------------
+
+def _apt_depends(packages: list[str], deb_arch: str) -> dict[str, list[str]]:
+    """Direct Depends/PreDepends of each package (first of each alternative
+    group), in one apt-cache call: each call costs a second or more here."""
+    proc = subprocess.run(["apt-cache", "depends", "--no-recommends", "--no-suggests",
+                           "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances",
+                           *[f"{p}:{deb_arch}" for p in packages]],
+                          capture_output=True, text=True)
+    found: dict[str, list[str]] = {}
+    deps: list[str] = []
+    in_alternatives = False
+    for line in proc.stdout.splitlines():
+        if line and not line[0].isspace():
+            deps = found.setdefault(line.split(":")[0], [])
+            continue
+        m = re.match(r"\s*(\|)?(?:Pre)?Depends: (\S+)", line)
+        if not m:
+            continue
+        if not in_alternatives and not m.group(2).startswith("<"):
+            deps.append(m.group(2).split(":")[0])
+        in_alternatives = bool(m.group(1))
+    return found
+
+
+def _depends_with_update(packages: list[str], deb_arch: str) -> dict[str, list[str]]:
+    found = _apt_depends(packages, deb_arch)
+    if set(packages) - set(found):      # no or stale package lists: update once
+        apt_update()
+        found = _apt_depends(packages, deb_arch)
+    missing = sorted(set(packages) - set(found))
+    if missing:
+        raise FetchError(f"apt-cache knows no package {missing} for {deb_arch}")
+    return found
+
+
+def resolve_packages(arch: Arch) -> list[str]:
+    """The kernel's versioned package, the guest packages and their libraries."""
+    _ensure_foreign_arch(arch)
+    meta = _depends_with_update([arch.kernel_meta], arch.deb)[arch.kernel_meta]
+    kernels = [d for d in meta if d.startswith("linux-image-")]
+    if not kernels:
+        raise FetchError(f"{arch.kernel_meta} depends on no linux-image package")
+    seen = [kernels[0]]
+    level = list(GUEST_PACKAGES)
+    while level:                 # breadth first, one apt-cache call per level
+        seen += level
+        found = _depends_with_update(level, arch.deb)
+        level = sorted({d for p in level for d in found[p]
+                        if _LIBRARY_PACKAGE.match(d) and d not in seen})
+    return seen
+
+
+def _downloaded(debs: Path, pkg: str) -> Path | None:
+    hits = sorted(debs.glob(f"{pkg}_*.deb"))
+    return hits[-1] if hits else None
+
+
+def _download(arch: Arch, packages: list[str], dest: Path) -> None:
+    cmd = ["apt-get", "-o", "APT::Sandbox::User=root", "download",
+           *[f"{p}:{arch.deb}" for p in packages]]
+    try:
+        _run(cmd, cwd=dest)
+    except FetchError:
+        apt_update()           # stale lists name versions the mirror dropped
+        _run(cmd, cwd=dest)
+
+
+def fetch_debs(arch: Arch, refresh: bool = False) -> dict[str, str]:
+    """Make sure every needed .deb is in the cache; returns {package: file}."""
+    manifest = arch_dir(arch) / "manifest.json"
+    debs = arch_dir(arch) / "debs"
+    debs.mkdir(exist_ok=True)
+    if manifest.exists() and not refresh:
+        files = json.loads(manifest.read_text())["debs"]
+        if all((debs / f).exists() for f in files.values()):
+            return files
+    if refresh:
+        apt_update()
+        shutil.rmtree(debs)
+        debs.mkdir()
+    packages = resolve_packages(arch)
+    wanted = [p for p in packages if _downloaded(debs, p) is None]
+    if wanted:
+        _download(arch, wanted, debs)
+    files = {}
+    for pkg in packages:
+        deb = _downloaded(debs, pkg)
+        if deb is None:
+            raise FetchError(f"apt-get download left no .deb for {pkg}")
+        files[pkg] = deb.name
+    manifest.write_text(json.dumps({"debs": files}, indent=1))
+    return files
+
+
+def unpack_debs(arch: Arch, files: dict[str, str]) -> Path:
+    """Unpack all .debs into one staging root (redone when the set changes)."""
+    root = arch_dir(arch) / "root"
+    stamp = arch_dir(arch) / "root.stamp"
+    want = json.dumps([sorted(files.values()), _STDLIB_DROP, _DYNLOAD_DROP.pattern])
+    if root.is_dir() and stamp.exists() and stamp.read_text() == want:
+        return root
+    shutil.rmtree(root, ignore_errors=True)
+    root.mkdir()
+    for name in files.values():
+        _run(["dpkg-deb", "-x", str(arch_dir(arch) / "debs" / name), str(root)])
+    _prune_stdlib(root / "usr/lib/python3.11")
+    compile_tree(root / "usr/lib/python3.11", "/usr/lib/python3.11")
+    stamp.write_text(want)
+    return root
+
+
+# --- Python side --------------------------------------------------------------
+
+def _check_host_python() -> None:
+    if sys.version_info[:2] != GUEST_PYTHON:
+        raise FetchError(f"the host Python must be {GUEST_PYTHON} to precompile the guest's "
+                         f"bytecode (running {sys.version.split()[0]})")
+
+
+def compile_tree(path: Path, guest_path: str) -> None:
+    """Byte-compile a tree so the guest never compiles (unchecked-hash pycs)."""
+    _check_host_python()
+    ok = compileall.compile_dir(
+        str(path), ddir=guest_path, quiet=1, workers=0,
+        invalidation_mode=py_compile.PycInvalidationMode.UNCHECKED_HASH)
+    if not ok:
+        raise FetchError(f"compileall failed under {path}")
+
+
+def _prune_stdlib(stdlib: Path) -> None:
+    for rel in _STDLIB_DROP:
+        target = stdlib / rel
+        if target.is_dir() and not target.is_symlink():
+            shutil.rmtree(target)
+        elif target.exists() or target.is_symlink():
+            target.unlink()
+    for lib in (stdlib / "lib-dynload").glob("*.so"):
+        if _DYNLOAD_DROP.match(lib.name):
+            lib.unlink()
+    for cfg in stdlib.glob("config-*"):
+        shutil.rmtree(cfg, ignore_errors=True)
+
+
+def fetch_pydeps(arch: Arch) -> Path:
+    """pip-install kexec_py's dependencies for the guest (binary wheels only)."""
+    target = arch_dir(arch) / "pydeps"
+    stamp = arch_dir(arch) / "pydeps.stamp"
+    want = json.dumps([arch.pip_platform, *PY_REQUIREMENTS])
+    if target.is_dir() and stamp.exists() and stamp.read_text() == want:
+        return target
+    shutil.rmtree(target, ignore_errors=True)
+    _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
+          "--target", str(target), "--platform", arch.pip_platform,
+          "--python-version", "%d.%d" % GUEST_PYTHON, "--implementation", "cp",
+          "--only-binary=:all:", *PY_REQUIREMENTS])
+    shutil.rmtree(target / "bin", ignore_errors=True)
+    compile_tree(target, "/opt/kpy/lib")
+    stamp.write_text(want)
+    return target
+
+
+@dataclass
+class Inputs:
+    arch: Arch
+    root: Path          # unpacked Debian packages
+    pydeps: Path        # pip --target tree
+    kernel: Path        # the guest kernel image
+
+    @property
+    def kernel_version(self) -> str:
+        return self.kernel.name.split("-", 1)[1]
+
+
+def fetch(arch_name: str = "x86_64", refresh: bool = False) -> Inputs:
+    """Everything the guest images are built from; cached, idempotent."""
+    if arch_name not in ARCHES:
+        raise FetchError(f"unknown arch {arch_name!r}; known: {sorted(ARCHES)}")
+    arch = ARCHES[arch_name]
+    with open(arch_dir(arch) / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)     # concurrent test runs share the cache
+        root = unpack_debs(arch, fetch_debs(arch, refresh))
+        pydeps = fetch_pydeps(arch)
+    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    if len(kernels) != 1:
+        raise FetchError(f"expected one kernel image under {root / 'boot'}, found {kernels}")
+    return Inputs(arch, root, pydeps, kernels[0])

@@ -1,0 +1,342 @@
+"""Boot real kernels under QEMU (TCG) and report what happened in the guest.
+
+Typical use::
+
+    from tests.guest import harness
+    result = harness.run(harness.kdump(harness.REFERENCE_LOAD))
+    assert result.token_found, result.explain()
+
+The guest runs the scenario's shell steps in its first kernel (see init.sh),
+optionally crashes, and -- when a capture kernel was loaded -- reports from the
+capture kernel whether the first kernel's log (with its random token) can be
+read back from /proc/vmcore.  Anything that prevents a run (no QEMU, a failed
+download, a missing library) raises: guest tests fail, they never skip.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import shlex
+import shutil
+import subprocess
+import sys
+import threading
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from . import fetch, image
+
+DEFAULT_TIMEOUT = 300.0
+DEFAULT_MEM = 1536
+DEFAULT_SMP = 2
+DEFAULT_CRASHKERNEL = "384M"
+
+# Guest paths the load commands use (exported to every step).
+GUEST_KERNEL = "/boot/vmlinuz"
+GUEST_CAPTURE_INITRD = "/boot/capture.img"
+
+# The reference loader (Debian's kexec-tools 2.0.25, kexec_load by default).
+REFERENCE_LOAD = '/sbin/kexec -p "$KERNEL" --initrd="$CAPTURE_INITRD" --append="$CAPTURE_APPEND"'
+REFERENCE_UNLOAD = "/sbin/kexec -p -u"
+
+
+def kexec_py_load(syscall: str = "c") -> str:
+    """Our loader's kdump load command; syscall "c" = kexec_load, "s" = kexec_file_load."""
+    if syscall not in ("c", "s"):
+        raise ValueError(f"syscall must be 'c' or 's', not {syscall!r}")
+    return f'kexec-py -p -{syscall} "$KERNEL" --initrd="$CAPTURE_INITRD" --append="$CAPTURE_APPEND"'
+
+
+KEXEC_PY_UNLOAD = "kexec-py -u -p"
+
+QEMU_MACHINE = {
+    "x86_64": ["-machine", "pc", "-cpu", "qemu64,+rdrand"],
+    "aarch64": ["-machine", "virt", "-cpu", "cortex-a57"],
+}
+
+
+def capture_append(arch: fetch.Arch) -> str:
+    """Command line for the capture kernel, after Debian's kdump-tools defaults
+    (reset_devices nr_cpus=1 irqpoll nousb); panic=1 turns a failed capture
+    into a reboot, which ends the QEMU run (-no-reboot)."""
+    return f"console={arch.console},115200 reset_devices nr_cpus=1 irqpoll nousb panic=1"
+
+
+def first_append(arch: fetch.Arch, crashkernel: str, extra: str = "") -> str:
+    """Command line of the first kernel.  KASLR stays on (no nokaslr)."""
+    line = f"console={arch.console},115200 crashkernel={crashkernel} panic=1"
+    return f"{line} {extra}".strip()
+
+
+# --- scenarios ------------------------------------------------------------------
+
+@dataclass
+class Scenario:
+    """Shell steps run in order by the first kernel's /init, then maybe a crash.
+
+    Each step (name, shell text) is reported with the markers RC-<name>,
+    MS-<name> (elapsed ms) and CRASH-LOADED-<name> (kexec_crash_loaded after).
+    """
+
+    name: str
+    steps: list[tuple[str, str]] = field(default_factory=list)
+    crash: bool = False
+
+    def guest_files(self, env: dict[str, str]) -> dict[str, str]:
+        files = {"/etc/kpy/env": image.shell_env(env)}
+        for i, (step, text) in enumerate(self.steps, start=1):
+            if not re.fullmatch(r"[A-Za-z0-9_]+", step):
+                raise ValueError(f"step name {step!r}: use letters, digits and _")
+            files[f"/etc/kpy/steps/{i:02d}-{step}.sh"] = text.rstrip() + "\n"
+        if self.crash:
+            files["/etc/kpy/crash"] = "yes\n"
+        return files
+
+
+def kdump(load_command: str, name: str = "kdump") -> Scenario:
+    """Load a capture kernel, then crash: the kdump proof."""
+    return Scenario(name, [("load", load_command)], crash=True)
+
+
+def load_unload(load_command: str, unload_command: str, name: str = "unload") -> Scenario:
+    """Load, then unload; CRASH-LOADED-load / CRASH-LOADED-unload tell the story."""
+    return Scenario(name, [("load", load_command), ("unload", unload_command)])
+
+
+# --- results --------------------------------------------------------------------
+
+@dataclass
+class Marker:
+    t: float          # host seconds since QEMU started
+    key: str
+    value: str
+
+
+@dataclass(repr=False)
+class Result:
+    scenario: str
+    log_path: Path
+    elapsed: float = 0.0
+    returncode: int | None = None
+    timed_out: bool = False
+    events: list[Marker] = field(default_factory=list)
+    files: dict[str, bytes] = field(default_factory=dict)
+    bad_files: list[str] = field(default_factory=list)
+
+    def __repr__(self) -> str:
+        return f"<Result {self.scenario}: {len(self.events)} markers, log {self.log_path}>"
+
+    @property
+    def markers(self) -> dict[str, str]:
+        """First value of each marker key."""
+        out: dict[str, str] = {}
+        for m in self.events:
+            out.setdefault(m.key, m.value)
+        return out
+
+    def when(self, key: str) -> float | None:
+        return next((m.t for m in self.events if m.key == key), None)
+
+    @property
+    def token(self) -> str | None:
+        return self.markers.get("TOKEN")
+
+    @property
+    def token_found(self) -> bool:
+        found = self.markers.get("TOKEN-FOUND")
+        return found is not None and found == self.token
+
+    def phases(self) -> dict[str, float | None]:
+        """Seconds spent in each phase, from the host's clock."""
+        def span(a: str, b: str) -> float | None:
+            ta, tb = self.when(a), self.when(b)
+            return None if ta is None or tb is None else round(tb - ta, 2)
+        load_ms = self.markers.get("MS-load")
+        return {
+            "boot_to_init": self.when("INIT"),
+            "load": int(load_ms) / 1000 if load_ms and load_ms.isdigit() else None,
+            "crash_to_capture_up": span("CRASHING", "CAPTURE-UP"),
+            "total": round(self.elapsed, 2),
+        }
+
+    def _log_lines(self) -> list[str]:
+        if not self.log_path.exists():
+            return []
+        return self.log_path.read_text(errors="replace").replace("\r", "").splitlines()
+
+    def tail(self, lines: int = 80) -> str:
+        return "\n".join(self._log_lines()[-lines:])
+
+    def step_output(self, step: str) -> str:
+        """What a step printed on the console (kernel messages included)."""
+        out, inside = [], False
+        for line in self._log_lines():
+            if f"KPY-MARK: STEP-BEGIN {step}" in line:
+                inside = True
+            elif f"KPY-MARK: RC-{step} " in line:
+                break
+            elif inside:
+                out.append(line)
+        return "\n".join(out)
+
+    def explain(self) -> str:
+        """A failure message: markers, phases, step outputs and the console's end."""
+        marks = "\n".join(f"  {k} {v}" for k, v in self.markers.items())
+        steps = "".join(f"--- step {m.value} ---\n{self.step_output(m.value)}\n"
+                        for m in self.events if m.key == "STEP-BEGIN")
+        return (f"scenario {self.scenario}: qemu rc={self.returncode} "
+                f"timed_out={self.timed_out}\nmarkers:\n{marks}\nphases: {self.phases()}\n"
+                f"log: {self.log_path}\n{steps}--- console tail ---\n{self.tail(40)}")
+
+
+def summary(result: Result, loader: str) -> str:
+    """A short human report of a kdump proof, ending in PASS or FAIL."""
+    m = result.markers
+    found = "found" if result.token_found else "NOT found"
+    rows = [
+        ("loader", loader),
+        ("load exit status", f"{m.get('RC-load', '-')} ({m.get('MS-load', '-')} ms in the guest)"),
+        ("crash kernel loaded", m.get("CRASH-LOADED-load", "-")),
+        ("capture kernel up", "yes" if "CAPTURE-UP" in m else "no"),
+        ("/proc/vmcore bytes", m.get("VMCORE-SIZE", "-")),
+        ("vmcore-dmesg exit", m.get("VMCORE-DMESG-RC", "-")),
+        ("token", f"{result.token} {found} in the dead kernel's log"),
+        ("phases (s)", ", ".join(f"{k} {v}" for k, v in result.phases().items())),
+        ("console log", str(result.log_path)),
+    ]
+    lines = [f"{label + ':':21} {value}" for label, value in rows]
+    if not result.token_found:
+        lines.append(f"--- load step output ---\n{result.step_output('load')}")
+    lines.append("PASS" if result.token_found else "FAIL")
+    return "\n".join(lines)
+
+
+# --- the console ----------------------------------------------------------------
+
+_MARK = re.compile(r"KPY-MARK: (\S+) ?(.*)$")
+_FILE_BEGIN = re.compile(r"^KPY-FILE-BEGIN (\S+)$")
+_FILE_END = re.compile(r"^KPY-FILE-END (\S+) ([0-9a-f]{32})$")
+_BASE64 = re.compile(r"^[A-Za-z0-9+/=]+$")
+
+
+class _Console:
+    """Parses the serial console line by line as it arrives."""
+
+    def __init__(self, result: Result, start: float, echo: bool) -> None:
+        self.result, self.start, self.echo = result, start, echo
+        self._file: str | None = None
+        self._chunks: list[str] = []
+
+    def feed(self, line: str) -> None:
+        line = line.rstrip("\r\n").replace("\r", "")
+        if self.echo:
+            print(line, file=sys.stderr, flush=True)
+        if self._file is not None:
+            self._feed_file(line)
+        elif m := _FILE_BEGIN.match(line):
+            self._file, self._chunks = m.group(1), []
+        elif m := _MARK.search(line):
+            t = round(time.monotonic() - self.start, 2)
+            self.result.events.append(Marker(t, m.group(1), m.group(2).strip()))
+
+    def _feed_file(self, line: str) -> None:
+        end = _FILE_END.match(line)
+        if end is None:
+            if _BASE64.match(line):
+                self._chunks.append(line)
+            return
+        data = base64.b64decode("".join(self._chunks))
+        if end.group(1) != self._file or hashlib.md5(data).hexdigest() != end.group(2):
+            self.result.bad_files.append(self._file)
+        else:
+            self.result.files[self._file] = data
+        self._file = None
+
+
+def _qemu_command(arch: fetch.Arch, kernel: Path, initrd: Path, append: str,
+                  mem: int, smp: int) -> list[str]:
+    qemu = shutil.which(arch.qemu_binary)
+    if qemu is None:
+        raise fetch.FetchError(f"{arch.qemu_binary} not found: run scripts/guest-deps")
+    return [qemu, "-accel", "tcg", *QEMU_MACHINE[arch.name], "-m", str(mem),
+            "-smp", str(smp), "-nographic", "-no-reboot", "-nic", "none",
+            "-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
+
+
+def _boot(cmd: list[str], result: Result, timeout: float, echo: bool) -> None:
+    """Run QEMU, log and parse its console; kill it after ``timeout`` seconds."""
+    start = time.monotonic()
+    console = _Console(result, start, echo)
+    with open(result.log_path, "w") as log:
+        log.write("# " + shlex.join(cmd) + "\n")
+        proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                stderr=subprocess.STDOUT, text=True, errors="replace")
+
+        def pump() -> None:
+            for line in proc.stdout:
+                log.write(line)
+                console.feed(line)
+
+        reader = threading.Thread(target=pump, daemon=True)
+        reader.start()
+        try:
+            result.returncode = proc.wait(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            result.timed_out = True
+            proc.kill()
+            result.returncode = proc.wait()
+        reader.join(timeout=10)
+    result.elapsed = time.monotonic() - start
+
+
+# --- running a scenario ---------------------------------------------------------
+
+def prepare(arch: str = "x86_64", refresh: bool = False) -> fetch.Inputs:
+    """Host tools plus every cached guest input (what scripts/guest-deps does)."""
+    if arch not in fetch.ARCHES:
+        raise fetch.FetchError(f"unknown arch {arch!r}")
+    fetch.ensure_host_tools(fetch.ARCHES[arch])
+    return fetch.fetch(arch, refresh=refresh)
+
+
+KEEP_RUNS = 40
+
+
+def _run_dir(arch: fetch.Arch, name: str) -> Path:
+    """A fresh directory for one run's images and console log (old ones pruned)."""
+    runs = fetch.arch_dir(arch) / "runs"
+    runs.mkdir(exist_ok=True)
+    for old in sorted(runs.iterdir())[:-KEEP_RUNS]:
+        shutil.rmtree(old, ignore_errors=True)
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    path = runs / f"{stamp}-{name}-{os.getpid()}"
+    path.mkdir()
+    return path
+
+
+def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
+        smp: int = DEFAULT_SMP, crashkernel: str = DEFAULT_CRASHKERNEL,
+        append: str = "", timeout: float = DEFAULT_TIMEOUT, echo: bool = False,
+        keep_images: bool = False) -> Result:
+    """Build the images for ``scenario``, boot them, and return what the guest said."""
+    inputs = prepare(arch)
+    workdir = _run_dir(inputs.arch, scenario.name)
+    env = {"KERNEL": GUEST_KERNEL, "CAPTURE_INITRD": GUEST_CAPTURE_INITRD,
+           "CAPTURE_APPEND": capture_append(inputs.arch)}
+    capture_img = image.build_capture(inputs, workdir / "capture.img")
+    main_img = image.build_main(inputs, capture_img, scenario.guest_files(env),
+                                workdir / "main.img")
+    cmd = _qemu_command(inputs.arch, inputs.kernel, main_img,
+                        first_append(inputs.arch, crashkernel, append), mem, smp)
+    result = Result(scenario.name, workdir / "console.log")
+    try:
+        _boot(cmd, result, timeout, echo)
+    finally:
+        if not keep_images and not os.environ.get("KEXEC_PY_KEEP_IMAGES"):
+            main_img.unlink(missing_ok=True)
+            capture_img.unlink(missing_ok=True)
+    return result

@@ -1,0 +1,204 @@
+"""Assemble the two guest initramfs images from the fetched inputs.
+
+* capture initrd: busybox, Debian's vmcore-dmesg (with its libraries) and
+  the shared /init, which notices /proc/vmcore and runs the capture checks;
+* main initrd: the capture initrd's contents plus Python 3.11, kexec_py's
+  dependencies, the working tree's kexec_py package, Debian's /sbin/kexec,
+  the kernel (/boot/vmlinuz), the capture initrd (/boot/capture.img) and
+  the scenario (/etc/kpy/...).
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import shutil
+import tempfile
+from pathlib import Path, PurePosixPath
+
+from elftools.elf.dynamic import DynamicSection
+from elftools.elf.elffile import ELFFile
+
+from . import fetch
+from .cpio import Archive
+
+HERE = Path(__file__).resolve().parent
+REPO = HERE.parent.parent
+GUEST_PYLIB = "/opt/kpy/lib"      # kexec_py and its pip dependencies
+PYTHON = "/usr/bin/python3.11"
+
+KEXEC_PY_WRAPPER = f"""#!/bin/sh
+# kexec-py as the guest runs it: the working tree's kexec_py, precompiled.
+export PYTHONPATH={GUEST_PYLIB} PYTHONDONTWRITEBYTECODE=1
+exec {PYTHON} -m kexec_py "$@"
+"""
+
+
+class ImageError(RuntimeError):
+    """The guest image cannot be built (e.g. a shared library is missing)."""
+
+
+class Staging:
+    """An Archive fed from host trees mounted at guest paths.
+
+    ``mounts`` maps guest prefixes to host directories; the first mount is the
+    unpacked Debian root.  Shared libraries are found the way the guest's
+    dynamic loader will find them, so a missing one fails the build instead
+    of the boot.
+    """
+
+    def __init__(self, inputs: fetch.Inputs) -> None:
+        self.inputs = inputs
+        self.archive = Archive()
+        multiarch = inputs.arch.multiarch
+        self.lib_dirs = [f"/lib/{multiarch}", f"/usr/lib/{multiarch}", "/lib", "/usr/lib"]
+        self.mounts: list[tuple[str, Path]] = [("/", inputs.root)]
+
+    def host(self, guest: str) -> Path:
+        path = PurePosixPath(guest)
+        for prefix, host_dir in reversed(self.mounts):
+            if path == PurePosixPath(prefix) or PurePosixPath(prefix) in path.parents:
+                return host_dir / path.relative_to(prefix)
+        raise ImageError(f"{guest} is outside every mount")  # "/" always matches
+
+    def add(self, guest: str) -> None:
+        """Copy one path from the Debian root, reproducing symlink chains."""
+        if guest in self.archive:
+            return
+        src = self.host(guest)
+        if src.is_symlink():
+            target = src.readlink().as_posix()
+            self.archive.add_symlink(guest, target)
+            self.add(_resolve_link(guest, target))
+        elif src.is_file():
+            self.archive.add_file(guest, src)
+            if _is_elf(src):
+                self.add_libraries(guest)
+        else:
+            raise ImageError(f"{guest} not found in the guest inputs ({src})")
+
+    def add_libraries(self, guest: str) -> None:
+        """Add the dynamic loader and the shared libraries ``guest`` needs."""
+        interp, needed, runpath = _elf_dynamic(self.host(guest))
+        if interp:
+            self.add(interp)
+        origin = str(PurePosixPath(guest).parent)
+        dirs = [d.replace("$ORIGIN", origin) for d in runpath] + self.lib_dirs
+        for soname in needed:
+            found = next((f"{d}/{soname}" for d in dirs
+                          if os.path.lexists(self.host(f"{d}/{soname}"))), None)
+            if found is None:
+                raise ImageError(f"{guest} needs {soname}, which no fetched package provides")
+            self.add(found)
+
+    def add_tree(self, guest: str, host_dir: Path) -> None:
+        """Copy a whole host tree and pull in the libraries its ELF files need."""
+        self.mounts.append((guest, host_dir))
+        self.archive.add_tree(guest, host_dir)
+        for path in sorted(host_dir.rglob("*.so*")):
+            if path.is_file() and not path.is_symlink() and _is_elf(path):
+                self.add_libraries(f"{guest}/{path.relative_to(host_dir).as_posix()}")
+
+
+def _resolve_link(guest: str, target: str) -> str:
+    if target.startswith("/"):
+        return target
+    parts: list[str] = []
+    for part in (PurePosixPath(guest).parent / target).parts[1:]:
+        if part == ".." and parts:
+            parts.pop()
+        elif part not in (".", ".."):
+            parts.append(part)
+    return "/" + "/".join(parts)
+
+
+def _is_elf(path: Path) -> bool:
+    with open(path, "rb") as f:
+        return f.read(4) == b"\x7fELF"
+
+
+def _elf_dynamic(path: Path) -> tuple[str | None, list[str], list[str]]:
+    """(PT_INTERP, DT_NEEDED list, DT_RUNPATH/DT_RPATH dirs) of an ELF file."""
+    interp, needed, runpath = None, [], []
+    with open(path, "rb") as f:
+        elf = ELFFile(f)
+        for seg in elf.iter_segments():
+            if seg["p_type"] == "PT_INTERP":
+                interp = seg.get_interp_name()
+        for sec in elf.iter_sections():
+            if not isinstance(sec, DynamicSection):
+                continue
+            for tag in sec.iter_tags():
+                if tag.entry.d_tag == "DT_NEEDED":
+                    needed.append(tag.needed)
+                elif tag.entry.d_tag in ("DT_RUNPATH", "DT_RPATH"):
+                    value = tag.runpath if tag.entry.d_tag == "DT_RUNPATH" else tag.rpath
+                    runpath += value.split(":")
+    return interp, needed, runpath
+
+
+# --- the two images -------------------------------------------------------------
+
+def _base(inputs: fetch.Inputs) -> Staging:
+    """What both images share: busybox, vmcore-dmesg, /init and device nodes."""
+    st = Staging(inputs)
+    st.add("/bin/busybox")
+    st.add("/sbin/vmcore-dmesg")
+    st.archive.add_file("/init", HERE / "init.sh", mode=0o755)
+    for d in ("/proc", "/sys", "/dev", "/tmp", "/run", "/root", "/etc",
+              "/usr/bin", "/usr/sbin", "/sbin", "/bin", "/mnt"):
+        st.archive.mkdir(d)
+    st.archive.add_chardev("/dev/console", 5, 1)
+    st.archive.add_chardev("/dev/null", 1, 3, mode=0o666)
+    return st
+
+
+def build_capture(inputs: fetch.Inputs, dest: Path) -> Path:
+    _base(inputs).archive.write_gzip(dest, level=9)
+    return dest
+
+
+def _compiled_kexec_py(workdir: Path) -> Path:
+    """Copy the working tree's kexec_py package and byte-compile the copy."""
+    dest = workdir / "kexec_py"
+    shutil.copytree(REPO / "kexec_py", dest,
+                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc"))
+    try:
+        fetch.compile_tree(dest, f"{GUEST_PYLIB}/kexec_py")
+    except fetch.FetchError as err:
+        # A broken working tree must not break the reference test; the
+        # guest will show the same error when it imports the package.
+        print(f"warning: {err}")
+    return dest
+
+
+def _add_python(st: Staging, workdir: Path) -> None:
+    st.add(PYTHON)
+    st.archive.add_symlink("/usr/bin/python3", "python3.11")
+    st.archive.add_tree("/usr/lib/python3.11", st.host("/usr/lib/python3.11"))
+    st.archive.add_tree("/etc/python3.11", st.host("/etc/python3.11"))
+    for ext in sorted(st.host("/usr/lib/python3.11/lib-dynload").glob("*.so")):
+        st.add_libraries(f"/usr/lib/python3.11/lib-dynload/{ext.name}")
+    st.add_tree(GUEST_PYLIB, st.inputs.pydeps)
+    st.archive.add_tree(f"{GUEST_PYLIB}/kexec_py", _compiled_kexec_py(workdir))
+    st.archive.add_bytes("/usr/bin/kexec-py", KEXEC_PY_WRAPPER.encode(), 0o755)
+
+
+def build_main(inputs: fetch.Inputs, capture_img: Path, scenario_files: dict[str, str],
+               dest: Path) -> Path:
+    """The first kernel's initrd; ``scenario_files`` maps guest paths to text."""
+    st = _base(inputs)
+    st.add("/sbin/kexec")
+    with tempfile.TemporaryDirectory(prefix="kpy-image-") as tmp:
+        _add_python(st, Path(tmp))
+    st.archive.add_file("/boot/vmlinuz", inputs.kernel, mode=0o644)
+    st.archive.add_file("/boot/capture.img", capture_img, mode=0o644)
+    for path, text in scenario_files.items():
+        st.archive.add_bytes(path, text.encode(), 0o755 if path.endswith(".sh") else 0o644)
+    st.archive.write_gzip(dest, level=6)
+    return dest
+
+
+def shell_env(values: dict[str, str]) -> str:
+    """A sourceable file exporting ``values``."""
+    return "".join(f"export {k}={shlex.quote(v)}\n" for k, v in values.items())

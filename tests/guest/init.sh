@@ -1,0 +1,97 @@
+#!/bin/busybox sh
+# /init of both kexec_py guest images (busybox ash).
+#
+# First-kernel mode (no /proc/vmcore): write a random token to the kernel
+# log, run the scenario's steps (/etc/kpy/steps/NN-NAME.sh, each reported
+# with markers), then crash through sysrq if /etc/kpy/crash exists, else
+# power off.
+# Capture mode (/proc/vmcore exists, i.e. we are the kdump kernel): read the
+# dead kernel's log with Debian's vmcore-dmesg, look for the token, power off.
+#
+# Every line the host parses starts with "KPY-MARK: KEY [VALUE]".  Steps are
+# sourced in a subshell, so they see $KERNEL & co. and the helpers below
+# (mark, kpy_put).
+
+/bin/busybox mkdir -p /proc /sys /dev /tmp /run /usr/bin /usr/sbin
+/bin/busybox --install -s
+export PATH=/usr/sbin:/usr/bin:/sbin:/bin HOME=/root
+mount -t proc proc /proc
+mount -t sysfs sysfs /sys
+mount -t devtmpfs devtmpfs /dev 2>/dev/null
+mount -t securityfs securityfs /sys/kernel/security 2>/dev/null
+exec </dev/console >/dev/console 2>&1
+
+mark() { echo "KPY-MARK: $*"; }
+uptime_s() { cut -d' ' -f1 /proc/uptime; }
+crash_loaded() { cat /sys/kernel/kexec_crash_loaded 2>/dev/null || echo none; }
+
+# Copy a guest file to the host through the console: base64 between markers,
+# closed by its md5 so the host can reject a garbled transfer.
+#   kpy_put GUEST_PATH [SOURCE_FILE] [MAX_BYTES]
+kpy_put() {
+    name=$1 src=${2:-$1}
+    if [ ! -e "$src" ]; then mark FILE-ABSENT "$name"; return 0; fi
+    if [ -n "$3" ]; then head -c "$3" "$src" >/tmp/kpy.put; else cat "$src" >/tmp/kpy.put; fi
+    if [ $? -ne 0 ]; then mark FILE-ERROR "$name"; return 0; fi
+    echo "KPY-FILE-BEGIN $name"
+    base64 </tmp/kpy.put
+    echo "KPY-FILE-END $name $(md5sum </tmp/kpy.put | cut -d' ' -f1)"
+}
+
+run_step() {
+    step=$1
+    name=$(basename "$step" .sh)
+    name=${name#*-}
+    mark STEP-BEGIN "$name"
+    sed -e '/^#/d' -e 's/^/  $ /' "$step"
+    t0=$(uptime_s)
+    ( . "$step" ) 2>&1
+    rc=$?
+    t1=$(uptime_s)
+    mark "RC-$name" "$rc"
+    mark "MS-$name" "$(awk "BEGIN { printf \"%d\", ($t1 - $t0) * 1000 }")"
+    mark "CRASH-LOADED-$name" "$(crash_loaded)"
+}
+
+first_kernel() {
+    mark INIT first "$(uptime_s)"
+    mark KERNEL "$(uname -r)"
+    mark CMDLINE "$(cat /proc/cmdline)"
+    mark CRASH-SIZE "$(cat /sys/kernel/kexec_crash_size 2>/dev/null)"
+    token=KPY-TOKEN-$(head -c 8 /dev/urandom | od -An -tx1 | tr -d ' \n')
+    echo "$token written by the kexec_py guest harness" >/dev/kmsg
+    mark TOKEN "$token"
+    mark CRASH-LOADED-INITIAL "$(crash_loaded)"
+    [ -f /etc/kpy/env ] && . /etc/kpy/env
+    for step in /etc/kpy/steps/*.sh; do
+        [ -f "$step" ] && run_step "$step"
+    done
+    if [ -e /etc/kpy/crash ]; then
+        mark CRASHING "$(uptime_s)"
+        echo c >/proc/sysrq-trigger
+        sleep 5
+        mark CRASH-DID-NOT-HAPPEN
+    fi
+}
+
+capture_kernel() {
+    mark CAPTURE-UP "$(uptime_s)"
+    mark CAPTURE-CMDLINE "$(cat /proc/cmdline)"
+    mark VMCORE-SIZE "$(stat -c %s /proc/vmcore)"
+    vmcore-dmesg /proc/vmcore >/tmp/dmesg.txt 2>/tmp/dmesg.err
+    mark VMCORE-DMESG-RC $?
+    mark VMCORE-DMESG-LINES "$(wc -l </tmp/dmesg.txt)"
+    head -c 2000 /tmp/dmesg.err
+    token=$(grep -o 'KPY-TOKEN-[0-9a-f]*' /tmp/dmesg.txt | head -n 1)
+    if [ -n "$token" ]; then
+        mark TOKEN-FOUND "$token"
+    else
+        mark TOKEN-MISSING
+        tail -n 20 /tmp/dmesg.txt
+    fi
+}
+
+if [ -e /proc/vmcore ]; then capture_kernel; else first_kernel; fi
+mark POWEROFF "$(uptime_s)"
+sync
+poweroff -f
