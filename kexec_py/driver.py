@@ -102,12 +102,12 @@ def _load(req: Request, ctx: Context) -> int:
 
 
 def _load_file(req: Request, ctx: Context, cmdline: str, crash: bool) -> int:
-    from kexec_py.image.open import open_kernel, read_kernel_file
+    from kexec_py.image.open import parse_kernel, read_kernel_file
     from kexec_py.render import render_plan
     from kexec_py.submit import submit
 
     kf = read_kernel_file(req.kernel)
-    open_kernel(req.kernel, ctx.arch.formats, force=req.image_type)   # refuse what no loader knows
+    parse_kernel(kf, ctx.arch.formats, force=req.image_type)   # refuse what no loader knows
     flags = (K.KEXEC_FILE_ON_CRASH if crash else 0) | (0 if req.initrd else K.KEXEC_FILE_NO_INITRAMFS)
     if req.debug:
         flags |= K.KEXEC_FILE_DEBUG

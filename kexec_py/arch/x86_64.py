@@ -147,23 +147,19 @@ def link_purgatory(purgatory, where, segments, *, regs: dict[str, int],
                    backup: tuple | None, skip_checks: bool):
     """Link the purgatory at ``where`` and fill in its variables: the digest of every
     other segment, the backup to make, and the registers to enter the kernel with."""
-    from kexec_py.plan.purgatory import pack_sha256_regions, sha256_of_segments
+    from kexec_py.plan.purgatory import store_sha256
 
     linked = purgatory.link(where.start)
-    values = {name: 0 for name in ENTRY64_REGS}
-    values.update(regs)
-    values.setdefault("rsp", 0)
+    values = {name: 0 for name in ENTRY64_REGS} | regs
     values["rsp"] = values["rsp"] or linked.symbol_addr("stack_end")
     linked.set_symbol("entry64_regs", b"".join(values[n].to_bytes(8, "little") for n in ENTRY64_REGS))
     if backup:
         src, dst = backup
-        linked.set_symbol("backup_src", src.start.to_bytes(8, "little"))
-        linked.set_symbol("backup_size", src.size.to_bytes(8, "little"))
-        linked.set_symbol("backup_dst", dst.to_bytes(8, "little"))
-    linked.set_symbol("skip_checks", bytes([1 if skip_checks else 0]))
-    regions, digest = sha256_of_segments(segments)
-    linked.set_symbol("sha256_regions", pack_sha256_regions(regions))
-    linked.set_symbol("sha256_digest", digest)
+        linked.set_int("backup_src", src.start)
+        linked.set_int("backup_size", src.size)
+        linked.set_int("backup_dst", dst)
+    linked.set_int("skip_checks", 1 if skip_checks else 0)
+    store_sha256(linked, segments)
     return Segment("purgatory", bytes(linked.buf), where.start, where.size), linked.entry
 
 

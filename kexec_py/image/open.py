@@ -54,7 +54,10 @@ def read_kernel_file(path: str | Path) -> KernelFile:
 
 def open_kernel(path: str | Path, formats: Sequence[ImageFormat], *, force: str | None = None):
     """Parse ``path`` with the first format whose probe accepts it (or the one named ``force``)."""
-    kf = read_kernel_file(path)
+    return parse_kernel(read_kernel_file(path), formats, force=force)
+
+
+def parse_kernel(kf: KernelFile, formats: Sequence[ImageFormat], *, force: str | None = None):
     head = kf.data[:64 * 1024]
     candidates = [f for f in formats if force in (None, f.name)]
     if force and not candidates:
@@ -62,8 +65,8 @@ def open_kernel(path: str | Path, formats: Sequence[ImageFormat], *, force: str 
         raise UnknownFormat(f"unknown kernel type {force!r}", f"this architecture loads: {names}")
     for fmt in candidates:
         if fmt.probe(head):
-            return fmt.parse(kf.data, path=str(path))
+            return fmt.parse(kf.data, path=str(kf.path))
     names = ", ".join(f.name for f in formats)
     wrapped = f" (after {kf.compression} decompression)" if kf.compression else ""
-    raise UnknownFormat(f"{path}: not a kernel image this architecture can load{wrapped}: "
+    raise UnknownFormat(f"{kf.path}: not a kernel image this architecture can load{wrapped}: "
                         f"starts with {kf.data[:8].hex()}", f"supported: {names}")
