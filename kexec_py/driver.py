@@ -17,7 +17,7 @@ from kexec_py.errors import (FileSyscallUnavailable, ImageError, ImageNotFound, 
                              NoCrashMemory, SnapshotError, SubmitError, UsageError)
 from kexec_py.plan.cmdline import compose_cmdline
 from kexec_py.plan.plan import FilePlan, UnloadPlan
-from kexec_py.request import Action, Request, Syscall
+from kexec_py.request import Request, Syscall
 from kexec_py.structs import kexec_uapi as K
 
 
@@ -31,22 +31,67 @@ class Context:
 
 
 def run(req: Request, ctx: Context) -> int:
-    """Carry out ``req``; returns the exit status. Raises KexecError for the CLI to report."""
-    if req.action is Action.STATUS:
+    """Carry out ``req`` in kexec-tools' order; returns the exit status.
+    Raises KexecError for the CLI to report."""
+    steps = req.steps
+    if steps.status:
+        return _status(req, ctx)
+    if not steps.load:
+        _refuse_loader_options(req)
+    if steps.load and req.crash and not ctx.sys.crash_regions():
+        # kexec-tools checks this before anything else, unload included, and exits 1
+        raise NoCrashMemory("Memory for crashkernel is not reserved: /proc/iomem has no 'Crash kernel' range",
+                            "boot with crashkernel=256M (or more) on the kernel command line")
+    if steps.unload:
+        _unload(req, ctx)
+    loaded_now = False
+    if steps.load:
+        _load(req, ctx)
+        loaded_now = not req.crash
+    if (steps.shutdown or steps.exec) and not (loaded_now or req.dry_run or ctx.sys.kexec_loaded()):
+        raise KexecError("Nothing has been loaded!", "load a kernel with -l first")
+    for wanted, action, what in ((steps.shutdown, "shutdown", "run shutdown -r now"),
+                                 (steps.sync, "sync", "sync the filesystems"),
+                                 (steps.ifdown, "ifdown", "take the network interfaces down"),
+                                 (steps.exec, "reboot_kexec", "reboot into the loaded kernel")):
+        if not wanted:
+            continue
+        if req.dry_run:
+            print(f"would {what}", file=ctx.out)
+            continue
         try:
-            loaded = ctx.sys.kexec_loaded() if not req.crash else ctx.sys.kexec_crash_loaded()
-        except SnapshotError as e:
-            e.exit_code = 255          # kexec-tools: -S with an unreadable /sys file
-            raise
-        if req.debug:
-            print(f"{'crash' if req.crash else 'kexec'} kernel {'loaded' if loaded else 'not loaded'}",
-                  file=ctx.err)
-        return 1 if loaded else 0
-    if req.action is Action.UNLOAD:
-        return _unload(req, ctx)
-    if req.action is Action.EXEC:
-        return _exec(req, ctx)
-    return _load(req, ctx)
+            getattr(ctx.backend, action)()
+        except OSError as e:
+            raise SubmitError(f"could not {what}: {e.strerror}", errno=e.errno or 0) from None
+    return 0
+
+
+def print_crash_region_size(sys) -> int:
+    """--print-ckr-size: the size of the (highest) crash region in bytes, or 0."""
+    regions = sys.crash_regions()
+    print(regions[-1].size if regions else 0)
+    return 0
+
+
+def _status(req: Request, ctx: Context) -> int:
+    try:
+        loaded = ctx.sys.kexec_loaded() if req.steps.load_given else ctx.sys.kexec_crash_loaded()
+    except SnapshotError as e:
+        e.exit_code = 255          # kexec-tools: -S with an unreadable /sys file
+        raise
+    if req.debug:
+        print(f"{'crash' if req.crash else 'kexec'} kernel {'loaded' if loaded else 'not loaded'}",
+              file=ctx.err)
+    return 1 if loaded else 0
+
+
+def _refuse_loader_options(req: Request) -> None:
+    """kexec-tools refuses loader options (--initrd, --append, ...) when nothing is loaded."""
+    given = [name for name, value in (("--initrd", req.initrd), ("--append/--command-line", req.append),
+                                      ("--reuse-cmdline", req.reuse_cmdline), ("--dtb", req.dtb))
+             if value]
+    if given:
+        raise UsageError(f"{given[0]} only makes sense when loading a kernel", "add -l or -p, or drop it")
 
 
 def _unload(req: Request, ctx: Context) -> int:
@@ -54,7 +99,8 @@ def _unload(req: Request, ctx: Context) -> int:
     from kexec_py.submit import submit
     use_file = req.syscall is not Syscall.LOAD and ctx.arch.has_file_syscall
     flags = K.KEXEC_FILE_UNLOAD | (K.KEXEC_FILE_ON_CRASH if req.crash else 0)
-    plan = UnloadPlan(arch=ctx.arch.name, crash=req.crash, use_file_syscall=use_file, flags=flags)
+    plan = UnloadPlan(arch=ctx.arch.name, crash=req.crash, use_file_syscall=use_file, flags=flags,
+                      kexec_arch=ctx.arch.kexec_arch)
     if req.dry_run:
         print(render_plan(plan), file=ctx.out)
         return 0
@@ -62,27 +108,10 @@ def _unload(req: Request, ctx: Context) -> int:
     return 0
 
 
-def _exec(req: Request, ctx: Context) -> int:
-    if not ctx.sys.kexec_loaded():
-        raise KexecError("Nothing has been loaded!", "load a kernel with -l first", exit_code=255)
-    if req.dry_run:
-        print("would reboot into the loaded kernel (reboot LINUX_REBOOT_CMD_KEXEC)", file=ctx.out)
-        return 0
-    os.sync()
-    try:
-        ctx.backend.reboot_kexec()
-    except OSError as e:
-        raise SubmitError(f"reboot into the new kernel failed: {os.strerror(e.errno)}", errno=e.errno) from None
-    return 0
-
-
 def _load(req: Request, ctx: Context) -> int:
     if not req.kernel:
         raise UsageError("No kernel specified", "give the kernel file to load", exit_code=255)
-    crash = req.action is Action.LOAD_PANIC
-    if crash and not ctx.sys.crash_regions():
-        raise NoCrashMemory("Memory for crashkernel is not reserved: /proc/iomem has no 'Crash kernel' range",
-                            "boot with crashkernel=256M (or more) on the kernel command line")
+    crash = req.crash
     _check_file(req.kernel, "kernel")
     if req.initrd:
         _check_file(req.initrd, "initrd")
@@ -107,13 +136,23 @@ def _load_file(req: Request, ctx: Context, cmdline: str, crash: bool) -> int:
     from kexec_py.submit import submit
 
     kf = read_kernel_file(req.kernel)
-    parse_kernel(kf, ctx.arch.formats, force=req.image_type)   # refuse what no loader knows
-    flags = (K.KEXEC_FILE_ON_CRASH if crash else 0) | (0 if req.initrd else K.KEXEC_FILE_NO_INITRAMFS)
-    if req.debug:
-        flags |= K.KEXEC_FILE_DEBUG
+    image = parse_kernel(kf, ctx.arch.formats, force=req.image_type)   # refuse what no loader knows
+    # A UKI gives its .linux as the kernel and its .initrd / .cmdline when the user gave none;
+    # an image kexec_file_load cannot take (an ELF vmlinux) is refused here, with ENOEXEC for -a.
+    from kexec_py.image.uki import file_syscall_inputs
+    inner_kernel, inner_initrd, inner_cmdline = file_syscall_inputs(image, arch=ctx.arch.name)
+    initrd_bytes = None if req.initrd else inner_initrd
+    cmdline = cmdline if cmdline.strip() else (inner_cmdline or cmdline)
+    has_initrd = bool(req.initrd) or initrd_bytes is not None
+    flags = (K.KEXEC_FILE_ON_CRASH if crash else 0) | (0 if has_initrd else K.KEXEC_FILE_NO_INITRAMFS)
+    for wanted, bit in ((req.debug, K.KEXEC_FILE_DEBUG), (req.no_cma, K.KEXEC_FILE_NO_CMA),
+                        (req.force_dtb, K.KEXEC_FILE_FORCE_DTB)):
+        if wanted:
+            flags |= bit
     plan = FilePlan(arch=ctx.arch.name, kernel=Path(req.kernel), initrd=Path(req.initrd) if req.initrd else None,
                     cmdline=cmdline, flags=flags,
-                    kernel_bytes=kf.data if kf.compression else None)
+                    kernel_bytes=inner_kernel if inner_kernel is not None else kf.data if kf.compression else None,
+                    initrd_bytes=initrd_bytes)
     if req.debug or req.dry_run:
         print(render_plan(plan), file=ctx.out if req.dry_run else ctx.err)
     if req.dry_run:
@@ -140,12 +179,14 @@ def _load_segments(req: Request, ctx: Context, cmdline: str, crash: bool) -> int
 
     image = open_kernel(req.kernel, ctx.arch.formats, force=req.image_type)
     initrd = _map_file(req.initrd) if req.initrd else None
-    inputs = LoadInputs(cmdline=cmdline, initrd=initrd, no_checks=req.no_checks)
+    inputs = LoadInputs(cmdline=cmdline, initrd=initrd, no_checks=req.no_checks, elf_args=req.args)
     purgatory = load_purgatory(ctx.arch.name)
     if crash:
         plan = ctx.arch.plan_crash(image, inputs, ctx.arch.read_crash_facts(ctx.sys), purgatory)
     else:
         plan = ctx.arch.plan_load(image, inputs, ctx.arch.read_load_facts(ctx.sys), purgatory)
+    if req.entry is not None:
+        plan = replace(plan, entry=req.entry, notes=plan.notes + (f"entry overridden by --entry",))
     from kexec_py.plan.segments import check_plan
     check_plan(plan)
     if req.dry_run:

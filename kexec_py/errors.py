@@ -6,7 +6,7 @@ returns. The exit codes follow kexec-tools so that scripts keep working:
 
     1    a fatal error found before any syscall (bad image, bad option, no space, ...)
     253  --kexec-file-syscall asked for, but kexec_file_load is not available
-    254  no "Crash kernel" region is reserved
+    254  the crash region cannot be described to the capture kernel
     255  the kernel refused the load, unload or exec (a syscall failed)
 
 Anything that is not a KexecError reaching the CLI is a bug in kexec_py.
@@ -71,7 +71,8 @@ class SystemStateError(KexecError):
 
 
 class NoCrashMemory(SystemStateError):
-    exit_code = EXIT_NO_CRASH_KERNEL
+    """No "Crash kernel" region: kexec-tools dies (exit 1) before doing anything else.
+    (Its 254 comes only from a crash region too fragmented to hold a memory map.)"""
 
 
 class SnapshotError(SystemStateError):

@@ -35,7 +35,7 @@ def render_plan(plan) -> str:
         return "\n".join([f"syscall: kexec_file_load  arch: {plan.arch}",
                           f"flags:   {_flag_names(plan.flags, _FILE_FLAGS, arch_field=False)}",
                           f"kernel:  {kernel}",
-                          f"initrd:  {plan.initrd or '(none)'}",
+                          f"initrd:  {plan.initrd or ('(embedded, passed as a memfd)' if plan.initrd_bytes is not None else '(none)')}",
                           f"cmdline: {plan.cmdline}"] + [f"note: {n}" for n in plan.notes])
     if isinstance(plan, UnloadPlan):
         call = "kexec_file_load" if plan.use_file_syscall else "kexec_load"

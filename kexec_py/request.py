@@ -1,17 +1,15 @@
-"""What the user asked for, in kexec-tools' terms. No I/O, no decisions about the machine."""
+"""What the user asked for, in kexec-tools' terms. No I/O, no decisions about the machine.
+
+kexec-tools turns its action options into a handful of do-flags, each option
+setting several of them as it is met on the command line, so order matters:
+``-p -u`` unloads the crash kernel, ``-u -p`` unloads it and then tries to load
+one. ``steps_from_options`` reproduces that, option by option.
+"""
 
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass
-
-
-class Action(enum.Enum):
-    LOAD = "load"                # -l, and the default when a kernel is given
-    LOAD_PANIC = "load-panic"    # -p
-    UNLOAD = "unload"            # -u
-    EXEC = "exec"                # -e
-    STATUS = "status"            # -S
+from dataclasses import dataclass, field, replace
 
 
 class Syscall(enum.Enum):
@@ -21,15 +19,90 @@ class Syscall(enum.Enum):
 
 
 @dataclass(frozen=True, slots=True)
+class Steps:
+    """kexec-tools' do_* flags: what main() does, in this order."""
+
+    status: bool = False         # -S: report and stop
+    unload: bool = False
+    load: bool = True
+    crash: bool = False          # -p seen (anywhere): the crash image, for -u and -S too
+    shutdown: bool = True        # run `shutdown -r now` after loading (the default action)
+    sync: bool = True
+    ifdown: bool = False
+    exec: bool = False
+    syscall: Syscall = Syscall.AUTO
+    load_given: bool = False     # -l seen: -S then reports the normal kexec image
+
+
+# What each action option does to the steps when it is met (kexec-tools' main()).
+_EFFECTS = {
+    "force": dict(load=True, shutdown=False, sync=True, ifdown=True, exec=True),
+    "load": dict(load=True, exec=False, shutdown=False, load_given=True),
+    "load_panic": dict(load=True, exec=False, shutdown=False, sync=False, crash=True),
+    "unload": dict(load=False, shutdown=False, sync=False, unload=True),
+    "exec": dict(load=False, shutdown=False, sync=True, ifdown=True, exec=True),
+    "status": dict(status=True),
+    "kexec_file_syscall": dict(syscall=Syscall.FILE),
+    "kexec_syscall": dict(syscall=Syscall.LOAD),
+    "kexec_syscall_auto": dict(syscall=Syscall.AUTO),
+}
+ACTION_OPTIONS = tuple(_EFFECTS)
+
+
+def steps_from_options(seen: list[str], *, no_sync: bool = False, no_ifdown: bool = False) -> Steps:
+    """Apply the action options in the order they were given."""
+    steps = Steps()
+    for name in seen:
+        steps = replace(steps, **_EFFECTS[name])
+    if no_sync:
+        steps = replace(steps, sync=False)
+    if no_ifdown:
+        steps = replace(steps, ifdown=False)
+    return steps
+
+
+@dataclass(frozen=True, slots=True)
+class X86Options:
+    """The x86 arch and loader options (kexec-tools' x86_64/i386 option table)."""
+
+    reset_vga: bool = False
+    serial: int | None = None            # I/O port of the purgatory's serial console
+    serial_baud: int | None = None
+    console_vga: bool = False
+    console_serial: bool = False
+    core_header_class: int | None = None  # 32 or 64 (--elf32/64-core-headers); None: automatic
+    pass_memmap_cmdline: bool = False
+    noefi: bool = False
+    reuse_video_type: bool = False
+    args: str | None = None              # "elf", "linux", "none" for ELF kernels
+    real_mode: bool = False
+    entry_32bit: bool = False
+
+
+@dataclass(frozen=True, slots=True)
 class Request:
-    action: Action
+    steps: Steps = field(default_factory=Steps)
     kernel: str | None = None
     initrd: str | None = None
     append: str | None = None
     reuse_cmdline: bool = False
-    syscall: Syscall = Syscall.AUTO
-    crash: bool = False          # -p given (also with -u / -S: the crash image)
     debug: bool = False
     dry_run: bool = False
     image_type: str | None = None
     no_checks: bool = False      # -i: purgatory skips the SHA-256 check
+    mem_min: int = 0
+    mem_max: int = (1 << 64) - 1
+    entry: int | None = None     # --entry: override the entry point (kexec_load)
+    hotplug: bool = False
+    dtb: str | None = None
+    no_cma: bool = False
+    force_dtb: bool = False
+    x86: X86Options = field(default_factory=X86Options)
+
+    @property
+    def crash(self) -> bool:
+        return self.steps.crash
+
+    @property
+    def syscall(self) -> Syscall:
+        return self.steps.syscall

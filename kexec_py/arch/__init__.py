@@ -15,7 +15,7 @@ _MACHINES = {
     "s390x": "s390x",
 }
 KNOWN = ("x86_64", "i386", "arm64", "arm", "ppc64le", "s390x")
-SUPPORTED = ("x86_64",)
+SUPPORTED = ("x86_64", "i386")
 
 
 def host_name() -> str:
@@ -33,6 +33,9 @@ def get(name: str):
     if name == "x86_64":
         from kexec_py.arch.x86_64 import X86_64
         return X86_64()
+    if name == "i386":
+        from kexec_py.arch.i386 import I386
+        return I386()
     raise AssertionError(name)
 
 

@@ -15,6 +15,7 @@ class LoadInputs:
     cmdline: str                    # composed from --append / --reuse-cmdline, without elfcorehdr=
     initrd: Buffer | None           # the initrd bytes (an mmap'd view for big files)
     no_checks: bool = False         # -i: the purgatory skips its SHA-256 check
+    elf_args: str | None = None     # ELF kernels: "linux", "none" or "elf" (--args-*); None: by the image
 
 
 class Arch(Protocol):

@@ -42,6 +42,8 @@ class CrashFacts:
     page_offset: int | None
     boot_params: bytes | None                # the running kernel's zero page
     acpi_rsdp: int = 0                       # from the EFI system table, when boot_params has none
+    lowmem_limit: int | None = None          # i386: RAM from here up has no linear mapping
+    core_class: int | None = None            # force ELF32/ELF64 core headers; None: the arch decides
 
 
 def read_crash_facts(sys: SystemView, *, page_offset_default: int | None) -> CrashFacts:
@@ -172,6 +174,10 @@ def crash_e820(facts: CrashFacts, *, backup_src: Range, taken_out: list[Range]) 
     (less the segments it must not overwrite) as RAM, plus the firmware tables."""
     ram = [_shrink_1k(r) for r in [backup_src, *facts.crash_regions]]
     ram = subtract([r for r in ram if r], taken_out)
+    if not any(r.start >= BACKUP_SRC_DEFAULT.end for r in ram):
+        from kexec_py.errors import EXIT_NO_CRASH_KERNEL
+        raise NoCrashMemory("the crash region has no usable memory left for the capture kernel",
+                            "reserve more with crashkernel=", exit_code=EXIT_NO_CRASH_KERNEL)
     entries = [(r, "ram") for r in ram]
     for t in facts.other:
         if not any(t.range.overlaps(r) for r in ram):
@@ -196,3 +202,90 @@ def _drop_overlaps(entries: list[tuple[Range, str]]) -> list[tuple[Range, str]]:
 
 def make_backup(src: Range, dst: int) -> Backup:
     return Backup(src=src, dst=dst)
+
+
+# -- helpers for the bzImage planners (i386 uses them; the logic is x86_64's too) --
+
+def check_cmdline(image, cmdline: str) -> None:
+    """The boot protocol's cmdline_size bounds the new kernel's command line (NUL excluded)."""
+    from kexec_py.errors import UsageError
+    if len(cmdline.encode()) > image.cmdline_size:
+        raise UsageError(f"the command line for the new kernel is {len(cmdline.encode())} bytes; "
+                         f"{image.path} takes at most {image.cmdline_size}",
+                         "shorten --append / --command-line")
+
+
+def e820_notes(e820) -> tuple[str, ...]:
+    return tuple(f"e820 {r.start:#016x}-{r.last:#016x} {kind}" for r, kind in e820)
+
+
+@dataclass(frozen=True, slots=True)
+class CrashCore:
+    """The two segments every x86 crash load places first, at the top of the crash region."""
+    backup_src: Range       # the low RAM the purgatory copies ...
+    backup: Range           # ... to here
+    core: bytes             # the ELF core header ...
+    elfcorehdr: Range       # ... and where it goes
+
+    def segments(self) -> list:
+        from kexec_py.plan.plan import Segment
+        return [Segment("backup", b"", self.backup.start, self.backup.size),
+                Segment("elfcorehdr", self.core, self.elfcorehdr.start, self.elfcorehdr.size)]
+
+
+def place_crash_core(alloc, facts: CrashFacts, *, elf_class: int, machine: int, ram=None) -> CrashCore:
+    """Backup area, then ELF core header, top-down (kexec-tools' order). ``ram`` defaults
+    to ``dump_ram(facts)``; i386 passes it split at the lowmem limit."""
+    from kexec_py.plan.elf_core import CoreHeaderSpec, build_elf_core_header
+    from kexec_py.plan.placement import Placement
+    backup_src = backup_source(facts)
+    backup = alloc.take("backup", Placement(size=align_up(backup_src.size, KiB)))
+    core = build_elf_core_header(CoreHeaderSpec(
+        elf_class=elf_class, machine=machine, notes=facts.notes,
+        ram=tuple(dump_ram(facts) if ram is None else ram), page_offset=facts.page_offset,
+        kernel_text=facts.kernel_text, backup=Backup(backup_src, backup.start),
+        lowmem_limit=facts.lowmem_limit))
+    elfcorehdr = alloc.take("elfcorehdr", Placement(size=max(len(core), ELFCOREHDR_MIN)))
+    return CrashCore(backup_src, backup, core, elfcorehdr)
+
+
+def crash_notes(facts: CrashFacts, region: Range, cc: CrashCore, e820) -> tuple[str, ...]:
+    """The --dry-run / -d lines of a crash plan."""
+    return (f"crash region {region.start:#x}-{region.last:#x}",
+            f"backup {cc.backup_src.start:#x}-{cc.backup_src.last:#x} -> {cc.backup.start:#x}",
+            f"elfcorehdr {cc.elfcorehdr.start:#x} ({len(cc.core)} bytes, "
+            f"ELF{32 if cc.core[4] == 1 else 64})",
+            f"page_offset {facts.page_offset:#x}" if facts.page_offset is not None else "page_offset unknown",
+            *e820_notes(e820))
+
+
+def setup_bytes(image, setup: Range, cmd_bytes: bytes, initrd: Range | None, *, e820,
+                running: bytes | None, acpi_rsdp: int) -> bytes:
+    """The setup segment: the zero page for ``image``, then its command line one page in."""
+    from kexec_py.arch.zeropage import ZeroPageSpec, build_zero_page
+    from kexec_py.plan.ranges import PAGE_SIZE
+    zero_page = build_zero_page(ZeroPageSpec(
+        setup_header=image.data[0x1F1:0x1F1 + image.header_len], cmdline_addr=setup.start + PAGE_SIZE,
+        initrd=initrd, e820=tuple(e820), running=running, acpi_rsdp=acpi_rsdp))
+    return zero_page + cmd_bytes
+
+
+def link_entry_purgatory(purgatory, where: Range, segments, *, regs_symbol: str, reg_names: tuple,
+                         reg_size: int, regs: dict[str, int], backup: tuple | None, skip_checks: bool):
+    """Link an x86 purgatory at ``where`` and fill in its variables: the entry registers
+    (``regs_symbol``: ``reg_names`` in order, ``reg_size`` bytes each, unnamed ones 0),
+    the backup to make, and the digest of every other segment."""
+    from kexec_py.plan.plan import Segment
+    from kexec_py.plan.purgatory import store_sha256
+
+    linked = purgatory.link(where.start)
+    values = {name: 0 for name in reg_names} | regs
+    linked.set_symbol(regs_symbol, b"".join(values[n].to_bytes(reg_size, "little") for n in reg_names))
+    if backup:
+        src, dst = backup
+        linked.set_int("backup_src", src.start)
+        linked.set_int("backup_size", src.size)
+        linked.set_int("backup_dst", dst)
+    linked.set_int("skip_checks", 1 if skip_checks else 0)
+    store_sha256(linked, segments)
+    return Segment("purgatory", bytes(linked.buf), where.start, where.size), linked.entry

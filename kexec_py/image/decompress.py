@@ -19,6 +19,8 @@ LZMA_ALONE = b"\x5d\x00\x00"
 
 def sniff(head: bytes) -> str | None:
     """The name of the compression ``head`` starts with, or None."""
+    if head[:2] == b"MZ" and head[4:8] == b"zimg":
+        return "zboot"          # an EFI zboot kernel: see kexec_py.image.zboot
     if head.startswith(GZIP):
         return "gzip"
     if head.startswith(XZ):
@@ -34,6 +36,9 @@ def sniff(head: bytes) -> str | None:
 
 def decompress(data: bytes, kind: str, *, what: str) -> bytes:
     """Decompress ``data`` (named ``what`` in errors) as ``kind``."""
+    if kind == "zboot":
+        from kexec_py.image.zboot import unwrap
+        return unwrap(data, what=what)
     try:
         if kind == "gzip":
             import gzip

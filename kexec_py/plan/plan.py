@@ -69,6 +69,8 @@ class FilePlan:
     # When the kernel file had to be decompressed or unwrapped, the bytes to pass
     # (through a memfd) instead of the file itself.
     kernel_bytes: bytes | None = field(default=None, repr=False)
+    # An initrd that is not a file of its own (a UKI's .initrd): passed through a memfd.
+    initrd_bytes: bytes | None = field(default=None, repr=False)
     notes: tuple[str, ...] = ()
 
     @property
@@ -81,7 +83,8 @@ class UnloadPlan:
     arch: str
     crash: bool
     use_file_syscall: bool
-    flags: int
+    flags: int                      # for kexec_file_load
+    kexec_arch: int = 0             # KEXEC_ARCH_* for the kexec_load form
 
 
 LoadPlan = SegmentPlan | FilePlan

@@ -61,6 +61,9 @@ class RelocRecipe:
     size: int
     compute: Callable[[int, int, int], int]
     value_range: tuple[int, int] | None = None
+    # For a value that goes into a bit field of an instruction (arm64 and the like):
+    # insert(old_word, value) -> new_word. None: the value replaces the whole location.
+    insert: Callable[[int, int], int] | None = None
 
 
 # --- parsed object -------------------------------------------------------------------
@@ -172,6 +175,8 @@ class PurgatoryObject:
                     f"{self.name}: {rel.where}: {recipe.name} value {value:#x} does not fit in "
                     f"{recipe.size} bytes when linked at {base:#x}",
                     "place the purgatory lower in memory")
+        if recipe.insert is not None:
+            value = recipe.insert(int.from_bytes(buf[loc:loc + recipe.size], self.byteorder), value)
         buf[loc:loc + recipe.size] = (value % (1 << (8 * recipe.size))).to_bytes(recipe.size, self.byteorder)
 
     def __repr__(self) -> str:

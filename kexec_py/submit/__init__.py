@@ -42,12 +42,13 @@ def _submit_file(plan: FilePlan, backend) -> None:
     kernel_fd = initrd_fd = -1
     try:
         if plan.kernel_bytes is not None:
-            kernel_fd = os.memfd_create("kernel", os.MFD_CLOEXEC)
-            os.write(kernel_fd, plan.kernel_bytes)
+            kernel_fd = _memfd("kernel", plan.kernel_bytes)
         else:
             kernel_fd = os.open(plan.kernel, os.O_RDONLY | os.O_CLOEXEC)
         if plan.initrd is not None:
             initrd_fd = os.open(plan.initrd, os.O_RDONLY | os.O_CLOEXEC)
+        elif plan.initrd_bytes is not None:
+            initrd_fd = _memfd("initrd", plan.initrd_bytes)
         backend.kexec_file_load(kernel_fd, initrd_fd, plan.cmdline.encode() + b"\0", plan.flags)
     except OSError as e:
         if e.filename:
@@ -57,6 +58,19 @@ def _submit_file(plan: FilePlan, backend) -> None:
         for fd in (kernel_fd, initrd_fd):
             if fd >= 0:
                 os.close(fd)
+
+
+def _memfd(name: str, data) -> int:
+    """An anonymous file holding ``data`` (os.write may write less than asked: loop)."""
+    fd = os.memfd_create(name, os.MFD_CLOEXEC)
+    try:
+        view = memoryview(data)
+        while view:
+            view = view[os.write(fd, view):]
+    except OSError:
+        os.close(fd)
+        raise
+    return fd
 
 
 def _submit_unload(plan: UnloadPlan, backend) -> None:
@@ -69,7 +83,7 @@ def _submit_unload(plan: UnloadPlan, backend) -> None:
             if e.errno != E.ENOSYS:
                 raise errno_error("kexec_file_load (unload)", e.errno, crash=plan.crash) from None
     try:
-        backend.kexec_load(0, [], (K.KEXEC_ON_CRASH if plan.crash else 0))
+        backend.kexec_load(0, [], (K.KEXEC_ON_CRASH if plan.crash else 0) | plan.kexec_arch)
     except OSError as e:
         raise errno_error("kexec_load (unload)", e.errno, crash=plan.crash) from None
 

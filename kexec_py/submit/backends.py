@@ -31,6 +31,17 @@ class SyscallBackend:
         from kexec_py.submit import syscalls
         syscalls.reboot_kexec(self.arch)
 
+    def sync(self):
+        os.sync()
+
+    def ifdown(self):
+        from kexec_py.submit.system import ifdown
+        ifdown()
+
+    def shutdown(self):
+        from kexec_py.submit.system import shutdown
+        shutdown()
+
 
 @dataclass
 class RecordingBackend:
@@ -70,6 +81,15 @@ class RecordingBackend:
 
     def reboot_kexec(self):
         self._record({"call": "reboot", "arch": self.arch})
+
+    def sync(self):
+        self._record({"call": "sync"})
+
+    def ifdown(self):
+        self._record({"call": "ifdown"})
+
+    def shutdown(self):
+        self._record({"call": "shutdown"})
 
 
 def backend_for(arch: str):

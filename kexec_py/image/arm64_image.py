@@ -1,0 +1,86 @@
+"""The arm64 ``Image``: the flat kernel binary that Documentation/arch/arm64/booting.rst describes.
+
+Its 64-byte header (all fields little-endian) holds, among others:
+
+    0x08  text_offset   where in a 2 MiB aligned block the image expects to sit
+    0x10  image_size    bytes the image occupies once running (bss included); 0 before 3.17
+    0x18  flags         bit 0 big-endian, bits 1-2 page size, bit 3 placement freedom
+    0x38  magic         "ARM\\x64"
+
+An Image with an EFI stub starts with "MZ" and still carries this header; it is
+entered at its first byte either way. ``Image.gz`` and friends are undone by
+the generic decompress step before probing, and an EFI zboot ``vmlinuz`` by
+``kexec_py.image.zboot``.
+"""
+
+from __future__ import annotations
+
+import struct
+from dataclasses import dataclass
+
+from kexec_py.errors import CorruptImage, UnsupportedImage
+
+MAGIC = b"ARM\x64"
+MAGIC_OFFSET = 0x38
+HEADER_SIZE = 64
+MiB = 1 << 20
+
+FLAG_BE = 1 << 0
+PAGE_SIZE_SHIFT = 1                 # flags bits 1-2: 0 unspecified, 1 4K, 2 16K, 3 64K
+FLAG_PHYS_BASE_ANY = 1 << 3         # may be placed anywhere in RAM, not only near its start
+PAGE_SIZES = {0: None, 1: 4096, 2: 16384, 3: 65536}
+
+
+@dataclass(frozen=True, slots=True)
+class Arm64Image:
+    path: str
+    data: bytes = None              # the (decompressed) Image
+    text_offset: int = 0
+    image_size: int = 0             # the memory the kernel occupies from its load address
+    flags: int = 0
+    legacy_header: bool = False     # image_size was 0: the pre-3.17 defaults were assumed
+
+    format = "Image"
+
+    @property
+    def big_endian(self) -> bool:
+        return bool(self.flags & FLAG_BE)
+
+    @property
+    def page_size(self) -> int | None:
+        return PAGE_SIZES[(self.flags >> PAGE_SIZE_SHIFT) & 3]
+
+    @property
+    def payload(self) -> memoryview:
+        return memoryview(self.data)
+
+    def __repr__(self) -> str:
+        return (f"<Arm64Image {self.path} text_offset={self.text_offset:#x} "
+                f"image_size={self.image_size:#x} flags={self.flags:#x}>")
+
+
+def looks_like_arm64_image(head: bytes) -> bool:
+    return len(head) >= HEADER_SIZE and head[MAGIC_OFFSET:MAGIC_OFFSET + 4] == MAGIC
+
+
+def parse_arm64_image(data: bytes, *, path: str) -> Arm64Image:
+    """Read and check the header. Raises CorruptImage / UnsupportedImage."""
+    if not looks_like_arm64_image(data):
+        raise CorruptImage(f"{path} is not an arm64 Image (no 'ARM\\x64' magic at 0x38)",
+                           "pass the kernel's Image, Image.gz or vmlinuz")
+    text_offset, image_size, flags = struct.unpack_from("<QQQ", data, 8)
+    legacy = image_size == 0
+    if legacy:
+        # Kernels before 3.17 leave image_size at 0; booting.rst says to assume these.
+        text_offset, image_size = 0x80000, 16 * MiB
+    if flags & FLAG_BE:
+        raise UnsupportedImage(f"{path} is a big-endian arm64 kernel",
+                               "kexec-py loads little-endian kernels only")
+    if text_offset % 4096 or text_offset >= 2 * MiB:
+        raise CorruptImage(f"{path}: text_offset {text_offset:#x} is not a page offset inside 2 MiB",
+                           "the Image header is damaged: re-copy the kernel")
+    if image_size < len(data) // 2:
+        raise CorruptImage(f"{path}: image_size {image_size:#x} is smaller than the file "
+                           f"({len(data):#x} bytes)", "the Image header is damaged: re-copy the kernel")
+    return Arm64Image(path=path, data=data, text_offset=text_offset, image_size=image_size,
+                      flags=flags, legacy_header=legacy)

@@ -1,0 +1,135 @@
+"""Unified kernel images (UKI): a PE/COFF file (an EFI stub) carrying the kernel
+in its ``.linux`` section, and optionally an initrd (``.initrd``), a command line
+(``.cmdline``) and the OS release (``.osrel``).
+
+Facts from the UAPI group's UKI specification and the PE/COFF specification. Every
+offset read from the file is checked against its size: a damaged image gives a
+CorruptImage naming the field, never an exception. A section's length is its
+VirtualSize (what the section really holds); SizeOfRawData is rounded up to the
+file alignment and carries padding that would break the kernel's signature check.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from kexec_py.errors import CorruptImage, UnsupportedImage
+
+
+@dataclass(frozen=True, slots=True)
+class PeSection:
+    name: str
+    offset: int             # file offset of the section's bytes
+    size: int               # VirtualSize
+
+
+@dataclass(frozen=True, slots=True)
+class Uki:
+    path: str
+    machine: int                         # COFF machine (0x8664 for x86_64)
+    linux: bytes                         # the kernel, as the .linux section holds it
+    initrd: bytes | None = None
+    cmdline: str | None = None
+    osrel: str | None = None
+    kernel: object = None                # .linux parsed by the architecture (a BzImage on x86)
+
+    format = "uki"
+    file_syscall = True
+
+    def defaults(self, cmdline: str, initrd):
+        """The command line and initrd to boot with: the user's, else the UKI's own.
+
+        An empty command line means the user gave none, as systemd-stub treats it;
+        an --initrd replaces the embedded one."""
+        return (cmdline if cmdline.strip() else (self.cmdline or ""),
+                initrd if initrd is not None else self.initrd)
+
+    def __repr__(self) -> str:
+        return (f"<Uki {self.path} .linux={len(self.linux):#x} .initrd="
+                f"{len(self.initrd) if self.initrd is not None else None} .cmdline={self.cmdline!r}>")
+
+
+def looks_like_pe(head: bytes) -> bool:
+    return len(head) >= 0x40 and head[:2] == b"MZ"
+
+
+def pe_sections(data: bytes, *, path: str) -> tuple[int, list[PeSection]]:
+    """The COFF machine and the section table of a PE file, every offset checked."""
+    from kexec_py.structs import pe
+    size = len(data)
+    if size < pe.DOS_HEADER_SIZE or data[:2] != pe.DOS_MAGIC:
+        raise CorruptImage(f"{path}: truncated DOS header ({size} bytes)", "re-copy the image")
+    lfanew = pe.dos_header.parse(data[:pe.DOS_HEADER_SIZE]).e_lfanew
+    if lfanew < pe.DOS_HEADER_SIZE or lfanew + pe.COFF_HEADER_SIZE > size:
+        raise CorruptImage(f"{path}: e_lfanew {lfanew:#x} points outside the {size:#x}-byte file",
+                           "the PE header is damaged; re-copy the image")
+    if data[lfanew:lfanew + 4] != pe.PE_SIGNATURE:
+        raise CorruptImage(f"{path}: no PE signature at e_lfanew {lfanew:#x} (an MZ file that is not PE/COFF)")
+    coff = pe.coff_header.parse(data[lfanew:lfanew + pe.COFF_HEADER_SIZE])
+    table = lfanew + pe.COFF_HEADER_SIZE + coff.size_of_optional_header
+    count = coff.number_of_sections
+    if count > pe.MAX_SECTIONS or table + count * pe.SECTION_HEADER_SIZE > size:
+        raise CorruptImage(f"{path}: the section table ({count} entries at {table:#x}) lies outside the "
+                           f"{size:#x}-byte file", "re-copy the image")
+    sections = []
+    for i in range(count):
+        at = table + i * pe.SECTION_HEADER_SIZE
+        sections.append(_section(pe.section_header.parse(data[at:at + pe.SECTION_HEADER_SIZE]), size, path))
+    return coff.machine, sections
+
+
+def _section(h, file_size: int, path: str) -> PeSection:
+    name = h.name.rstrip(b"\0").decode("ascii", "replace")
+    length = h.virtual_size or h.size_of_raw_data
+    if length > h.size_of_raw_data:
+        raise CorruptImage(f"{path}: section {name} says it holds {length:#x} bytes (VirtualSize) but has only "
+                           f"{h.size_of_raw_data:#x} in the file (SizeOfRawData)", "the image is damaged")
+    if h.pointer_to_raw_data + length > file_size:
+        raise CorruptImage(f"{path}: section {name} ({length:#x} bytes at {h.pointer_to_raw_data:#x}) runs past "
+                           f"the end of the {file_size:#x}-byte file", "the image is truncated; re-copy it")
+    return PeSection(name, h.pointer_to_raw_data, length)
+
+
+def parse_uki(data: bytes, *, path: str) -> Uki:
+    """The UKI's payload sections. Raises CorruptImage / UnsupportedImage."""
+    machine, sections = pe_sections(data, path=path)
+    found: dict[str, bytes] = {}
+    for s in sections:
+        found.setdefault(s.name, bytes(data[s.offset:s.offset + s.size]))
+    if ".linux" not in found:
+        names = ", ".join(s.name for s in sections) or "none"
+        raise UnsupportedImage(f"{path} is a PE/COFF file without a .linux section, not a unified kernel image "
+                               f"(sections: {names})", "give a bzImage, a vmlinux or a UKI")
+    if not found[".linux"]:
+        raise CorruptImage(f"{path}: the .linux section is empty")
+    return Uki(path=path, machine=machine, linux=found[".linux"], initrd=found.get(".initrd"),
+               cmdline=_text(found.get(".cmdline")), osrel=_text(found.get(".osrel")))
+
+
+def _text(raw: bytes | None) -> str | None:
+    if raw is None:
+        return None
+    return raw.split(b"\0", 1)[0].decode("utf-8", "replace").strip()
+
+
+def machine_name(machine: int) -> str:
+    from kexec_py.structs.pe import MACHINES
+    return MACHINES.get(machine, f"machine {machine:#x}")
+
+
+def file_syscall_inputs(image, *, arch: str):
+    """What kexec_file_load gets for ``image``: (kernel bytes or None for the file
+    itself, embedded initrd or None, embedded command line or None).
+
+    Raises FileSyscallUnavailable (errno ENOEXEC, so the default -a mode goes on
+    with kexec_load) for images the kernel's kexec_file_load does not take."""
+    import errno
+
+    from kexec_py.errors import FileSyscallUnavailable
+    if not getattr(image, "file_syscall", True):
+        raise FileSyscallUnavailable(
+            f"kexec_file_load on {arch} takes only bzImage kernels, and {image.path} is a {image.format}",
+            "use -c (kexec_load), or the default -a, which does so by itself", errno=errno.ENOEXEC)
+    if isinstance(image, Uki):
+        return image.linux, image.initrd, image.cmdline
+    return None, None, None
