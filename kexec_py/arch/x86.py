@@ -81,7 +81,7 @@ def _efi_acpi_rsdp(sys: SystemView) -> int:
 
 def _kcore_loads(headers: bytes | None) -> list[tuple[int, int, int]]:
     """(vaddr, paddr, size) of each PT_LOAD of /proc/kcore; paddr is -1 where the kernel gives none."""
-    if not headers or headers[:4] != b"\x7fELF" or headers[4] != 2:
+    if not headers or len(headers) < 64 or headers[:4] != b"\x7fELF" or headers[4] != 2:
         return []
     from construct import ConstructError
 

@@ -6,6 +6,9 @@ The compressed payload inside a bzImage is the kernel's own business.
 
 from __future__ import annotations
 
+import lzma as _lzma
+import zlib
+
 from kexec_py.errors import CorruptImage
 
 GZIP = b"\x1f\x8b"
@@ -51,7 +54,7 @@ def decompress(data: bytes, kind: str, *, what: str) -> bytes:
             return bz2.decompress(data)
         if kind == "zstd":
             return _zstd(data, what)
-    except (OSError, EOFError, ValueError) as e:   # gzip.BadGzipFile, lzma.LZMAError, ...
+    except (OSError, EOFError, ValueError, zlib.error, _lzma.LZMAError) as e:   # BadGzipFile, LZMAError, a bad deflate block
         raise CorruptImage(f"{what}: {kind} data is corrupt or truncated ({e})",
                            "re-copy the file or pass the uncompressed kernel") from e
     raise CorruptImage(f"{what}: unknown compression {kind!r}")

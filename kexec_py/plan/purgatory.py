@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import hashlib
 import io
-import struct
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
@@ -132,14 +131,14 @@ class PurgatoryObject:
         are inconsistent: truncated, wrong type or machine, relocation types missing
         from ``relocs``, undefined symbols, no global ``entry_symbol``.
         """
-        from elftools.common.exceptions import ELFError
+        from kexec_py.image.elf import elf_errors
 
         try:
             return _parse(cls, bytes(data), name=name, machine=machine, recipes=relocs,
                           entry_symbol=entry_symbol)
         except KexecError:
             raise
-        except (ELFError, ValueError, IndexError, KeyError, AttributeError, struct.error) as e:
+        except elf_errors() as e:
             raise CorruptImage(f"{name}: not a usable ELF object: {e}", _HINT_REBUILD) from e
 
     def link(self, base: int) -> LinkedPurgatory:
