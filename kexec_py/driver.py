@@ -179,7 +179,7 @@ def _load_segments(req: Request, ctx: Context, cmdline: str, crash: bool) -> int
 
     image = open_kernel(req.kernel, ctx.arch.formats, force=req.image_type)
     initrd = _map_file(req.initrd) if req.initrd else None
-    inputs = LoadInputs(cmdline=cmdline, initrd=initrd, no_checks=req.no_checks, elf_args=req.args)
+    inputs = LoadInputs(cmdline=cmdline, initrd=initrd, no_checks=req.no_checks, elf_args=req.x86.args)
     purgatory = load_purgatory(ctx.arch.name)
     if crash:
         plan = ctx.arch.plan_crash(image, inputs, ctx.arch.read_crash_facts(ctx.sys), purgatory)

@@ -15,7 +15,7 @@ _MACHINES = {
     "s390x": "s390x",
 }
 KNOWN = ("x86_64", "i386", "arm64", "arm", "ppc64le", "s390x")
-SUPPORTED = ("x86_64", "i386")
+SUPPORTED = ("x86_64", "i386", "arm64")
 
 
 def host_name() -> str:
@@ -36,6 +36,9 @@ def get(name: str):
     if name == "i386":
         from kexec_py.arch.i386 import I386
         return I386()
+    if name == "arm64":
+        from kexec_py.arch.arm64 import Arm64
+        return Arm64()
     raise AssertionError(name)
 
 

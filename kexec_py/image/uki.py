@@ -128,7 +128,7 @@ def file_syscall_inputs(image, *, arch: str):
     from kexec_py.errors import FileSyscallUnavailable
     if not getattr(image, "file_syscall", True):
         raise FileSyscallUnavailable(
-            f"kexec_file_load on {arch} takes only bzImage kernels, and {image.path} is a {image.format}",
+            f"kexec_file_load on {arch} takes no {image.format} kernels, and {image.path} is one",
             "use -c (kexec_load), or the default -a, which does so by itself", errno=errno.ENOEXEC)
     if isinstance(image, Uki):
         return image.linux, image.initrd, image.cmdline

@@ -11,6 +11,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from kexec_py.errors import CorruptImage, UnsupportedImage
+from kexec_py.image.elf import elf_errors
 
 ELF_MAGIC = b"\x7fELF"
 EM_X86_64 = 62
@@ -63,20 +64,6 @@ class Vmlinux:
                 f"{self.start:#x}-{self.end:#x}>")
 
 
-def _elf_errors() -> tuple[type[BaseException], ...]:
-    """What pyelftools raises on damaged input (its own errors, its bundled construct's, struct's)."""
-    import struct
-
-    from elftools.common.exceptions import ELFError
-    errors: list[type[BaseException]] = [ELFError, ValueError, EOFError, struct.error, UnicodeDecodeError]
-    try:
-        from elftools.construct.core import ConstructError
-        errors.append(ConstructError)
-    except ImportError:
-        pass
-    return tuple(errors)
-
-
 def looks_like_elf(head: bytes) -> bool:
     return head[:4] == ELF_MAGIC
 
@@ -108,7 +95,7 @@ def _open_elf(data: bytes, path: str):
         raise CorruptImage(f"{path}: truncated ELF header ({len(data)} bytes)", "re-copy the kernel file")
     try:
         return ELFFile(io.BytesIO(data))
-    except _elf_errors() as e:
+    except elf_errors() as e:
         raise CorruptImage(f"{path}: unreadable ELF header ({e})", "re-copy the kernel file") from None
 
 
@@ -125,7 +112,7 @@ def _program_headers(elf, data: bytes, path: str) -> tuple[tuple[LoadSegment, ..
                                          seg["p_offset"], seg["p_filesz"]))
             elif seg["p_type"] == "PT_NOTE" and seg["p_offset"] + seg["p_filesz"] <= len(data):
                 is_linux = is_linux or any(n["n_name"] == "Linux" for n in seg.iter_notes())
-    except _elf_errors() as e:
+    except elf_errors() as e:
         raise CorruptImage(f"{path}: unreadable program headers ({e})", "re-copy the kernel file") from None
     if not loads:
         raise CorruptImage(f"{path}: an ELF file with no PT_LOAD program header: nothing to load")

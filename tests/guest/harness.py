@@ -34,6 +34,9 @@ DEFAULT_TIMEOUT = 300.0
 DEFAULT_MEM = 1536
 DEFAULT_SMP = 2
 DEFAULT_CRASHKERNEL = "384M"
+# A 32-bit kernel reserves crash memory below 512 MiB, where KASLR also puts the
+# kernel: 384M fits only when the kernel lands near an end, 192M always does.
+ARCH_CRASHKERNEL = {"i386": "192M"}
 
 # Guest paths the load commands use (exported to every step).
 GUEST_KERNEL = "/boot/vmlinuz"
@@ -51,10 +54,11 @@ def kexec_py_load(syscall: str = "c") -> str:
     return f'kexec-py -p -{syscall} "$KERNEL" --initrd="$CAPTURE_INITRD" --append="$CAPTURE_APPEND"'
 
 
-KEXEC_PY_UNLOAD = "kexec-py -u -p"
+KEXEC_PY_UNLOAD = "kexec-py -p -u"      # -p first: "-u -p" would unload, then try to load
 
 QEMU_MACHINE = {
     "x86_64": ["-machine", "pc", "-cpu", "qemu64,+rdrand"],
+    "i386": ["-machine", "pc", "-cpu", "qemu32,+rdrand"],       # qemu32 has PAE, for 686-pae
     "aarch64": ["-machine", "virt", "-cpu", "cortex-a57"],
 }
 
@@ -100,6 +104,18 @@ class Scenario:
 def kdump(load_command: str, name: str = "kdump") -> Scenario:
     """Load a capture kernel, then crash: the kdump proof."""
     return Scenario(name, [("load", load_command)], crash=True)
+
+
+def reboot(load_command: str, name: str = "reboot", exec_command: str = "kexec-py -e") -> Scenario:
+    """Load a kernel with -l, then boot it with -e; the new kernel's /init reports
+    STAGE2-UP and STAGE2-CMDLINE when its command line has kpy_stage=2 (see
+    ``stage2_append``), which proves which kernel and command line booted."""
+    return Scenario(name, [("load", load_command), ("exec", exec_command)])
+
+
+def stage2_append(arch: fetch.Arch, tag: str) -> str:
+    """Command line for the kernel a reboot scenario boots into."""
+    return f"console={arch.console},115200 panic=1 kpy_stage=2 kpy_tag={tag}"
 
 
 def load_unload(load_command: str, unload_command: str, name: str = "unload") -> Scenario:
@@ -319,17 +335,19 @@ def _run_dir(arch: fetch.Arch, name: str) -> Path:
 
 
 def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
-        smp: int = DEFAULT_SMP, crashkernel: str = DEFAULT_CRASHKERNEL,
+        smp: int = DEFAULT_SMP, crashkernel: str | None = None,
         append: str = "", timeout: float = DEFAULT_TIMEOUT, echo: bool = False,
-        keep_images: bool = False) -> Result:
-    """Build the images for ``scenario``, boot them, and return what the guest said."""
+        keep_images: bool = False, extra_files: dict[str, Path] | None = None) -> Result:
+    """Build the images for ``scenario``, boot them, and return what the guest said.
+    ``extra_files`` maps guest paths to host files baked into the first kernel's initrd."""
     inputs = prepare(arch)
+    crashkernel = crashkernel or ARCH_CRASHKERNEL.get(arch, DEFAULT_CRASHKERNEL)
     workdir = _run_dir(inputs.arch, scenario.name)
     env = {"KERNEL": GUEST_KERNEL, "CAPTURE_INITRD": GUEST_CAPTURE_INITRD,
            "CAPTURE_APPEND": capture_append(inputs.arch)}
     capture_img = image.build_capture(inputs, workdir / "capture.img")
     main_img = image.build_main(inputs, capture_img, scenario.guest_files(env),
-                                workdir / "main.img")
+                                workdir / "main.img", extra_files=extra_files)
     cmd = _qemu_command(inputs.arch, inputs.kernel, main_img,
                         first_append(inputs.arch, crashkernel, append), mem, smp)
     result = Result(scenario.name, workdir / "console.log")

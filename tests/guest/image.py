@@ -185,8 +185,9 @@ def _add_python(st: Staging, workdir: Path) -> None:
 
 
 def build_main(inputs: fetch.Inputs, capture_img: Path, scenario_files: dict[str, str],
-               dest: Path) -> Path:
-    """The first kernel's initrd; ``scenario_files`` maps guest paths to text."""
+               dest: Path, extra_files: dict[str, Path] | None = None) -> Path:
+    """The first kernel's initrd; ``scenario_files`` maps guest paths to text,
+    ``extra_files`` guest paths to host files (kernels to load, ...)."""
     st = _base(inputs)
     st.add("/sbin/kexec")
     with tempfile.TemporaryDirectory(prefix="kpy-image-") as tmp:
@@ -195,6 +196,8 @@ def build_main(inputs: fetch.Inputs, capture_img: Path, scenario_files: dict[str
     st.archive.add_file("/boot/capture.img", capture_img, mode=0o644)
     for path, text in scenario_files.items():
         st.archive.add_bytes(path, text.encode(), 0o755 if path.endswith(".sh") else 0o644)
+    for path, host in (extra_files or {}).items():
+        st.archive.add_file(path, host, mode=0o644)
     st.archive.write_gzip(dest, level=6)
     return dest
 

@@ -7,6 +7,8 @@
 # power off.
 # Capture mode (/proc/vmcore exists, i.e. we are the kdump kernel): read the
 # dead kernel's log with Debian's vmcore-dmesg, look for the token, power off.
+# Second-kernel mode (kpy_stage=2 on the command line, booted by kexec -e):
+# report the command line, power off.
 #
 # Every line the host parses starts with "KPY-MARK: KEY [VALUE]".  Steps are
 # sourced in a subshell, so they see $KERNEL & co. and the helpers below
@@ -91,7 +93,16 @@ capture_kernel() {
     fi
 }
 
-if [ -e /proc/vmcore ]; then capture_kernel; else first_kernel; fi
+# Second-kernel mode of a reboot scenario (-l then -e): the command line says so.
+second_kernel() {
+    mark STAGE2-UP "$(uptime_s)"
+    mark STAGE2-KERNEL "$(uname -r)"
+    mark STAGE2-CMDLINE "$(cat /proc/cmdline)"
+}
+
+if [ -e /proc/vmcore ]; then capture_kernel
+elif grep -q 'kpy_stage=2' /proc/cmdline; then second_kernel
+else first_kernel; fi
 mark POWEROFF "$(uptime_s)"
 sync
 poweroff -f

@@ -37,6 +37,7 @@ if [ -d /sys/firmware/efi ]; then
     find /sys/firmware/efi -type f ! -path '*/efivars/*' | while read -r f; do kpy_put "$f"; done
 fi
 kpy_put /proc/kcore /proc/kcore 65536
+[ -e /sys/firmware/fdt ] && kpy_put /sys/firmware/fdt
 grep -E ' (_text|_stext|_end|__init_begin)$' /proc/kallsyms >/tmp/kallsyms
 kpy_put /proc/kallsyms /tmp/kallsyms
 """

@@ -1,17 +1,19 @@
 /*
- * kexec_py x86_64 purgatory: what runs between the old kernel and the new.
+ * kexec_py x86 purgatory (x86_64 and i386): what runs between the old
+ * kernel and the new.
  *
- * entry64.S gives us a GDT, flat segments and a stack, then calls
- * purgatory_main(), which
+ * entry64.S (entry32.S on i386) gives us a GDT, flat segments and a
+ * stack, then calls purgatory_main(), which
  *   1. unless skip_checks is set, hashes the memory named by sha256_regions
  *      and halts for good if the result is not sha256_digest;
  *   2. if backup_dst is set, copies backup_size bytes from backup_src to
  *      backup_dst (kdump's copy of the low 640 KiB, which the capture kernel
  *      is about to reuse);
- *   3. jumps to the new kernel with the registers in entry64_regs.
+ *   3. jumps to the new kernel with the registers in entry64_regs
+ *      (entry32_regs on i386).
  * With console_serial set it reports each step on the 8250 UART at
  * serial_base.  All addresses are physical: the old kernel left us running
- * on an identity mapping.
+ * on an identity mapping (x86_64) or with paging off (i386).
  */
 #include "purgatory.h"
 
@@ -31,10 +33,6 @@ LOADER_SET u64 backup_dst = 0;
 LOADER_SET u64 backup_size = 0;
 LOADER_SET u8 console_serial = 0;
 LOADER_SET u16 serial_base = 0x3f8;
-
-/* entry64.S: rax rbx rcx rdx rsi rdi rsp rbp r8..r15 rip */
-extern u64 entry64_regs[17];
-#define ENTRY64_RIP 16
 
 /* --- 8250 UART output --- */
 
@@ -141,7 +139,7 @@ void purgatory_main(void)
 		print("kexec-py purgatory: low memory backed up\n");
 	}
 
-	if (!entry64_regs[ENTRY64_RIP]) {
+	if (!ENTRY_IP) {
 		print("kexec-py purgatory: no entry point, halting\n");
 		purgatory_halt();
 	}
