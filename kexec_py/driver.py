@@ -186,7 +186,7 @@ def _load_segments(req: Request, ctx: Context, cmdline: str, crash: bool) -> int
     else:
         plan = ctx.arch.plan_load(image, inputs, ctx.arch.read_load_facts(ctx.sys), purgatory)
     if req.entry is not None:
-        plan = replace(plan, entry=req.entry, notes=plan.notes + (f"entry overridden by --entry",))
+        plan = replace(plan, entry=req.entry, notes=plan.notes + ("entry overridden by --entry",))
     from kexec_py.plan.segments import check_plan
     check_plan(plan)
     if req.dry_run:

@@ -24,7 +24,7 @@ from dataclasses import dataclass, replace
 from kexec_py.arch import x86
 from kexec_py.arch.base import LoadInputs
 from kexec_py.errors import CorruptImage, UnsupportedImage
-from kexec_py.image.bzimage import BzImage, looks_like_bzimage
+from kexec_py.image.bzimage import BzImage, header_len, looks_like_bzimage, read_setup_header
 from kexec_py.image.open import ImageFormat
 from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
@@ -70,21 +70,11 @@ class I386:
 
 def parse_bzimage32(data: bytes, *, path: str) -> BzImage:
     """Read the setup header of a bzImage for its 32-bit entry (protocol 2.02+, loaded high)."""
-    from construct import ConstructError
-
     from kexec_py.structs import bootparam as bp
-    if len(data) < 1024 or not looks_like_bzimage(data):
-        raise CorruptImage(f"{path} is not a bzImage (no 'HdrS' setup header)")
-    try:
-        hdr = bp.setup_header.parse(data[bp.SETUP_HEADER_OFFSET:bp.SETUP_HEADER_OFFSET + bp.SETUP_HEADER_SIZE])
-    except ConstructError as e:
-        raise CorruptImage(f"{path}: truncated setup header") from e
+    hdr, setup_size = read_setup_header(data, path=path)
     if hdr.version < 0x0202 or not hdr.loadflags & bp.LOADED_HIGH:
         raise UnsupportedImage(f"{path}: boot protocol {hdr.version >> 8}.{hdr.version & 0xff:02d} "
                                "or a zImage: kexec-py needs a bzImage with protocol 2.02 or newer")
-    setup_size = ((hdr.setup_sects or 4) + 1) * 512
-    if setup_size >= len(data):
-        raise CorruptImage(f"{path}: truncated: {len(data)} bytes, but the setup part alone claims {setup_size}")
     relocatable = hdr.version >= PROTOCOL_RELOCATABLE and bool(hdr.relocatable_kernel)
     align = hdr.kernel_alignment if relocatable else MiB
     if align == 0 or align & (align - 1):
@@ -99,7 +89,7 @@ def parse_bzimage32(data: bytes, *, path: str) -> BzImage:
         init_size=max(init_size, align_up(payload, PAGE_SIZE)),
         cmdline_size=hdr.cmdline_size if hdr.version >= 0x0206 else 255,
         initrd_addr_max=hdr.initrd_addr_max if hdr.version >= 0x0203 else KERNEL_MAX - 1,
-        header_len=min(0x202 + data[0x201] - bp.SETUP_HEADER_OFFSET, bp.SETUP_HEADER_SIZE))
+        header_len=header_len(data))
 
 
 def lowmem_limit(kcore: bytes | None) -> int:
@@ -135,17 +125,8 @@ def split_at(ranges, limit: int) -> list[Range]:
     return out
 
 
-@dataclass(frozen=True, slots=True)
-class _Boot:
-    purgatory: Range
-    setup: Range
-    kernel: Range
-    initrd: Range | None
-    cmd_bytes: bytes
-
-
 def _place_boot(alloc: Allocator, image: BzImage, inputs: LoadInputs, cmdline: str, purgatory,
-                *, crash: bool) -> _Boot:
+                *, crash: bool) -> x86.BootLayout:
     """Purgatory and setup top-down, the kernel bottom-up, the initrd top-down."""
     x86.check_cmdline(image, cmdline)
     purg = alloc.take("purgatory", Placement(size=purgatory.memsz, align=purgatory.align,
@@ -163,13 +144,13 @@ def _place_boot(alloc: Allocator, image: BzImage, inputs: LoadInputs, cmdline: s
     if inputs.initrd is not None:
         initrd = alloc.take("initrd", Placement(size=max(len(inputs.initrd), 1), min_addr=INITRD_MIN,
                                                 max_addr=image.initrd_addr_max + 1))
-    return _Boot(purg, setup, kernel, initrd, cmd_bytes)
+    return x86.BootLayout(purg, setup, kernel, initrd, cmd_bytes)
 
 
-def _boot_segments(image: BzImage, inputs: LoadInputs, boot: _Boot, purgatory, *, e820, running, acpi_rsdp,
+def _boot_segments(image: BzImage, inputs: LoadInputs, boot: x86.BootLayout, purgatory, *, e820, running, acpi_rsdp,
                    extra: list[Segment], backup: tuple | None) -> tuple[list[Segment], int]:
     initrd = Range.sized(boot.initrd.start, len(inputs.initrd)) if boot.initrd else None
-    setup = x86.setup_bytes(image, boot.setup, boot.cmd_bytes, initrd, e820=e820, running=running,
+    setup = x86.setup_bytes(image.data[0x1F1:0x1F1 + image.header_len], boot.setup, boot.cmd_bytes, initrd, e820=e820, running=running,
                             acpi_rsdp=acpi_rsdp)
     segments = [*extra, Segment("setup", setup, boot.setup.start, boot.setup.size),
                 Segment("kernel", image.payload, boot.kernel.start, boot.kernel.size)]

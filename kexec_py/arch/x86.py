@@ -259,27 +259,42 @@ def crash_notes(facts: CrashFacts, region: Range, cc: CrashCore, e820) -> tuple[
             *e820_notes(e820))
 
 
-def setup_bytes(image, setup: Range, cmd_bytes: bytes, initrd: Range | None, *, e820,
+@dataclass(frozen=True, slots=True)
+class BootLayout:
+    """Where the parts every x86 Linux boot has were placed."""
+    purgatory: Range
+    setup: Range
+    kernel: Range
+    initrd: Range | None
+    cmd_bytes: bytes
+
+
+def setup_bytes(setup_header: bytes, setup: Range, cmd_bytes: bytes, initrd: Range | None, *, e820,
                 running: bytes | None, acpi_rsdp: int) -> bytes:
-    """The setup segment: the zero page for ``image``, then its command line one page in."""
+    """The setup segment: the zero page (with the image's ``setup_header``), then the
+    command line one page in."""
     from kexec_py.arch.zeropage import ZeroPageSpec, build_zero_page
     from kexec_py.plan.ranges import PAGE_SIZE
     zero_page = build_zero_page(ZeroPageSpec(
-        setup_header=image.data[0x1F1:0x1F1 + image.header_len], cmdline_addr=setup.start + PAGE_SIZE,
+        setup_header=setup_header, cmdline_addr=setup.start + PAGE_SIZE,
         initrd=initrd, e820=tuple(e820), running=running, acpi_rsdp=acpi_rsdp))
     return zero_page + cmd_bytes
 
 
 def link_entry_purgatory(purgatory, where: Range, segments, *, regs_symbol: str, reg_names: tuple,
-                         reg_size: int, regs: dict[str, int], backup: tuple | None, skip_checks: bool):
+                         reg_size: int, regs: dict[str, int], backup: tuple | None, skip_checks: bool,
+                         stack_reg: str | None = None):
     """Link an x86 purgatory at ``where`` and fill in its variables: the entry registers
-    (``regs_symbol``: ``reg_names`` in order, ``reg_size`` bytes each, unnamed ones 0),
-    the backup to make, and the digest of every other segment."""
+    (``regs_symbol``: ``reg_names`` in order, ``reg_size`` bytes each, unnamed ones 0;
+    ``stack_reg``, when named and not given, points at the purgatory's stack), the
+    backup to make, and the digest of every other segment."""
     from kexec_py.plan.plan import Segment
     from kexec_py.plan.purgatory import store_sha256
 
     linked = purgatory.link(where.start)
     values = {name: 0 for name in reg_names} | regs
+    if stack_reg and not values[stack_reg]:
+        values[stack_reg] = linked.symbol_addr("stack_end")
     linked.set_symbol(regs_symbol, b"".join(values[n].to_bytes(reg_size, "little") for n in reg_names))
     if backup:
         src, dst = backup

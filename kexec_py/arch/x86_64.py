@@ -13,10 +13,9 @@ from kexec_py.image.bzimage import BzImage, looks_like_bzimage, parse_bzimage
 from kexec_py.image.open import ImageFormat
 from kexec_py.image.uki import Uki, looks_like_pe, machine_name, parse_uki
 from kexec_py.image.vmlinux import Vmlinux, looks_like_elf, parse_vmlinux
-from kexec_py.plan.elf_core import Backup, CoreHeaderSpec, build_elf_core_header
 from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
-from kexec_py.plan.ranges import GiB, KiB, MiB, PAGE_SIZE, Range, align_down, align_up
+from kexec_py.plan.ranges import GiB, MiB, PAGE_SIZE, Range, align_down, align_up
 from kexec_py.structs import kexec_uapi as K
 
 ENTRY64_OFFSET = 0x200          # startup_64 relative to the protected-mode kernel
@@ -109,21 +108,11 @@ def bzimage_part(image: BzImage) -> KernelPart:
         entry=lambda at: at + ENTRY64_OFFSET)
 
 
-@dataclass(frozen=True, slots=True)
-class _Boot:
-    """Where the parts every Linux boot has were placed."""
-    purgatory: Range
-    setup: Range
-    kernel: Range
-    initrd: Range | None
-    cmd_bytes: bytes
-
-
-def _place_boot(alloc: Allocator, kern: KernelPart, inputs: LoadInputs, cmdline: str, purgatory) -> _Boot:
+def _place_boot(alloc: Allocator, kern: KernelPart, inputs: LoadInputs, cmdline: str, purgatory) -> x86.BootLayout:
     """Purgatory, setup (zero page + command line), kernel and initrd, each top-down below the
     previous, with the alignment and lower bounds the boot protocol sets. A kernel with a
     ``fixed`` address is put there first when that memory is free."""
-    _check_cmdline(kern, cmdline)
+    x86.check_cmdline(kern, cmdline)
     kernel = _take_fixed(alloc, kern) if kern.fixed is not None else None
     purg = alloc.take("purgatory", Placement(size=purgatory.memsz, align=purgatory.align, min_addr=SETUP_MIN))
     cmd_bytes = cmdline.encode() + b"\0"
@@ -133,7 +122,7 @@ def _place_boot(alloc: Allocator, kern: KernelPart, inputs: LoadInputs, cmdline:
     if inputs.initrd is not None:
         initrd = alloc.take("initrd", Placement(size=max(len(inputs.initrd), 1), min_addr=INITRD_MIN))
     _check_4g(kern, [setup, kernel] + ([initrd] if initrd else []))
-    return _Boot(purg, setup, kernel, initrd, cmd_bytes)
+    return x86.BootLayout(purg, setup, kernel, initrd, cmd_bytes)
 
 
 def _take_fixed(alloc: Allocator, kern: KernelPart) -> Range | None:
@@ -146,17 +135,14 @@ def _take_fixed(alloc: Allocator, kern: KernelPart) -> Range | None:
     return None
 
 
-def _boot_segments(kern: KernelPart, inputs: LoadInputs, boot: _Boot, purgatory, *, e820, running: bytes | None,
+def _boot_segments(kern: KernelPart, inputs: LoadInputs, boot: x86.BootLayout, purgatory, *, e820, running: bytes | None,
                    acpi_rsdp: int, extra: list[Segment], backup: tuple | None) -> tuple[list[Segment], int]:
     """The segments of ``boot`` plus ``extra``, and the purgatory linked to check them all."""
-    from kexec_py.arch.zeropage import ZeroPageSpec, build_zero_page
-    zero_page = build_zero_page(ZeroPageSpec(
-        setup_header=kern.header,
-        cmdline_addr=boot.setup.start + PAGE_SIZE,
-        initrd=Range.sized(boot.initrd.start, len(inputs.initrd)) if boot.initrd else None,
-        e820=tuple(e820), running=running, acpi_rsdp=acpi_rsdp))
+    initrd = Range.sized(boot.initrd.start, len(inputs.initrd)) if boot.initrd else None
+    setup = x86.setup_bytes(kern.header, boot.setup, boot.cmd_bytes, initrd, e820=e820, running=running,
+                            acpi_rsdp=acpi_rsdp)
     segments = [*extra,
-                Segment("setup", zero_page + boot.cmd_bytes, boot.setup.start, boot.setup.size),
+                Segment("setup", setup, boot.setup.start, boot.setup.size),
                 *kern.segments(boot.kernel.start)]
     if boot.initrd:
         segments.append(Segment("initrd", inputs.initrd, boot.initrd.start, boot.initrd.size))
@@ -164,10 +150,6 @@ def _boot_segments(kern: KernelPart, inputs: LoadInputs, boot: _Boot, purgatory,
     purg_seg, entry = link_purgatory(purgatory, boot.purgatory, segments, regs=regs, backup=backup,
                                      skip_checks=inputs.no_checks)
     return sorted([*segments, purg_seg], key=lambda s: s.mem), entry
-
-
-def _e820_notes(e820) -> tuple[str, ...]:
-    return tuple(f"e820 {r.start:#016x}-{r.last:#016x} {kind}" for r, kind in e820)
 
 
 def plan_bzimage_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFacts,
@@ -183,28 +165,14 @@ def plan_part_crash(kern: KernelPart, inputs: LoadInputs, facts: x86.CrashFacts,
     """The crash layout around any kernel part: backup and ELF core header first."""
     region = facts.crash_regions[-1]
     alloc = Allocator([region])
-
-    backup_src = x86.backup_source(facts)
-    backup = alloc.take("backup", Placement(size=align_up(backup_src.size, KiB)))
-    core = build_elf_core_header(CoreHeaderSpec(
-        elf_class=64, machine=EM_X86_64, notes=facts.notes, ram=tuple(x86.dump_ram(facts)),
-        page_offset=facts.page_offset, kernel_text=facts.kernel_text,
-        backup=Backup(backup_src, backup.start)))
-    elfcorehdr = alloc.take("elfcorehdr", Placement(size=max(len(core), x86.ELFCOREHDR_MIN)))
-
-    cmdline = f"{inputs.cmdline} elfcorehdr={elfcorehdr.start >> 10}K".strip()
+    cc = x86.place_crash_core(alloc, facts, elf_class=64, machine=EM_X86_64)
+    cmdline = f"{inputs.cmdline} elfcorehdr={cc.elfcorehdr.start >> 10}K".strip()
     boot = _place_boot(alloc, kern, inputs, cmdline, purgatory)
-    e820 = x86.crash_e820(facts, backup_src=backup_src, taken_out=[backup, elfcorehdr])
+    e820 = x86.crash_e820(facts, backup_src=cc.backup_src, taken_out=[cc.backup, cc.elfcorehdr])
     segments, entry = _boot_segments(
         kern, inputs, boot, purgatory, e820=e820, running=facts.boot_params, acpi_rsdp=facts.acpi_rsdp,
-        extra=[Segment("backup", b"", backup.start, backup.size),
-               Segment("elfcorehdr", core, elfcorehdr.start, elfcorehdr.size)],
-        backup=(backup_src, backup.start))
-    notes = (f"crash region {region.start:#x}-{region.last:#x}",
-             f"backup {backup_src.start:#x}-{backup_src.last:#x} -> {backup.start:#x}",
-             f"elfcorehdr {elfcorehdr.start:#x} ({len(core)} bytes)",
-             f"page_offset {facts.page_offset:#x}" if facts.page_offset is not None else "page_offset unknown",
-             *notes, *_e820_notes(e820))
+        extra=cc.segments(), backup=(cc.backup_src, cc.backup.start))
+    notes = (*notes, *x86.crash_notes(facts, region, cc, e820))
     return SegmentPlan(arch="x86_64", segments=tuple(segments), entry=entry,
                        flags=K.KEXEC_ON_CRASH | K.KEXEC_ARCH_X86_64, cmdline=cmdline,
                        allowed=facts.crash_regions, notes=notes)
@@ -223,34 +191,16 @@ def plan_part_load(kern: KernelPart, inputs: LoadInputs, facts: x86.LoadFacts, p
                                      acpi_rsdp=facts.acpi_rsdp, extra=[], backup=None)
     return SegmentPlan(arch="x86_64", segments=tuple(segments), entry=entry, flags=K.KEXEC_ARCH_X86_64,
                        cmdline=inputs.cmdline, allowed=facts.ram,
-                       notes=(f"memory map from {facts.source}", *notes, *_e820_notes(facts.e820)))
+                       notes=(f"memory map from {facts.source}", *notes, *x86.e820_notes(facts.e820)))
 
 
 def link_purgatory(purgatory, where, segments, *, regs: dict[str, int],
                    backup: tuple | None, skip_checks: bool):
     """Link the purgatory at ``where`` and fill in its variables: the digest of every
     other segment, the backup to make, and the registers to enter the kernel with."""
-    from kexec_py.plan.purgatory import store_sha256
-
-    linked = purgatory.link(where.start)
-    values = {name: 0 for name in ENTRY64_REGS} | regs
-    values["rsp"] = values["rsp"] or linked.symbol_addr("stack_end")
-    linked.set_symbol("entry64_regs", b"".join(values[n].to_bytes(8, "little") for n in ENTRY64_REGS))
-    if backup:
-        src, dst = backup
-        linked.set_int("backup_src", src.start)
-        linked.set_int("backup_size", src.size)
-        linked.set_int("backup_dst", dst)
-    linked.set_int("skip_checks", 1 if skip_checks else 0)
-    store_sha256(linked, segments)
-    return Segment("purgatory", bytes(linked.buf), where.start, where.size), linked.entry
-
-
-def _check_cmdline(kern: KernelPart, cmdline: str) -> None:
-    if len(cmdline.encode()) > kern.cmdline_size:
-        raise UsageError(f"the command line for the new kernel is {len(cmdline.encode())} bytes; "
-                         f"{kern.path} takes at most {kern.cmdline_size}",
-                         "shorten --append / --command-line")
+    return x86.link_entry_purgatory(purgatory, where, segments, regs_symbol="entry64_regs",
+                                    reg_names=ENTRY64_REGS, reg_size=8, regs=regs, backup=backup,
+                                    skip_checks=skip_checks, stack_reg="rsp")
 
 
 def _check_4g(kern: KernelPart, ranges) -> None:

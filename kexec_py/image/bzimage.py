@@ -46,8 +46,9 @@ def looks_like_bzimage(head: bytes) -> bool:
     return len(head) >= 0x206 and head[0x202:0x206] == b"HdrS" and head[0x1FE:0x200] == b"\x55\xaa"
 
 
-def parse_bzimage(data: bytes, *, path: str) -> BzImage:
-    """Read and check the setup header. Raises CorruptImage / UnsupportedImage."""
+def read_setup_header(data: bytes, *, path: str):
+    """The setup header (a construct Container) and the size of the real-mode part,
+    checked only for what every bzImage must have. Raises CorruptImage."""
     from construct import ConstructError
 
     from kexec_py.structs import bootparam as bp
@@ -58,6 +59,24 @@ def parse_bzimage(data: bytes, *, path: str) -> BzImage:
         hdr = bp.setup_header.parse(data[bp.SETUP_HEADER_OFFSET:bp.SETUP_HEADER_OFFSET + bp.SETUP_HEADER_SIZE])
     except ConstructError as e:
         raise CorruptImage(f"{path}: truncated setup header") from e
+    setup_size = ((hdr.setup_sects or 4) + 1) * 512
+    if setup_size >= len(data):
+        raise CorruptImage(f"{path}: truncated: {len(data)} bytes, but the setup part alone claims {setup_size}",
+                           "re-copy the kernel file")
+    return hdr, setup_size
+
+
+def header_len(data: bytes) -> int:
+    """Setup-header bytes to copy into the zero page: up to the end the jump at 0x200 skips."""
+    from kexec_py.structs import bootparam as bp
+    return min(0x202 + data[0x201] - bp.SETUP_HEADER_OFFSET, bp.SETUP_HEADER_SIZE)
+
+
+def parse_bzimage(data: bytes, *, path: str) -> BzImage:
+    """Read and check the setup header for a 64-bit load. Raises CorruptImage / UnsupportedImage."""
+    from kexec_py.structs import bootparam as bp
+
+    hdr, setup_size = read_setup_header(data, path=path)
     if hdr.version < 0x020C:
         raise UnsupportedImage(
             f"{path}: boot protocol {hdr.version >> 8}.{hdr.version & 0xff:02d} is too old for a 64-bit load",
@@ -67,11 +86,6 @@ def parse_bzimage(data: bytes, *, path: str) -> BzImage:
     if not hdr.xloadflags & bp.XLF_KERNEL_64:
         raise UnsupportedImage(f"{path}: the kernel has no 64-bit entry point (xloadflags={hdr.xloadflags:#x})",
                                "is this a 32-bit kernel?")
-    setup_sects = hdr.setup_sects or 4
-    setup_size = (setup_sects + 1) * 512
-    if setup_size >= len(data):
-        raise CorruptImage(f"{path}: truncated: {len(data)} bytes, but the setup part alone claims {setup_size}",
-                           "re-copy the kernel file")
     if hdr.kernel_alignment == 0 or hdr.kernel_alignment & (hdr.kernel_alignment - 1):
         raise CorruptImage(f"{path}: kernel_alignment {hdr.kernel_alignment:#x} is not a power of two")
     payload_len = len(data) - setup_size
@@ -79,10 +93,10 @@ def parse_bzimage(data: bytes, *, path: str) -> BzImage:
         raise CorruptImage(f"{path}: init_size {hdr.init_size:#x} is impossible for a "
                            f"{payload_len:#x}-byte kernel", "the file is damaged")
     return BzImage(
-        path=path, data=data, version=hdr.version, setup_sects=setup_sects, setup_size=setup_size,
+        path=path, data=data, version=hdr.version, setup_sects=hdr.setup_sects or 4, setup_size=setup_size,
         loadflags=hdr.loadflags, xloadflags=hdr.xloadflags, relocatable=bool(hdr.relocatable_kernel),
         kernel_alignment=hdr.kernel_alignment, min_alignment=hdr.min_alignment,
         pref_address=hdr.pref_address, init_size=hdr.init_size, cmdline_size=hdr.cmdline_size,
         initrd_addr_max=hdr.initrd_addr_max,
-        header_len=min(0x202 + data[0x201] - bp.SETUP_HEADER_OFFSET, bp.SETUP_HEADER_SIZE),
+        header_len=header_len(data),
     )

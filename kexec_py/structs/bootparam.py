@@ -4,7 +4,7 @@ arch/x86/include/uapi/asm/bootparam.h): the setup header and the zero page.
 Offsets in comments are from the start of the kernel image / of boot_params.
 """
 
-from construct import Array, Bytes, Const, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
+from construct import Array, Bytes, Int8ul, Int16ul, Int32ul, Int64ul, Padding, Struct
 
 SETUP_HEADER_OFFSET = 0x1F1
 HDRS_MAGIC = b"HdrS"
