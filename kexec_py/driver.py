@@ -117,7 +117,8 @@ def _load(req: Request, ctx: Context) -> int:
         _check_file(req.initrd, "initrd")
     cmdline = compose_cmdline(append=req.append, reuse=ctx.sys.cmdline if req.reuse_cmdline else None,
                               crash=crash)
-    if req.syscall is Syscall.LOAD or not ctx.arch.has_file_syscall:
+    _check_dtb(req, ctx, file_syscall=req.syscall is Syscall.FILE)
+    if req.syscall is Syscall.LOAD or not ctx.arch.has_file_syscall or req.dtb:   # only kexec_load takes a DTB
         if req.syscall is Syscall.FILE:
             raise FileSyscallUnavailable(f"syscall kexec_file_load not available on {ctx.arch.name}")
         return _load_segments(req, ctx, cmdline, crash)
@@ -128,6 +129,16 @@ def _load(req: Request, ctx: Context) -> int:
             print(f"kexec-py: {e.message}; retrying with kexec_load", file=ctx.err)
             return _load_segments(req, ctx, cmdline, crash)
         raise
+
+
+def _check_dtb(req: Request, ctx: Context, *, file_syscall: bool) -> None:
+    if not req.dtb:
+        return
+    if not ctx.arch.device_tree:
+        raise UsageError(f"--dtb: {ctx.arch.name} kernels do not take a device tree from kexec-py")
+    if file_syscall:
+        raise UsageError("--dtb cannot be passed through kexec_file_load (the kernel builds the device tree)",
+                         "add -c to load with kexec_load")
 
 
 def _load_file(req: Request, ctx: Context, cmdline: str, crash: bool) -> int:
@@ -171,18 +182,19 @@ def _load_file(req: Request, ctx: Context, cmdline: str, crash: bool) -> int:
 
 
 def _load_segments(req: Request, ctx: Context, cmdline: str, crash: bool) -> int:
-    from kexec_py.arch.base import LoadInputs
     from kexec_py.image.open import open_kernel
     from kexec_py.plan.purgatory import load_purgatory
     from kexec_py.render import render_plan, render_segments_kexec_tools
     from kexec_py.submit import submit
 
     image = open_kernel(req.kernel, ctx.arch.formats, force=req.image_type)
-    initrd = _map_file(req.initrd) if req.initrd else None
-    inputs = LoadInputs(cmdline=cmdline, initrd=initrd, no_checks=req.no_checks, elf_args=req.x86.args)
+    inputs = _load_inputs(req, cmdline)
     purgatory = load_purgatory(ctx.arch.name)
     if crash:
-        plan = ctx.arch.plan_crash(image, inputs, ctx.arch.read_crash_facts(ctx.sys), purgatory)
+        facts = ctx.arch.read_crash_facts(ctx.sys)
+        if req.x86.core_header_class and hasattr(facts, "core_class"):
+            facts = replace(facts, core_class=req.x86.core_header_class)   # i386; x86_64 is always ELF64
+        plan = ctx.arch.plan_crash(image, inputs, facts, purgatory)
     else:
         plan = ctx.arch.plan_load(image, inputs, ctx.arch.read_load_facts(ctx.sys), purgatory)
     if req.entry is not None:
@@ -197,6 +209,27 @@ def _load_segments(req: Request, ctx: Context, cmdline: str, crash: bool) -> int
         return 0
     _submit_reporting_loss(plan, ctx, crash, lambda: submit(plan, ctx.backend))
     return 0
+
+
+def _load_inputs(req: Request, cmdline: str):
+    from kexec_py.arch.base import LoadInputs
+    from kexec_py.plan.ranges import Range
+    x86 = req.x86
+    port = x86.serial if x86.serial is not None else 0x3F8
+    try:
+        seed = os.getrandom(32, os.GRND_NONBLOCK)
+    except OSError:
+        seed = None          # no entropy yet: the new kernel gathers its own, as without a seed
+    return LoadInputs(cmdline=cmdline, initrd=_map_file(req.initrd) if req.initrd else None,
+                      no_checks=req.no_checks, elf_args=x86.args, window=Range(req.mem_min, req.mem_max + 1),
+                      dtb=_read_dtb(req.dtb) if req.dtb else None,
+                      console_port=port if x86.console_serial else None,
+                      pass_memmap=x86.pass_memmap_cmdline, rng_seed=seed)
+
+
+def _read_dtb(path: str) -> bytes:
+    _check_file(path, "device tree")
+    return Path(path).read_bytes()
 
 
 def _submit_reporting_loss(plan, ctx: Context, crash: bool, do) -> None:

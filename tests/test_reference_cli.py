@@ -39,7 +39,7 @@ CASES = {
     ("-l",): None,
     ("-u", "--initrd=/dev/null"): None,
     ("-e", "-x"): None,                        # nothing loaded: "Nothing has been loaded!", exit 1
-    ("-p", "-c", "KERNEL", "--append=console=ttyS0"): "kexec-py passes no SETUP_RNG_SEED setup_data segment yet",
+    ("-p", "-c", "KERNEL", "--append=console=ttyS0"): "kexec-py carries the SETUP_RNG_SEED setup_data inside the setup segment (as the kernel's kexec_file_load does); kexec-tools gives it a segment of its own",
     ("-p", "-s", "KERNEL", "--append=console=ttyS0"): None,
     ("-l", "-s", "KERNEL", "--append=console=ttyS0"): None,
     ("-p", "-u", "-c"): None,

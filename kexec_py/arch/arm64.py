@@ -57,6 +57,7 @@ class Arm64:
     kexec_arch: int = K.KEXEC_ARCH_AARCH64
     elf_machine: str = "EM_AARCH64"
     has_file_syscall: bool = True
+    device_tree: bool = True
     formats: tuple[ImageFormat, ...] = (
         ImageFormat("Image", looks_like_arm64_image, parse_arm64_image),
     )
@@ -227,7 +228,7 @@ def _finish(image: Arm64Image, inputs: LoadInputs, fdt: bytes, alloc: Allocator,
 def plan_crash(image: Arm64Image, inputs: LoadInputs, facts: Arm64Facts, purgatory) -> SegmentPlan:
     """Everything in the highest crash region: the kernel at its bottom, the rest top-down."""
     region = facts.crash_regions[-1]
-    alloc = Allocator([region])
+    alloc = Allocator(inputs.usable([region]))
     kernel = _place_kernel(alloc, image)
     ram = subtract(facts.ram, list(facts.crash_regions))
     core = build_elf_core_header(CoreHeaderSpec(
@@ -250,7 +251,7 @@ def plan_crash(image: Arm64Image, inputs: LoadInputs, facts: Arm64Facts, purgato
 
 def plan_load(image: Arm64Image, inputs: LoadInputs, facts: Arm64Facts, purgatory) -> SegmentPlan:
     """A kernel for a later ``kexec -e``: the Image low in RAM, the rest top-down below 32 GiB of it."""
-    alloc = Allocator(list(facts.ram))
+    alloc = Allocator(inputs.usable(facts.ram))
     kernel = _place_kernel(alloc, image)
     segments, entry, notes = _finish(image, inputs, _dtb_source(inputs, facts), alloc, kernel, purgatory,
                                      core=None, crash_regions=())
@@ -260,7 +261,7 @@ def plan_load(image: Arm64Image, inputs: LoadInputs, facts: Arm64Facts, purgator
 
 def _dtb_source(inputs: LoadInputs, facts: Arm64Facts) -> bytes:
     """--dtb FILE when the request has one (LoadInputs.dtb), else the running kernel's tree."""
-    given = getattr(inputs, "dtb", None)
+    given = inputs.dtb
     return bytes(given) if given is not None else facts.fdt
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kexec_py.plan.plan import Buffer, SegmentPlan
+from kexec_py.plan.ranges import Range
 
 
 @dataclass(frozen=True, slots=True)
@@ -16,6 +17,15 @@ class LoadInputs:
     initrd: Buffer | None           # the initrd bytes (an mmap'd view for big files)
     no_checks: bool = False         # -i: the purgatory skips its SHA-256 check
     elf_args: str | None = None     # ELF kernels: "linux", "none" or "elf" (--args-*); None: by the image
+    window: Range = Range(0, 1 << 64)  # --mem-min / --mem-max: segments only inside this
+    dtb: bytes | None = None        # --dtb: the device tree to start from (DT architectures)
+    console_port: int | None = None # x86: purgatory messages on this serial port (--console-serial)
+    pass_memmap: bool = False       # x86: --pass-memmap-cmdline
+    rng_seed: bytes | None = None   # random bytes for the new kernel's early entropy
+
+    def usable(self, ranges) -> list[Range]:
+        """``ranges`` cut down to the --mem-min/--mem-max window."""
+        return [r for r in (x.intersect(self.window) for x in ranges) if r]
 
 
 class Arch(Protocol):
@@ -23,6 +33,7 @@ class Arch(Protocol):
     kexec_arch: int                 # KEXEC_ARCH_*, ORed into kexec_load's flags
     elf_machine: str                # "EM_X86_64": checks the purgatory object
     has_file_syscall: bool          # whether the kernel offers kexec_file_load here
+    device_tree: bool               # whether kernels get a device tree (--dtb)
     formats: tuple                  # ImageFormats, probed in order
 
     def read_crash_facts(self, sys): ...

@@ -49,6 +49,7 @@ class I386:
     kexec_arch: int = K.KEXEC_ARCH_DEFAULT      # as kexec-tools; the kernel also takes KEXEC_ARCH_386
     elf_machine: str = "EM_386"
     has_file_syscall: bool = False              # no kexec_file_load on 32-bit x86
+    device_tree: bool = False
     formats: tuple[ImageFormat, ...] = (
         ImageFormat("bzImage", looks_like_bzimage, lambda data, path: parse_bzimage32(data, path=path)),
     )
@@ -133,7 +134,7 @@ def _place_boot(alloc: Allocator, image: BzImage, inputs: LoadInputs, cmdline: s
                                              min_addr=SETUP_MIN, max_addr=PURGATORY_MAX))
     cmd_bytes = cmdline.encode() + b"\0"
     setup_max = 4 * GiB if crash else min(LOW_SETUP_MAX, purg.start)
-    setup = alloc.take("setup", Placement(size=PAGE_SIZE + len(cmd_bytes), min_addr=SETUP_MIN,
+    setup = alloc.take("setup", Placement(size=x86.setup_size(cmd_bytes), min_addr=SETUP_MIN,
                                           max_addr=setup_max, top_down=crash))
     kernel_size = align_up(image.init_size, PAGE_SIZE)
     kernel_min = max(MiB, image.pref_address) if image.relocatable else MiB
@@ -150,23 +151,23 @@ def _place_boot(alloc: Allocator, image: BzImage, inputs: LoadInputs, cmdline: s
 def _boot_segments(image: BzImage, inputs: LoadInputs, boot: x86.BootLayout, purgatory, *, e820, running, acpi_rsdp,
                    extra: list[Segment], backup: tuple | None) -> tuple[list[Segment], int]:
     initrd = Range.sized(boot.initrd.start, len(inputs.initrd)) if boot.initrd else None
-    setup = x86.setup_bytes(image.data[0x1F1:0x1F1 + image.header_len], boot.setup, boot.cmd_bytes, initrd, e820=e820, running=running,
-                            acpi_rsdp=acpi_rsdp)
+    setup = x86.setup_bytes(image.data[0x1F1:0x1F1 + image.header_len], boot.setup, boot.cmd_bytes, initrd,
+                            e820=e820, running=running, acpi_rsdp=acpi_rsdp, rng_seed=inputs.rng_seed)
     segments = [*extra, Segment("setup", setup, boot.setup.start, boot.setup.size),
                 Segment("kernel", image.payload, boot.kernel.start, boot.kernel.size)]
     if boot.initrd:
         segments.append(Segment("initrd", inputs.initrd, boot.initrd.start, boot.initrd.size))
     regs = dict(esi=boot.setup.start, eip=boot.kernel.start)     # esp 0: the purgatory's stack
     purg_seg, entry = link_purgatory32(purgatory, boot.purgatory, segments, regs=regs, backup=backup,
-                                       skip_checks=inputs.no_checks)
+                                       skip_checks=inputs.no_checks, console_port=inputs.console_port)
     return sorted([*segments, purg_seg], key=lambda s: s.mem), entry
 
 
 def link_purgatory32(purgatory, where: Range, segments, *, regs: dict[str, int], backup: tuple | None,
-                     skip_checks: bool):
+                     skip_checks: bool, console_port: int | None = None):
     return x86.link_entry_purgatory(purgatory, where, segments, regs_symbol="entry32_regs",
                                     reg_names=ENTRY32_REGS, reg_size=4, regs=regs, backup=backup,
-                                    skip_checks=skip_checks)
+                                    skip_checks=skip_checks, console_port=console_port)
 
 
 def plan_bzimage32_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFacts, purgatory) -> SegmentPlan:
@@ -176,13 +177,13 @@ def plan_bzimage32_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFac
                                "relocatable_kernel): it cannot run from the crash region",
                                "build the capture kernel with CONFIG_RELOCATABLE=y")
     region = facts.crash_regions[-1]
-    alloc = Allocator([region])
+    alloc = Allocator(inputs.usable([region]))
     limit = facts.lowmem_limit or LOWMEM_LIMIT_DEFAULT
     cc = x86.place_crash_core(alloc, facts, elf_class=core_class(facts), machine=EM_386,
                               ram=split_at(x86.dump_ram(facts), limit))
-    cmdline = f"{inputs.cmdline} elfcorehdr={cc.elfcorehdr.start >> 10}K".strip()
-    boot = _place_boot(alloc, image, inputs, cmdline, purgatory, crash=True)
     e820 = x86.crash_e820(facts, backup_src=cc.backup_src, taken_out=[cc.backup, cc.elfcorehdr])
+    cmdline = x86.crash_cmdline(inputs, cc, e820)
+    boot = _place_boot(alloc, image, inputs, cmdline, purgatory, crash=True)
     segments, entry = _boot_segments(image, inputs, boot, purgatory, e820=e820, running=facts.boot_params,
                                      acpi_rsdp=facts.acpi_rsdp, extra=cc.segments(),
                                      backup=(cc.backup_src, cc.backup.start))
@@ -195,7 +196,7 @@ def plan_bzimage32_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFac
 def plan_bzimage32_load(image: BzImage, inputs: LoadInputs, facts: x86.LoadFacts, purgatory) -> SegmentPlan:
     """A kernel for a later ``kexec -e``, handed the firmware's memory map."""
     below_4g = [r.intersect(Range(0, 4 * GiB)) for r in facts.ram]       # paging is off: 32-bit addresses
-    alloc = Allocator([r for r in below_4g if r])
+    alloc = Allocator(inputs.usable([r for r in below_4g if r]))
     boot = _place_boot(alloc, image, inputs, inputs.cmdline, purgatory, crash=False)
     segments, entry = _boot_segments(image, inputs, boot, purgatory, e820=facts.e820, running=facts.boot_params,
                                      acpi_rsdp=facts.acpi_rsdp, extra=[], backup=None)

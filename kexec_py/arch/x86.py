@@ -269,21 +269,59 @@ class BootLayout:
     cmd_bytes: bytes
 
 
+RNG_SEED_ROOM = 64          # a 16-byte setup_data header and a 32-byte seed, 16-aligned
+
+
+def setup_size(cmd_bytes: bytes) -> int:
+    from kexec_py.plan.ranges import PAGE_SIZE
+    return PAGE_SIZE + len(cmd_bytes) + 16 + RNG_SEED_ROOM
+
+
 def setup_bytes(setup_header: bytes, setup: Range, cmd_bytes: bytes, initrd: Range | None, *, e820,
-                running: bytes | None, acpi_rsdp: int) -> bytes:
-    """The setup segment: the zero page (with the image's ``setup_header``), then the
-    command line one page in."""
+                running: bytes | None, acpi_rsdp: int, rng_seed: bytes | None = None) -> bytes:
+    """The setup segment: the zero page (with the image's ``setup_header``), the command
+    line one page in, then (protocol 2.09+) a SETUP_RNG_SEED setup_data with ``rng_seed``,
+    the way the kernel's own kexec_file_load carries it."""
     from kexec_py.arch.zeropage import ZeroPageSpec, build_zero_page
     from kexec_py.plan.ranges import PAGE_SIZE
+    from kexec_py.structs import bootparam as bp
+    tail, setup_data = b"", 0
+    version = int.from_bytes(setup_header[0x206 - 0x1F1:0x208 - 0x1F1], "little")
+    if rng_seed and version >= 0x0209:
+        pad = bytes(align_up(PAGE_SIZE + len(cmd_bytes), 16) - PAGE_SIZE - len(cmd_bytes))
+        setup_data = setup.start + PAGE_SIZE + len(cmd_bytes) + len(pad)
+        tail = pad + bp.setup_data.build(dict(next=0, type=bp.SETUP_RNG_SEED, len=len(rng_seed))) + rng_seed
     zero_page = build_zero_page(ZeroPageSpec(
-        setup_header=setup_header, cmdline_addr=setup.start + PAGE_SIZE,
+        setup_header=setup_header, cmdline_addr=setup.start + PAGE_SIZE, setup_data=setup_data,
         initrd=initrd, e820=tuple(e820), running=running, acpi_rsdp=acpi_rsdp))
-    return zero_page + cmd_bytes
+    return zero_page + cmd_bytes + tail
+
+
+def crash_cmdline(inputs, cc: "CrashCore", e820) -> str:
+    """The capture kernel's command line: the user's, elfcorehdr=, and with
+    --pass-memmap-cmdline its memory map as memmap= options."""
+    line = f"{inputs.cmdline} elfcorehdr={cc.elfcorehdr.start >> 10}K"
+    if inputs.pass_memmap:
+        line += " memmap=exactmap" + "".join(_memmap_option(r, kind) for r, kind in e820)
+    return line.strip()
+
+
+def _memmap_option(r: Range, kind: str) -> str:
+    """kexec-tools' forms: RAM of 100 KiB or more as K@, ACPI/NVS as K# (end rounded up to
+    a KiB), persistent memory as K!; other kinds are left to the e820."""
+    start = r.start >> 10
+    if kind == "ram" and r.size >= 100 * KiB:
+        return f" memmap={r.size >> 10}K@{start}K"
+    if kind in ("acpi", "nvs"):
+        return f" memmap={(align_up(r.end, KiB) >> 10) - start}K#{start}K"
+    if kind == "pram":
+        return f" memmap={r.size >> 10}K!{start}K"
+    return ""
 
 
 def link_entry_purgatory(purgatory, where: Range, segments, *, regs_symbol: str, reg_names: tuple,
                          reg_size: int, regs: dict[str, int], backup: tuple | None, skip_checks: bool,
-                         stack_reg: str | None = None):
+                         stack_reg: str | None = None, console_port: int | None = None):
     """Link an x86 purgatory at ``where`` and fill in its variables: the entry registers
     (``regs_symbol``: ``reg_names`` in order, ``reg_size`` bytes each, unnamed ones 0;
     ``stack_reg``, when named and not given, points at the purgatory's stack), the
@@ -302,5 +340,8 @@ def link_entry_purgatory(purgatory, where: Range, segments, *, regs_symbol: str,
         linked.set_int("backup_size", src.size)
         linked.set_int("backup_dst", dst)
     linked.set_int("skip_checks", 1 if skip_checks else 0)
+    if console_port is not None:
+        linked.set_int("console_serial", 1)
+        linked.set_int("serial_base", console_port)
     store_sha256(linked, segments)
     return Segment("purgatory", bytes(linked.buf), where.start, where.size), linked.entry

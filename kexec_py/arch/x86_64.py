@@ -47,6 +47,7 @@ class X86_64:
     kexec_arch: int = K.KEXEC_ARCH_X86_64
     elf_machine: str = "EM_X86_64"
     has_file_syscall: bool = True
+    device_tree: bool = False
     formats: tuple[ImageFormat, ...] = (
         ImageFormat("bzImage64", looks_like_bzimage, parse_bzimage),
         ImageFormat("elf-x86_64", looks_like_elf, parse_vmlinux),
@@ -116,7 +117,7 @@ def _place_boot(alloc: Allocator, kern: KernelPart, inputs: LoadInputs, cmdline:
     kernel = _take_fixed(alloc, kern) if kern.fixed is not None else None
     purg = alloc.take("purgatory", Placement(size=purgatory.memsz, align=purgatory.align, min_addr=SETUP_MIN))
     cmd_bytes = cmdline.encode() + b"\0"
-    setup = alloc.take("setup", Placement(size=PAGE_SIZE + len(cmd_bytes), min_addr=SETUP_MIN))
+    setup = alloc.take("setup", Placement(size=x86.setup_size(cmd_bytes), min_addr=SETUP_MIN))
     kernel = kernel or alloc.take("kernel", kern.placement)
     initrd = None
     if inputs.initrd is not None:
@@ -140,7 +141,7 @@ def _boot_segments(kern: KernelPart, inputs: LoadInputs, boot: x86.BootLayout, p
     """The segments of ``boot`` plus ``extra``, and the purgatory linked to check them all."""
     initrd = Range.sized(boot.initrd.start, len(inputs.initrd)) if boot.initrd else None
     setup = x86.setup_bytes(kern.header, boot.setup, boot.cmd_bytes, initrd, e820=e820, running=running,
-                            acpi_rsdp=acpi_rsdp)
+                            acpi_rsdp=acpi_rsdp, rng_seed=inputs.rng_seed)
     segments = [*extra,
                 Segment("setup", setup, boot.setup.start, boot.setup.size),
                 *kern.segments(boot.kernel.start)]
@@ -148,7 +149,7 @@ def _boot_segments(kern: KernelPart, inputs: LoadInputs, boot: x86.BootLayout, p
         segments.append(Segment("initrd", inputs.initrd, boot.initrd.start, boot.initrd.size))
     regs = dict(rsi=boot.setup.start, rip=kern.entry(boot.kernel.start))
     purg_seg, entry = link_purgatory(purgatory, boot.purgatory, segments, regs=regs, backup=backup,
-                                     skip_checks=inputs.no_checks)
+                                     skip_checks=inputs.no_checks, console_port=inputs.console_port)
     return sorted([*segments, purg_seg], key=lambda s: s.mem), entry
 
 
@@ -164,11 +165,11 @@ def plan_part_crash(kern: KernelPart, inputs: LoadInputs, facts: x86.CrashFacts,
                     notes: tuple[str, ...] = ()) -> SegmentPlan:
     """The crash layout around any kernel part: backup and ELF core header first."""
     region = facts.crash_regions[-1]
-    alloc = Allocator([region])
+    alloc = Allocator(inputs.usable([region]))
     cc = x86.place_crash_core(alloc, facts, elf_class=64, machine=EM_X86_64)
-    cmdline = f"{inputs.cmdline} elfcorehdr={cc.elfcorehdr.start >> 10}K".strip()
-    boot = _place_boot(alloc, kern, inputs, cmdline, purgatory)
     e820 = x86.crash_e820(facts, backup_src=cc.backup_src, taken_out=[cc.backup, cc.elfcorehdr])
+    cmdline = x86.crash_cmdline(inputs, cc, e820)
+    boot = _place_boot(alloc, kern, inputs, cmdline, purgatory)
     segments, entry = _boot_segments(
         kern, inputs, boot, purgatory, e820=e820, running=facts.boot_params, acpi_rsdp=facts.acpi_rsdp,
         extra=cc.segments(), backup=(cc.backup_src, cc.backup.start))
@@ -185,7 +186,7 @@ def plan_bzimage_load(image: BzImage, inputs: LoadInputs, facts: x86.LoadFacts, 
 
 def plan_part_load(kern: KernelPart, inputs: LoadInputs, facts: x86.LoadFacts, purgatory,
                    notes: tuple[str, ...] = ()) -> SegmentPlan:
-    alloc = Allocator(list(facts.ram))
+    alloc = Allocator(inputs.usable(facts.ram))
     boot = _place_boot(alloc, kern, inputs, inputs.cmdline, purgatory)
     segments, entry = _boot_segments(kern, inputs, boot, purgatory, e820=facts.e820, running=facts.boot_params,
                                      acpi_rsdp=facts.acpi_rsdp, extra=[], backup=None)
@@ -195,12 +196,12 @@ def plan_part_load(kern: KernelPart, inputs: LoadInputs, facts: x86.LoadFacts, p
 
 
 def link_purgatory(purgatory, where, segments, *, regs: dict[str, int],
-                   backup: tuple | None, skip_checks: bool):
+                   backup: tuple | None, skip_checks: bool, console_port: int | None = None):
     """Link the purgatory at ``where`` and fill in its variables: the digest of every
     other segment, the backup to make, and the registers to enter the kernel with."""
     return x86.link_entry_purgatory(purgatory, where, segments, regs_symbol="entry64_regs",
                                     reg_names=ENTRY64_REGS, reg_size=8, regs=regs, backup=backup,
-                                    skip_checks=skip_checks, stack_reg="rsp")
+                                    skip_checks=skip_checks, stack_reg="rsp", console_port=console_port)
 
 
 def _check_4g(kern: KernelPart, ranges) -> None:

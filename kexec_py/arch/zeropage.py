@@ -21,6 +21,7 @@ class ZeroPageSpec:
     e820: tuple[tuple[Range, str], ...]
     running: bytes | None                   # /sys/kernel/boot_params/data of the running kernel
     acpi_rsdp: int = 0                      # used when the running zero page has none
+    setup_data: int = 0                     # physical address of the first setup_data, or 0
 
 
 def build_zero_page(spec: ZeroPageSpec) -> bytes:
@@ -42,7 +43,7 @@ def build_zero_page(spec: ZeroPageSpec) -> bytes:
     hdr = zp.hdr
     hdr.type_of_loader = bp.LOADER_TYPE_KEXEC
     hdr.loadflags = 0
-    hdr.setup_data = 0
+    hdr.setup_data = spec.setup_data
     hdr.cmd_line_ptr = spec.cmdline_addr & 0xFFFFFFFF
     zp.ext_cmd_line_ptr = spec.cmdline_addr >> 32
     if spec.initrd:
