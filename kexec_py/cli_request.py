@@ -28,9 +28,6 @@ def refuse_unsupported(v: dict) -> None:
     for name, why in _REFUSED.items():
         if v.get(name):
             raise UsageError(why)
-    if v.get("hotplug"):
-        raise UsageError("--hotplug is not supported by kexec-py yet",
-                         "without it, the loader service reloads the crash kernel on hotplug events")
 
 
 def parse_number(text: str | None, option: str) -> int | None:

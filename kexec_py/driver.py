@@ -188,7 +188,7 @@ def _load_segments(req: Request, ctx: Context, cmdline: str, crash: bool) -> int
     from kexec_py.submit import submit
 
     image = open_kernel(req.kernel, ctx.arch.formats, force=req.image_type)
-    inputs = _load_inputs(req, cmdline)
+    inputs = replace(_load_inputs(req, cmdline), hotplug_size=_hotplug_size(req, ctx))
     purgatory = load_purgatory(ctx.arch.name)
     if crash:
         facts = ctx.arch.read_crash_facts(ctx.sys)
@@ -225,6 +225,21 @@ def _load_inputs(req: Request, cmdline: str):
                       dtb=_read_dtb(req.dtb) if req.dtb else None,
                       console_port=port if x86.console_serial else None,
                       pass_memmap=x86.pass_memmap_cmdline, rng_seed=seed)
+
+
+def _hotplug_size(req: Request, ctx: Context) -> int | None:
+    """--hotplug: how much room the kernel wants to rewrite the ELF core header in."""
+    if not (req.hotplug and req.crash):
+        return None
+    if not ctx.arch.hotplug_flag:
+        raise UsageError(f"--hotplug is not supported by kexec-py on {ctx.arch.name}")
+    path = "/sys/kernel/crash_elfcorehdr_size"
+    text = ctx.sys.read_optional(path)
+    size = int(text.strip() or 0) if text and text.strip().isdigit() else 0
+    if not size:
+        raise KexecError(f"--hotplug: {path} is missing or 0: this kernel cannot update a loaded "
+                         "crash kernel's ELF header", "drop --hotplug and reload on CPU/memory hotplug")
+    return size
 
 
 def _read_dtb(path: str) -> bytes:

@@ -50,3 +50,43 @@ def test_page_renders_without_warnings():
     assert shutil.which("groff"), "groff is needed to check the man page (apt-get install groff-base)"
     p = subprocess.run(["groff", "-man", "-ww", "-z", str(PAGE)], capture_output=True, text=True)
     assert p.returncode == 0 and p.stderr == "", p.stderr
+
+
+KEXEC_TOOLS_OPTIONS = {   # kexec-tools' generic + x86 option table; value-taking ones with a sample value
+    "-h": None, "--help": None, "-v": None, "--version": None, "-f": None, "--force": None, "-i": None,
+    "--no-checks": None, "-x": None, "--no-ifdown": None, "-y": None, "--no-sync": None, "-l": None,
+    "--load": None, "-p": None, "--load-panic": None, "-u": None, "--unload": None, "-e": None, "--exec": None,
+    "-t": "bzImage64", "--type": "bzImage64", "--mem-min": "0x1000000", "--mem-max": "0x7fffffff",
+    "--reuseinitrd": None, "--print-ckr-size": None, "--load-preserve-context": None,
+    "--load-jump-back-helper": None, "--entry": "0x100000", "-s": None, "--kexec-file-syscall": None,
+    "-c": None, "--kexec-syscall": None, "-a": None, "--kexec-syscall-auto": None, "-d": None, "--debug": None,
+    "-S": None, "--status": None, "--hotplug": None, "--no-cma": None, "--force-dtb": None,
+    "--exec-live-update": None, "--load-live-update": None, "--command-line": "quiet", "--append": "quiet",
+    "--reuse-cmdline": None, "--initrd": "/boot/initrd", "--ramdisk": "/boot/initrd", "--dtb": "/x.dtb",
+    "--args-elf": None, "--args-linux": None, "--args-none": None, "--module": "/m", "--real-mode": None,
+    "--entry-32bit": None, "--reset-vga": None, "--serial": "ttyS0", "--serial-baud": "115200",
+    "--console-vga": None, "--console-serial": None, "--elf32-core-headers": None,
+    "--elf64-core-headers": None, "--pass-memmap-cmdline": None, "--noefi": None, "--reuse-video-type": None,
+}
+
+
+def test_every_kexec_tools_option_is_accepted_by_the_parser():
+    """Each option parses, in both spellings kexec-tools takes (--opt=value and --opt value)."""
+    import click
+    import typer.main
+
+    from kexec_py.cli import HELP, command
+    app = typer.Typer()
+    app.command(help=HELP)(command)
+    cmd = typer.main.get_command(app)
+    for opt, value in KEXEC_TOOLS_OPTIONS.items():
+        if opt in ("-h", "--help", "-v", "--version"):
+            continue                                        # eager: they print and exit
+        forms = [[opt]] if value is None else [[opt, value]] + ([[f"{opt}={value}"]] if opt.startswith("--")
+                                                                else [])
+        for argv in forms:
+            try:
+                ctx = cmd.make_context("kexec-py", [*argv, "/boot/vmlinuz"], resilient_parsing=False)
+            except click.UsageError as e:
+                raise AssertionError(f"{argv} rejected: {e}") from None
+            assert ctx.params["kernel"] == "/boot/vmlinuz", argv

@@ -58,6 +58,7 @@ class Arm64:
     elf_machine: str = "EM_AARCH64"
     has_file_syscall: bool = True
     device_tree: bool = True
+    hotplug_flag: int = 0   # --hotplug (0: not supported here)
     formats: tuple[ImageFormat, ...] = (
         ImageFormat("Image", looks_like_arm64_image, parse_arm64_image),
     )

@@ -22,6 +22,7 @@ class LoadInputs:
     console_port: int | None = None # x86: purgatory messages on this serial port (--console-serial)
     pass_memmap: bool = False       # x86: --pass-memmap-cmdline
     rng_seed: bytes | None = None   # random bytes for the new kernel's early entropy
+    hotplug_size: int | None = None # --hotplug: elfcorehdr room the kernel may rewrite (crash_elfcorehdr_size)
 
     def usable(self, ranges) -> list[Range]:
         """``ranges`` cut down to the --mem-min/--mem-max window."""
@@ -34,6 +35,7 @@ class Arch(Protocol):
     elf_machine: str                # "EM_X86_64": checks the purgatory object
     has_file_syscall: bool          # whether the kernel offers kexec_file_load here
     device_tree: bool               # whether kernels get a device tree (--dtb)
+    hotplug_flag: int               # the kexec_load flag --hotplug sets (0: not supported)
     formats: tuple                  # ImageFormats, probed in order
 
     def read_crash_facts(self, sys): ...

@@ -50,6 +50,7 @@ class I386:
     elf_machine: str = "EM_386"
     has_file_syscall: bool = False              # no kexec_file_load on 32-bit x86
     device_tree: bool = False
+    hotplug_flag: int = K.KEXEC_UPDATE_ELFCOREHDR   # --hotplug (0: not supported here)
     formats: tuple[ImageFormat, ...] = (
         ImageFormat("bzImage", looks_like_bzimage, lambda data, path: parse_bzimage32(data, path=path)),
     )
@@ -159,15 +160,15 @@ def _boot_segments(image: BzImage, inputs: LoadInputs, boot: x86.BootLayout, pur
         segments.append(Segment("initrd", inputs.initrd, boot.initrd.start, boot.initrd.size))
     regs = dict(esi=boot.setup.start, eip=boot.kernel.start)     # esp 0: the purgatory's stack
     purg_seg, entry = link_purgatory32(purgatory, boot.purgatory, segments, regs=regs, backup=backup,
-                                       skip_checks=inputs.no_checks, console_port=inputs.console_port)
+                                       skip_checks=inputs.no_checks, **x86.purgatory_options(inputs))
     return sorted([*segments, purg_seg], key=lambda s: s.mem), entry
 
 
 def link_purgatory32(purgatory, where: Range, segments, *, regs: dict[str, int], backup: tuple | None,
-                     skip_checks: bool, console_port: int | None = None):
+                     skip_checks: bool, **options):
     return x86.link_entry_purgatory(purgatory, where, segments, regs_symbol="entry32_regs",
                                     reg_names=ENTRY32_REGS, reg_size=4, regs=regs, backup=backup,
-                                    skip_checks=skip_checks, console_port=console_port)
+                                    skip_checks=skip_checks, **options)
 
 
 def plan_bzimage32_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFacts, purgatory) -> SegmentPlan:
@@ -180,7 +181,7 @@ def plan_bzimage32_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFac
     alloc = Allocator(inputs.usable([region]))
     limit = facts.lowmem_limit or LOWMEM_LIMIT_DEFAULT
     cc = x86.place_crash_core(alloc, facts, elf_class=core_class(facts), machine=EM_386,
-                              ram=split_at(x86.dump_ram(facts), limit))
+                              ram=split_at(x86.dump_ram(facts), limit), hotplug_size=inputs.hotplug_size)
     e820 = x86.crash_e820(facts, backup_src=cc.backup_src, taken_out=[cc.backup, cc.elfcorehdr])
     cmdline = x86.crash_cmdline(inputs, cc, e820)
     boot = _place_boot(alloc, image, inputs, cmdline, purgatory, crash=True)
@@ -189,7 +190,7 @@ def plan_bzimage32_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFac
                                      backup=(cc.backup_src, cc.backup.start))
     notes = (*x86.crash_notes(facts, region, cc, e820), f"lowmem ends at {limit:#x}")
     return SegmentPlan(arch="i386", segments=tuple(segments), entry=entry,
-                       flags=K.KEXEC_ON_CRASH | K.KEXEC_ARCH_DEFAULT, cmdline=cmdline,
+                       flags=x86.crash_flags(inputs, K.KEXEC_ARCH_DEFAULT), cmdline=cmdline,
                        allowed=facts.crash_regions, notes=notes)
 
 

@@ -233,7 +233,8 @@ class CrashCore:
                 Segment("elfcorehdr", self.core, self.elfcorehdr.start, self.elfcorehdr.size)]
 
 
-def place_crash_core(alloc, facts: CrashFacts, *, elf_class: int, machine: int, ram=None) -> CrashCore:
+def place_crash_core(alloc, facts: CrashFacts, *, elf_class: int, machine: int, ram=None,
+                     hotplug_size: int | None = None) -> CrashCore:
     """Backup area, then ELF core header, top-down (kexec-tools' order). ``ram`` defaults
     to ``dump_ram(facts)``; i386 passes it split at the lowmem limit."""
     from kexec_py.plan.elf_core import CoreHeaderSpec, build_elf_core_header
@@ -245,7 +246,8 @@ def place_crash_core(alloc, facts: CrashFacts, *, elf_class: int, machine: int, 
         ram=tuple(dump_ram(facts) if ram is None else ram), page_offset=facts.page_offset,
         kernel_text=facts.kernel_text, backup=Backup(backup_src, backup.start),
         lowmem_limit=facts.lowmem_limit))
-    elfcorehdr = alloc.take("elfcorehdr", Placement(size=max(len(core), ELFCOREHDR_MIN)))
+    size = max(len(core), ELFCOREHDR_MIN, align_up(hotplug_size or 0, KiB))    # --hotplug: the kernel's size
+    elfcorehdr = alloc.take("elfcorehdr", Placement(size=size))
     return CrashCore(backup_src, backup, core, elfcorehdr)
 
 
@@ -297,6 +299,16 @@ def setup_bytes(setup_header: bytes, setup: Range, cmd_bytes: bytes, initrd: Ran
     return zero_page + cmd_bytes + tail
 
 
+def purgatory_options(inputs) -> dict:
+    """What the user's options change in an x86 purgatory."""
+    return dict(console_port=inputs.console_port, unhashed=("elfcorehdr",) if inputs.hotplug_size else ())
+
+
+def crash_flags(inputs, kexec_arch: int) -> int:
+    from kexec_py.structs import kexec_uapi as K
+    return K.KEXEC_ON_CRASH | kexec_arch | (K.KEXEC_UPDATE_ELFCOREHDR if inputs.hotplug_size else 0)
+
+
 def crash_cmdline(inputs, cc: "CrashCore", e820) -> str:
     """The capture kernel's command line: the user's, elfcorehdr=, and with
     --pass-memmap-cmdline its memory map as memmap= options."""
@@ -321,11 +333,13 @@ def _memmap_option(r: Range, kind: str) -> str:
 
 def link_entry_purgatory(purgatory, where: Range, segments, *, regs_symbol: str, reg_names: tuple,
                          reg_size: int, regs: dict[str, int], backup: tuple | None, skip_checks: bool,
-                         stack_reg: str | None = None, console_port: int | None = None):
+                         stack_reg: str | None = None, console_port: int | None = None,
+                         unhashed: tuple[str, ...] = ()):
     """Link an x86 purgatory at ``where`` and fill in its variables: the entry registers
     (``regs_symbol``: ``reg_names`` in order, ``reg_size`` bytes each, unnamed ones 0;
     ``stack_reg``, when named and not given, points at the purgatory's stack), the
-    backup to make, and the digest of every other segment."""
+    backup to make, and the digest of every other segment but those named ``unhashed``
+    (--hotplug: the kernel rewrites the elfcorehdr)."""
     from kexec_py.plan.plan import Segment
     from kexec_py.plan.purgatory import store_sha256
 
@@ -343,5 +357,5 @@ def link_entry_purgatory(purgatory, where: Range, segments, *, regs_symbol: str,
     if console_port is not None:
         linked.set_int("console_serial", 1)
         linked.set_int("serial_base", console_port)
-    store_sha256(linked, segments)
+    store_sha256(linked, [s for s in segments if s.name not in unhashed])
     return Segment("purgatory", bytes(linked.buf), where.start, where.size), linked.entry

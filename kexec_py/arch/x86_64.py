@@ -48,6 +48,7 @@ class X86_64:
     elf_machine: str = "EM_X86_64"
     has_file_syscall: bool = True
     device_tree: bool = False
+    hotplug_flag: int = K.KEXEC_UPDATE_ELFCOREHDR   # --hotplug (0: not supported here)
     formats: tuple[ImageFormat, ...] = (
         ImageFormat("bzImage64", looks_like_bzimage, parse_bzimage),
         ImageFormat("elf-x86_64", looks_like_elf, parse_vmlinux),
@@ -149,7 +150,7 @@ def _boot_segments(kern: KernelPart, inputs: LoadInputs, boot: x86.BootLayout, p
         segments.append(Segment("initrd", inputs.initrd, boot.initrd.start, boot.initrd.size))
     regs = dict(rsi=boot.setup.start, rip=kern.entry(boot.kernel.start))
     purg_seg, entry = link_purgatory(purgatory, boot.purgatory, segments, regs=regs, backup=backup,
-                                     skip_checks=inputs.no_checks, console_port=inputs.console_port)
+                                     skip_checks=inputs.no_checks, **x86.purgatory_options(inputs))
     return sorted([*segments, purg_seg], key=lambda s: s.mem), entry
 
 
@@ -166,7 +167,7 @@ def plan_part_crash(kern: KernelPart, inputs: LoadInputs, facts: x86.CrashFacts,
     """The crash layout around any kernel part: backup and ELF core header first."""
     region = facts.crash_regions[-1]
     alloc = Allocator(inputs.usable([region]))
-    cc = x86.place_crash_core(alloc, facts, elf_class=64, machine=EM_X86_64)
+    cc = x86.place_crash_core(alloc, facts, elf_class=64, machine=EM_X86_64, hotplug_size=inputs.hotplug_size)
     e820 = x86.crash_e820(facts, backup_src=cc.backup_src, taken_out=[cc.backup, cc.elfcorehdr])
     cmdline = x86.crash_cmdline(inputs, cc, e820)
     boot = _place_boot(alloc, kern, inputs, cmdline, purgatory)
@@ -175,7 +176,7 @@ def plan_part_crash(kern: KernelPart, inputs: LoadInputs, facts: x86.CrashFacts,
         extra=cc.segments(), backup=(cc.backup_src, cc.backup.start))
     notes = (*notes, *x86.crash_notes(facts, region, cc, e820))
     return SegmentPlan(arch="x86_64", segments=tuple(segments), entry=entry,
-                       flags=K.KEXEC_ON_CRASH | K.KEXEC_ARCH_X86_64, cmdline=cmdline,
+                       flags=x86.crash_flags(inputs, K.KEXEC_ARCH_X86_64), cmdline=cmdline,
                        allowed=facts.crash_regions, notes=notes)
 
 
@@ -196,12 +197,12 @@ def plan_part_load(kern: KernelPart, inputs: LoadInputs, facts: x86.LoadFacts, p
 
 
 def link_purgatory(purgatory, where, segments, *, regs: dict[str, int],
-                   backup: tuple | None, skip_checks: bool, console_port: int | None = None):
+                   backup: tuple | None, skip_checks: bool, **options):
     """Link the purgatory at ``where`` and fill in its variables: the digest of every
     other segment, the backup to make, and the registers to enter the kernel with."""
     return x86.link_entry_purgatory(purgatory, where, segments, regs_symbol="entry64_regs",
                                     reg_names=ENTRY64_REGS, reg_size=8, regs=regs, backup=backup,
-                                    skip_checks=skip_checks, stack_reg="rsp", console_port=console_port)
+                                    skip_checks=skip_checks, stack_reg="rsp", **options)
 
 
 def _check_4g(kern: KernelPart, ranges) -> None:

@@ -99,3 +99,30 @@ def test_core_header_class_on_i386(kernel_686, flag, cls):
 def test_dtb_refused_where_it_cannot_work(debian_kernel, args, match):
     code, _, err, traced = kexec_py(*args, debian_kernel)
     assert code == 1 and match in err and traced == []
+
+
+def test_hotplug_leaves_room_and_the_elfcorehdr_out_of_the_digest(debian_kernel):
+    import struct
+    p = plan(debian_kernel, hotplug_size=0x11000 + 100)
+    hdr = seg(p, "elfcorehdr")
+    assert hdr.memsz == 0x12000 and p.flags & 0x4                    # KEXEC_UPDATE_ELFCOREHDR
+    regions = struct.unpack("<32Q", symbol(p, "sha256_regions"))
+    hashed = {regions[2 * i] for i in range(16) if regions[2 * i + 1]}
+    assert hdr.mem not in hashed and seg(p, "kernel").mem in hashed
+    plain = plan(debian_kernel)
+    assert not plain.flags & 0x4 and seg(plain, "elfcorehdr").memsz == 0x4000
+
+
+def test_hotplug_cli(debian_kernel, tmp_path):
+    import json
+    import shutil
+    root = tmp_path / "sys"
+    shutil.copytree(ROOT, root)
+    code, _, err, traced = kexec_py("-p", "-c", "--hotplug", debian_kernel, root=root)
+    assert code == 1 and "crash_elfcorehdr_size is missing" in err and traced == []
+    (root / "sys/kernel/crash_elfcorehdr_size").write_text("69632\n")
+    rec = tmp_path / "rec.jsonl"
+    code, _, err, _ = kexec_py("-p", "-c", "--hotplug", debian_kernel, root=root, record=rec)
+    assert code == 0, err
+    (call,) = [json.loads(line) for line in rec.read_text().splitlines()]
+    assert call["flags"] == 0x3E0005
