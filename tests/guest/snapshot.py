@@ -6,7 +6,9 @@ check the load plan for a known machine without booting anything.
 
 from __future__ import annotations
 
+import json
 import shutil
+from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from . import harness
@@ -21,6 +23,7 @@ SINGLE_FILES = (
     "/sys/devices/system/cpu/possible", "/sys/devices/system/cpu/present",
     "/sys/devices/system/cpu/online",
     "/proc/sys/kernel/kexec_load_disabled", "/sys/kernel/security/lockdown",
+    "/sys/kernel/crash_elfcorehdr_size",
 )
 
 # The guest step: kpy_put (see init.sh) sends each file over the console.
@@ -47,19 +50,62 @@ class SnapshotError(RuntimeError):
     pass
 
 
-def capture(name: str, *, smp: int = harness.DEFAULT_SMP, mem: int = harness.DEFAULT_MEM,
-            append: str = "", arch: str = "x86_64", dest_root: Path = FIXTURES) -> Path:
-    """Boot a guest, collect its files, and write them under dest_root/name."""
+# Each captured fixture records how it was captured, so that one command
+# (scripts/capture-snapshot --all) can capture it again.
+MANIFEST = "capture.json"
+
+
+@dataclass(frozen=True)
+class Params:
+    """The guest a fixture was captured from: QEMU's -smp and -m (MiB), the first
+    kernel's crashkernel= and any extra command line (e.g. a second crashkernel=)."""
+    arch: str = "x86_64"
+    smp: int = harness.DEFAULT_SMP
+    mem: int = harness.DEFAULT_MEM
+    crashkernel: str = harness.DEFAULT_CRASHKERNEL
+    append: str = ""
+
+    @classmethod
+    def load(cls, fixture: Path) -> "Params":
+        path = fixture / MANIFEST
+        try:
+            data = json.loads(path.read_text())
+            params = cls(**data)
+        except FileNotFoundError:
+            raise SnapshotError(f"{path} does not exist: give the capture parameters on the command line")
+        except (ValueError, TypeError) as err:
+            raise SnapshotError(f"{path}: not a capture manifest ({err}); fix or delete it")
+        if params.arch not in harness.QEMU_MACHINE:
+            raise SnapshotError(f"{path}: unknown arch {params.arch!r}; known: {sorted(harness.QEMU_MACHINE)}")
+        return params
+
+    def dump(self, fixture: Path) -> None:
+        (fixture / MANIFEST).write_text(json.dumps(asdict(self), indent=2) + "\n")
+
+
+def captured_fixtures(root: Path = FIXTURES) -> list[str]:
+    """Names of the fixtures under ``root`` that have a capture manifest."""
+    return sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}"))
+
+
+def capture(name: str, params: Params = Params(), *, dest_root: Path = FIXTURES) -> Path:
+    """Boot a guest, collect its files, and write them (and the manifest) under dest_root/name."""
     scenario = harness.Scenario(f"snapshot-{name}", [("snapshot", SNAPSHOT_STEP)])
-    result = harness.run(scenario, arch, smp=smp, mem=mem, append=append)
+    result = harness.run(scenario, params.arch, smp=params.smp, mem=params.mem,
+                         crashkernel=params.crashkernel, append=params.append)
     if result.markers.get("RC-snapshot") != "0" or result.bad_files or not result.files:
         raise SnapshotError(f"snapshot failed (garbled: {result.bad_files})\n{result.explain()}")
+    iomem = result.files.get("/proc/iomem", b"").decode(errors="replace")
+    if "Crash kernel" not in iomem:
+        raise SnapshotError(f"{name}: the guest reserved no crash memory (no 'Crash kernel' in /proc/iomem) "
+                            f"with crashkernel={params.crashkernel} {params.append}; log: {result.log_path}")
     dest = dest_root / name
     shutil.rmtree(dest, ignore_errors=True)
     for guest_path, data in sorted(result.files.items()):
         target = dest / guest_path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
+    params.dump(dest)
     absent = [m.value for m in result.events if m.key in ("FILE-ABSENT", "FILE-ERROR")]
     print(f"{name}: {len(result.files)} files in {dest}; absent or unreadable: {absent or 'none'}")
     return dest
