@@ -183,7 +183,7 @@ def plan_bzimage32_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFac
     cc = x86.place_crash_core(alloc, facts, elf_class=core_class(facts), machine=EM_386,
                               ram=split_at(x86.dump_ram(facts), limit), hotplug_size=inputs.hotplug_size)
     e820 = x86.crash_e820(facts, backup_src=cc.backup_src, taken_out=[cc.backup, cc.elfcorehdr])
-    cmdline = x86.crash_cmdline(inputs, cc, e820)
+    cmdline = x86.crash_cmdline(inputs, cc, e820, acpi_rsdp=x86.running_acpi_rsdp(facts))
     boot = _place_boot(alloc, image, inputs, cmdline, purgatory, crash=True)
     segments, entry = _boot_segments(image, inputs, boot, purgatory, e820=e820, running=facts.boot_params,
                                      acpi_rsdp=facts.acpi_rsdp, extra=cc.segments(),

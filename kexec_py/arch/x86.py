@@ -309,10 +309,24 @@ def crash_flags(inputs, kexec_arch: int) -> int:
     return K.KEXEC_ON_CRASH | kexec_arch | (K.KEXEC_UPDATE_ELFCOREHDR if inputs.hotplug_size else 0)
 
 
-def crash_cmdline(inputs, cc: "CrashCore", e820) -> str:
-    """The capture kernel's command line: the user's, elfcorehdr=, and with
-    --pass-memmap-cmdline its memory map as memmap= options."""
-    line = f"{inputs.cmdline} elfcorehdr={cc.elfcorehdr.start >> 10}K"
+def running_acpi_rsdp(facts: CrashFacts) -> int:
+    """The ACPI RSDP's physical address: the running zero page's, else the EFI
+    system table's; 0 when neither knows it."""
+    bp = facts.boot_params
+    from_zero_page = int.from_bytes(bp[0x70:0x78], "little") if bp and len(bp) >= 0x78 else 0
+    return from_zero_page or facts.acpi_rsdp
+
+
+def crash_cmdline(inputs, cc: "CrashCore", e820, *, acpi_rsdp: int = 0) -> str:
+    """The capture kernel's command line: the user's, acpi_rsdp= (when known),
+    elfcorehdr=, and with --pass-memmap-cmdline its memory map as memmap= options.
+
+    acpi_rsdp= is there for capture kernels that do not read the zero page's
+    acpi_rsdp_addr (boot protocol < 2.14): without the EFI system table, which
+    kexec-py does not pass on, they could not find ACPI. kexec-tools 2.0.25
+    adds it too, in the same place, whenever it passes no EFI runtime map."""
+    rsdp = f" acpi_rsdp={acpi_rsdp:#x}" if acpi_rsdp else ""
+    line = f"{inputs.cmdline}{rsdp} elfcorehdr={cc.elfcorehdr.start >> 10}K"
     if inputs.pass_memmap:
         line += " memmap=exactmap" + "".join(_memmap_option(r, kind) for r, kind in e820)
     return line.strip()

@@ -169,7 +169,7 @@ def plan_part_crash(kern: KernelPart, inputs: LoadInputs, facts: x86.CrashFacts,
     alloc = Allocator(inputs.usable([region]))
     cc = x86.place_crash_core(alloc, facts, elf_class=64, machine=EM_X86_64, hotplug_size=inputs.hotplug_size)
     e820 = x86.crash_e820(facts, backup_src=cc.backup_src, taken_out=[cc.backup, cc.elfcorehdr])
-    cmdline = x86.crash_cmdline(inputs, cc, e820)
+    cmdline = x86.crash_cmdline(inputs, cc, e820, acpi_rsdp=x86.running_acpi_rsdp(facts))
     boot = _place_boot(alloc, kern, inputs, cmdline, purgatory)
     segments, entry = _boot_segments(
         kern, inputs, boot, purgatory, e820=e820, running=facts.boot_params, acpi_rsdp=facts.acpi_rsdp,

@@ -60,19 +60,26 @@ def build_zero_page(spec: ZeroPageSpec) -> bytes:
     table += [dict(addr=0, size=0, type=0)] * (bp.E820_MAX_ENTRIES_ZEROPAGE - len(table))
     zp.e820_table = table
     zp.e820_entries = len(spec.e820)
-    zp.alt_mem_k = _ext_mem_k(spec.e820)
-    zp.screen_info = _with_ext_mem_k(zp.screen_info, zp.alt_mem_k)
+    mem_k = _mem_k_above_1m(spec.e820)
+    zp.alt_mem_k = min(mem_k, 0xFFFFFFFF)
+    zp.screen_info = _with_ext_mem_k(zp.screen_info, min(mem_k, EXT_MEM_K_MAX))
     return bp.boot_params.build(zp)
 
 
-def _ext_mem_k(e820) -> int:
-    """KiB of RAM above 1 MiB in the entry that covers 1 MiB (legacy fields; 0 when none)."""
+EXT_MEM_K_MAX = 0xFC00      # the most BIOS int 15h AX=88h can report (63 MiB above 1 MiB)
+
+
+def _mem_k_above_1m(e820) -> int:
+    """KiB from 1 MiB to the last KiB of the RAM entry that covers 1 MiB (0 when none),
+    for the legacy alt_mem_k / ext_mem_k fields: counted the way the kernel's own
+    kexec_file_load and kexec-tools count it, from the entry's last byte, so a
+    KiB-aligned end yields one KiB less than the size."""
     for r, kind in e820:
-        if kind == "ram" and r.start <= MiB < r.end:
-            return (r.end - MiB) >> 10
+        if kind == "ram" and r.start <= MiB < r.last:
+            return (r.last >> 10) - (MiB >> 10)
     return 0
 
 
 def _with_ext_mem_k(screen_info: bytes, kib: int) -> bytes:
     # screen_info.ext_mem_k (offset 2, u16) is the pre-2.00 copy of the same number
-    return screen_info[:2] + min(kib, 0xFFFF).to_bytes(2, "little") + screen_info[4:]
+    return screen_info[:2] + kib.to_bytes(2, "little") + screen_info[4:]

@@ -83,7 +83,9 @@ def test_every_segment_inside_the_crash_region(image, facts):
     assert kernel.mem % image.kernel_alignment == 0 and kernel.mem >= image.pref_address
     assert kernel.mem == facts.crash_regions[-1].start, "bottom-up, as kexec-tools places a 32-bit kernel"
     assert bytes(kernel.buf[:64]) == bytes(image.payload[:64])
-    assert p.cmdline == f"console=ttyS0 irqpoll elfcorehdr={seg(p, 'elfcorehdr').mem // 1024}K"
+    rsdp = int.from_bytes(facts.boot_params[0x70:0x78], "little")
+    assert rsdp, "the snapshot's zero page names the ACPI RSDP"
+    assert p.cmdline == f"console=ttyS0 irqpoll acpi_rsdp={rsdp:#x} elfcorehdr={seg(p, 'elfcorehdr').mem // 1024}K"
 
 
 def test_elf32_core_header(image, facts):

@@ -47,9 +47,11 @@ def test_every_segment_inside_the_highest_crash_region(plan):
 
 
 def test_cmdline_points_at_the_elfcorehdr(plan):
-    p, _, _ = plan
+    p, facts, _ = plan
     hdr = seg(p, "elfcorehdr")
-    assert p.cmdline == f"console=ttyS0 irqpoll elfcorehdr={hdr.mem // 1024}K"
+    rsdp = int.from_bytes(facts.boot_params[0x70:0x78], "little") if facts.boot_params else 0
+    acpi = f" acpi_rsdp={rsdp:#x}" if rsdp else ""
+    assert p.cmdline == f"console=ttyS0 irqpoll{acpi} elfcorehdr={hdr.mem // 1024}K"
     elf = ELFFile(io.BytesIO(bytes(hdr.buf)))
     assert elf.header.e_type == "ET_CORE"
 
