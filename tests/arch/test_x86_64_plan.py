@@ -148,7 +148,7 @@ def test_acpi_rsdp_from_efi_systab_when_boot_params_has_none(debian_kernel, tmp_
     assert zp.acpi_rsdp_addr == 0x7FB7E014
 
 
-@pytest.mark.parametrize("name", ["x86_64-qemu-2cpu", "x86_64-handmade"])
+@pytest.mark.parametrize("name", ["x86_64-qemu-2cpu", "x86_64-qemu-6g", "x86_64-handmade"])
 def test_normal_load_plan(debian_kernel, name):
     """-l: segments in RAM, no crash flag, no backup or elfcorehdr, the firmware map handed on."""
     (root,) = [p for p in system_dirs("x86_64") if p.name == name]
