@@ -19,7 +19,6 @@ which Debian's 6.1 arm64 kernels do not list.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from kexec_py.arch.base import LoadInputs
@@ -32,6 +31,7 @@ from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
 from kexec_py.plan.ranges import GiB, MiB, PAGE_SIZE, Range, align_down, align_up, merge, subtract
 from kexec_py.structs import kexec_uapi as K
+from kexec_py.system.kcore import Kcore, parse_kcore
 from kexec_py.system.view import SystemView
 
 EM_AARCH64 = 183
@@ -100,7 +100,6 @@ def read_load_facts(sys: SystemView) -> Arm64Facts:
 
 
 def read_crash_facts(sys: SystemView) -> Arm64Facts:
-    from kexec_py.arch.x86 import _kcore_loads
     regions = tuple(sys.crash_regions())
     if not regions:
         raise NoCrashMemory("no 'Crash kernel' region in /proc/iomem: memory for a crash kernel is not reserved",
@@ -111,76 +110,39 @@ def read_crash_facts(sys: SystemView) -> Arm64Facts:
                             "the kernel needs CONFIG_CRASH_DUMP (and /sys mounted)")
     if vmcoreinfo_note := sys.vmcoreinfo():
         notes.append(vmcoreinfo_note)
-    headers = sys.kcore_headers()
-    info = kcore_vmcoreinfo(headers)
-    linear, text = kernel_maps(_kcore_loads(headers), info)
+    core = parse_kcore(sys.kcore_headers())
+    linear, text = kernel_maps(core)
     return Arm64Facts(ram=tuple(merge(r.range for r in sys.iomem.roots if "System RAM" in r.name)),
                       fdt=read_fdt(sys), crash_regions=regions, notes=tuple(notes),
-                      linear_offset=linear, kernel_text=text, vmcoreinfo=info)
+                      linear_offset=linear, kernel_text=text, vmcoreinfo=core.vmcoreinfo)
 
 
-def kcore_vmcoreinfo(headers: bytes | None) -> dict[str, str]:
-    """The KEY=VALUE lines of the VMCOREINFO note in /proc/kcore's PT_NOTE ({} if none)."""
-    if not headers or headers[:4] != b"\x7fELF" or headers[4] != 2:
-        return {}
-    phoff, = struct.unpack_from("<Q", headers, 0x20)
-    phentsize, phnum = struct.unpack_from("<HH", headers, 0x36)
-    for i in range(phnum):
-        p_type, _, off, _, _, filesz = struct.unpack_from("<IIQQQQ", headers, phoff + i * phentsize)
-        if p_type == 4:
-            return _vmcoreinfo_from_notes(headers[off:off + filesz])
-    return {}
-
-
-def _vmcoreinfo_from_notes(notes: bytes) -> dict[str, str]:
-    pos = 0
-    while pos + 12 <= len(notes):
-        namesz, descsz, _ = struct.unpack_from("<III", notes, pos)
-        name_end = pos + 12 + align_up(namesz, 4)
-        desc = notes[name_end:name_end + descsz]
-        if notes[pos + 12:pos + 12 + namesz].rstrip(b"\0") == b"VMCOREINFO":
-            text = desc.decode("ascii", "replace")
-            return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-        pos = name_end + align_up(descsz, 4)
-    return {}
-
-
-def _number(info: dict[str, str], key: str) -> int | None:
-    raw = info.get(f"NUMBER({key})")
-    try:
-        return int(raw, 0) % (1 << 64) if raw is not None else None
-    except ValueError:
-        return None
-
-
-def kernel_maps(loads: list[tuple[int, int, int]], info: dict[str, str]) -> tuple[int | None, KernelTextMap | None]:
-    """(linear offset, kernel image map) from kcore's PT_LOADs (vaddr, paddr, size).
+def kernel_maps(core: Kcore) -> tuple[int | None, KernelTextMap | None]:
+    """(linear offset, kernel image map) from kcore's PT_LOADs.
 
     The kernel image's entry is the one whose vaddr - paddr is kimage_voffset
     (or, without that number, the one holding SYMBOL(_stext)); every other entry
     with a physical address is linear map.
     """
-    mask = (1 << 64) - 1
-    voffset = _number(info, "kimage_voffset")
-    stext = int(info["SYMBOL(_stext)"], 16) if "SYMBOL(_stext)" in info else None
+    voffset, stext = core.number("kimage_voffset"), core.symbol("_stext")
     text, linear = None, []
-    for vaddr, paddr, size in loads:
-        if paddr < 0:
+    for load in core.loads:
+        if load.paddr is None:
             continue
-        is_text = ((vaddr - paddr) & mask) == voffset if voffset is not None else \
-            (stext is not None and vaddr <= stext < vaddr + size)
+        is_text = load.offset == voffset if voffset is not None else \
+            (stext is not None and load.vaddr <= stext < load.vaddr + load.size)
         if is_text and text is None:
-            text = KernelTextMap(vaddr=vaddr, paddr=paddr, size=size)
+            text = KernelTextMap(vaddr=load.vaddr, paddr=load.paddr, size=load.size)
         elif not is_text:
-            linear.append((vaddr - paddr) & mask)
-    offset = min(linear) if linear else _linear_from_vmcoreinfo(info)
+            linear.append(load.offset)
+    offset = min(linear) if linear else _linear_from_vmcoreinfo(core)
     return offset, text
 
 
-def _linear_from_vmcoreinfo(info: dict[str, str]) -> int | None:
+def _linear_from_vmcoreinfo(core: Kcore) -> int | None:
     """__va(p) = (p - PHYS_OFFSET) | PAGE_OFFSET, PAGE_OFFSET = -(1 << VA_BITS) (kernels >= 5.4)."""
-    phys_offset, va_bits = _number(info, "PHYS_OFFSET"), _number(info, "VA_BITS")
-    if phys_offset is None or va_bits is None:
+    phys_offset, va_bits = core.number("PHYS_OFFSET"), core.number("VA_BITS")
+    if phys_offset is None or va_bits is None or not 0 < va_bits < 64:
         return None
     page_offset = ((1 << 64) - (1 << va_bits))
     return (page_offset - phys_offset) % (1 << 64)

@@ -23,7 +23,7 @@ from dataclasses import dataclass, replace
 
 from kexec_py.arch import x86
 from kexec_py.arch.base import LoadInputs
-from kexec_py.errors import CorruptImage, UnsupportedImage
+from kexec_py.errors import CorruptImage, SnapshotError, UnsupportedImage
 from kexec_py.image.bzimage import BzImage, header_len, looks_like_bzimage, read_setup_header
 from kexec_py.image.open import ImageFormat
 from kexec_py.plan.placement import Allocator, Placement
@@ -97,18 +97,15 @@ def parse_bzimage32(data: bytes, *, path: str) -> BzImage:
 def lowmem_limit(kcore: bytes | None) -> int:
     """Where the running kernel's linear map of RAM ends: the top of the ELF32 /proc/kcore
     PT_LOADs that map vaddr = PAGE_OFFSET + paddr (kcore shows only lowmem RAM there)."""
-    from construct import ConstructError
-
-    from kexec_py.structs.elf_core import PT_LOAD, Elf32_Ehdr, Elf32_Phdr
-    if not kcore or kcore[:4] != b"\x7fELF" or kcore[4] != 1:
-        return LOWMEM_LIMIT_DEFAULT
+    from kexec_py.system.kcore import parse_kcore
     try:
-        eh = Elf32_Ehdr.parse(kcore)
-        phdrs = [Elf32_Phdr.parse(kcore[eh.e_phoff + i * eh.e_phentsize:]) for i in range(eh.e_phnum)]
-    except ConstructError:
+        core = parse_kcore(kcore)
+    except SnapshotError:
         return LOWMEM_LIMIT_DEFAULT
-    ends = [ph.p_vaddr - PAGE_OFFSET + ph.p_memsz for ph in phdrs
-            if ph.p_type == PT_LOAD and ph.p_vaddr >= PAGE_OFFSET and ph.p_vaddr - PAGE_OFFSET == ph.p_paddr]
+    if core.elf_class != 32:
+        return LOWMEM_LIMIT_DEFAULT
+    ends = [ld.vaddr - PAGE_OFFSET + ld.size for ld in core.loads
+            if ld.vaddr >= PAGE_OFFSET and ld.vaddr - PAGE_OFFSET == ld.paddr]
     return max(ends) if ends else LOWMEM_LIMIT_DEFAULT
 
 

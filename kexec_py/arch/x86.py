@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from kexec_py.errors import NoCrashMemory, SnapshotError
 from kexec_py.plan.elf_core import Backup, KernelTextMap
 from kexec_py.plan.ranges import KiB, Range, align_down, align_up, merge, subtract
+from kexec_py.system.kcore import kcore_loads
 from kexec_py.system.view import SystemView, TypedRange
 
 BACKUP_SRC_DEFAULT = Range(0, 0xA0000)      # the first 640 KiB
@@ -60,7 +61,7 @@ def read_crash_facts(sys: SystemView, *, page_offset_default: int | None) -> Cra
     vmcoreinfo = sys.vmcoreinfo()
     if vmcoreinfo:
         notes.append(vmcoreinfo)
-    kcore = _kcore_loads(sys.kcore_headers())
+    kcore = kcore_loads(sys.kcore_headers())
     return CrashFacts(
         crash_regions=regions,
         ram=tuple(merge(iomem.containing_name("System RAM"))),
@@ -77,27 +78,6 @@ def read_crash_facts(sys: SystemView, *, page_offset_default: int | None) -> Cra
 def _efi_acpi_rsdp(sys: SystemView) -> int:
     systab = sys.efi_systab()
     return systab.get("ACPI20", systab.get("ACPI", 0))
-
-
-def _kcore_loads(headers: bytes | None) -> list[tuple[int, int, int]]:
-    """(vaddr, paddr, size) of each PT_LOAD of /proc/kcore; paddr is -1 where the kernel gives none."""
-    if not headers or len(headers) < 64 or headers[:4] != b"\x7fELF" or headers[4] != 2:
-        return []
-    from construct import ConstructError
-
-    from kexec_py.structs.elf_core import PT_LOAD, Elf64_Ehdr, Elf64_Phdr
-    try:
-        eh = Elf64_Ehdr.parse(headers)
-        out = []
-        for i in range(eh.e_phnum):
-            off = eh.e_phoff + i * eh.e_phentsize
-            ph = Elf64_Phdr.parse(headers[off:off + Elf64_Phdr.sizeof()])
-            if ph.p_type == PT_LOAD:
-                paddr = -1 if ph.p_paddr == (1 << 64) - 1 else ph.p_paddr
-                out.append((ph.p_vaddr, paddr, ph.p_memsz))
-        return out
-    except ConstructError:
-        raise SnapshotError("/proc/kcore: cannot parse its ELF program headers")
 
 
 def _kernel_text(kcore, kernel_code: list[Range]) -> KernelTextMap | None:

@@ -42,8 +42,8 @@ def _purgatory(data: bytes):
 
 
 def _kcore(data: bytes):
-    from kexec_py.arch.x86 import _kcore_loads
-    return _kcore_loads(data)
+    from kexec_py.system.kcore import parse_kcore
+    return parse_kcore(data)
 
 
 TARGETS: dict[str, Callable[[bytes], object]] = {

@@ -12,7 +12,8 @@ from pathlib import Path
 import pytest
 from elftools.elf.elffile import ELFFile
 
-from kexec_py.arch.arm64 import Arm64, kcore_vmcoreinfo
+from kexec_py.arch.arm64 import Arm64
+from kexec_py.system.kcore import kcore_vmcoreinfo
 from kexec_py.arch.base import LoadInputs
 from kexec_py.image.arm64_image import parse_arm64_image
 from kexec_py.plan.devicetree import parse_dtb
