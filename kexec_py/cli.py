@@ -1,19 +1,22 @@
-"""The kexec-py command line: kexec-tools' options and meanings, parsed with typer.
+"""The kexec-py command line: kexec-tools' options and meanings.
 
-Action options (-l -p -u -e -f -S -s -c -a) are recorded in the order they are
-given, because kexec-tools gives that order a meaning (``-p -u`` vs ``-u -p``).
-Only typer is imported to parse argv; the loader's modules are imported when an
-action needs them, so ``kexec-py --help`` stays fast.
+The options are a typer command (``kexec_py.cli_typer``): it renders --help and
+the man page, and parses any command line with something unusual in it. The
+command lines a service runs (``-p -c KERNEL --initrd=FILE ...``, ``-S``) are
+parsed here instead, by a small table-driven parser that gives exactly what typer
+would (a test holds the two together) without importing typer and what it pulls
+in, which costs a tenth of a second. ``--help`` alone prints the text typer
+renders at 80 columns, kept in ``kexec_py/help_text.py`` (``scripts/gen-manpage``
+writes it, a test checks it). Action options (-l -p -u -e -f -S -s -c -a) are
+recorded in the order they are given, because kexec-tools gives that order a
+meaning (``-p -u`` vs ``-u -p``). The loader's modules are imported only when an
+action needs them.
 """
 
 from __future__ import annotations
 
+import os
 import sys
-from typing import Optional
-
-import typer
-
-from kexec_py import __version__
 
 HELP = """Load a new kernel for a later reboot (-l), or a crash-capture kernel (-p).
 
@@ -29,120 +32,129 @@ without kexec_file_load; 255 the kernel refused the call, or no kernel was
 given.
 """
 
-X86 = "x86 options"
-GENERIC = "Options"
-LOADER = "Loader options"
+FLAG, TEXT, NUMBER = "flag", "text", "number"
+
+# parameter -> (option names, kind, action recorded in command-line order), as in cli_typer.command
+OPTIONS = {
+    "force": (("-f", "--force"), FLAG, "force"),
+    "no_checks": (("-i", "--no-checks"), FLAG, None),
+    "no_ifdown": (("-x", "--no-ifdown"), FLAG, None),
+    "no_sync": (("-y", "--no-sync"), FLAG, None),
+    "load": (("-l", "--load"), FLAG, "load"),
+    "load_panic": (("-p", "--load-panic"), FLAG, "load_panic"),
+    "unload": (("-u", "--unload"), FLAG, "unload"),
+    "exec_": (("-e", "--exec"), FLAG, "exec"),
+    "image_type": (("-t", "--type"), TEXT, None),
+    "mem_min": (("--mem-min",), TEXT, None),
+    "mem_max": (("--mem-max",), TEXT, None),
+    "reuseinitrd": (("--reuseinitrd",), FLAG, None),
+    "print_ckr_size": (("--print-ckr-size",), FLAG, None),
+    "load_preserve_context": (("--load-preserve-context",), FLAG, None),
+    "load_jump_back_helper": (("--load-jump-back-helper",), FLAG, None),
+    "entry": (("--entry",), TEXT, None),
+    "file_syscall": (("-s", "--kexec-file-syscall"), FLAG, "kexec_file_syscall"),
+    "load_syscall": (("-c", "--kexec-syscall"), FLAG, "kexec_syscall"),
+    "auto_syscall": (("-a", "--kexec-syscall-auto"), FLAG, "kexec_syscall_auto"),
+    "debug": (("-d", "--debug"), FLAG, None),
+    "status": (("-S", "--status"), FLAG, "status"),
+    "hotplug": (("--hotplug",), FLAG, None),
+    "no_cma": (("--no-cma",), FLAG, None),
+    "force_dtb": (("--force-dtb",), FLAG, None),
+    "exec_live_update": (("--exec-live-update",), FLAG, None),
+    "load_live_update": (("--load-live-update",), FLAG, None),
+    "dry_run": (("--dry-run",), FLAG, None),
+    "append": (("--append", "--command-line"), TEXT, None),
+    "reuse_cmdline": (("--reuse-cmdline",), FLAG, None),
+    "initrd": (("--initrd", "--ramdisk"), TEXT, None),
+    "dtb": (("--dtb",), TEXT, None),
+    "args_elf": (("--args-elf",), FLAG, None),
+    "args_linux": (("--args-linux",), FLAG, None),
+    "args_none": (("--args-none",), FLAG, None),
+    "module": (("--module",), TEXT, None),
+    "real_mode": (("--real-mode",), FLAG, None),
+    "entry_32bit": (("--entry-32bit",), FLAG, None),
+    "reset_vga": (("--reset-vga",), FLAG, None),
+    "serial": (("--serial",), TEXT, None),
+    "serial_baud": (("--serial-baud",), NUMBER, None),
+    "console_vga": (("--console-vga",), FLAG, None),
+    "console_serial": (("--console-serial",), FLAG, None),
+    "elf32_core_headers": (("--elf32-core-headers",), FLAG, None),
+    "elf64_core_headers": (("--elf64-core-headers",), FLAG, None),
+    "pass_memmap_cmdline": (("--pass-memmap-cmdline",), FLAG, None),
+    "noefi": (("--noefi",), FLAG, None),
+    "reuse_video_type": (("--reuse-video-type",), FLAG, None),
+    "root": (("--root",), TEXT, None),
+    "arch": (("--arch",), TEXT, None),
+}
+DEFAULTS = {"kernel": None, **{name: False if kind == FLAG else None for name, (_, kind, _) in OPTIONS.items()},
+            "root": "/", "version": None}         # _version returns None
+_BY_NAME = {opt: name for name, (opts, _, _) in OPTIONS.items() for opt in opts}
+COMPLETE_VAR = "_KEXEC_PY_COMPLETE"
 
 
-def _action(name: str):
-    """A callback that records an action option in command-line order."""
-    def record(ctx: typer.Context, value: bool) -> bool:
-        if value:
-            ctx.meta.setdefault("kexec_py_actions", []).append(name)
-        return value
-    return record
+def fast_parse(args: list[str]) -> tuple[list[str], dict] | None:
+    """(actions in order, parameter values) as typer would give them, or None for any
+    command line this parser leaves to typer: help, version, completion, an unknown
+    or repeated option, joined short options (-pc), a value that looks like an option,
+    more than one kernel, anything typer would refuse."""
+    if COMPLETE_VAR in os.environ:
+        return None
+    values = dict(DEFAULTS)
+    seen: set[str] = set()
+    actions: list[str] = []
+    kernel_seen = False
+    i = 0
+    while i < len(args):
+        arg = args[i]
+        i += 1
+        if not _plain(arg) or arg in ("", "-", "--"):
+            return None
+        if not arg.startswith("-"):
+            if kernel_seen:
+                return None
+            values["kernel"], kernel_seen = arg, True
+            continue
+        if arg.startswith("--"):
+            opt, eq, value = arg.partition("=")
+        elif len(arg) == 2:
+            opt, eq, value = arg, "", ""
+        else:
+            return None                     # -pc, -tbzImage
+        name = _BY_NAME.get(opt)
+        if name is None or name in seen:
+            return None
+        seen.add(name)
+        _, kind, action = OPTIONS[name]
+        if kind == FLAG:
+            if eq:
+                return None
+            values[name] = True
+            if action:
+                actions.append(action)
+            continue
+        if not eq:
+            if i == len(args):
+                return None
+            value = args[i]
+            i += 1
+        if value.startswith("-") or not _plain(value):
+            return None
+        if kind == NUMBER:
+            if not (value.isascii() and value.isdigit() and (value == "0" or value[0] != "0") and len(value) < 18):
+                return None
+            values[name] = int(value)
+        else:
+            values[name] = value
+    return actions, values
 
 
-def _flag(*names: str, help: str, action: str | None = None, panel: str = GENERIC, hidden: bool = False):
-    return typer.Option(False, *names, help=help, callback=_action(action) if action else None,
-                        rich_help_panel=panel, hidden=hidden)
-
-
-def _version(value: bool):
-    if value:
-        print(f"kexec-py {__version__} (kexec-tools compatible)")
-        raise typer.Exit(0)
-
-
-def command(
-    ctx: typer.Context,
-    kernel: Optional[str] = typer.Argument(None, help="The kernel image to load.", show_default=False),
-    force: bool = _flag("-f", "--force", action="force",
-                        help="Load the kernel and reboot into it at once, without shutdown(8)."),
-    no_checks: bool = _flag("-i", "--no-checks",
-                            help="Fast reboot: the purgatory skips its SHA-256 check (kexec_load only)."),
-    no_ifdown: bool = _flag("-x", "--no-ifdown", help="Do not take network interfaces down before -e/-f."),
-    no_sync: bool = _flag("-y", "--no-sync", help="Do not sync filesystems after loading or before -e/-f."),
-    load: bool = _flag("-l", "--load", action="load", help="Load the new kernel into the current kernel."),
-    load_panic: bool = _flag("-p", "--load-panic", action="load_panic",
-                             help="Load the new kernel for use on panic (kdump)."),
-    unload: bool = _flag("-u", "--unload", action="unload",
-                         help="Unload the loaded kernel; with -p, the loaded crash kernel."),
-    exec_: bool = _flag("-e", "--exec", action="exec", help="Reboot into the loaded kernel now."),
-    image_type: Optional[str] = typer.Option(None, "-t", "--type", metavar="TYPE",
-                                             help="Load the kernel as TYPE (e.g. bzImage64)."),
-    mem_min: Optional[str] = typer.Option(None, "--mem-min", metavar="ADDR",
-                                          help="Place segments at or above ADDR (kexec_load only)."),
-    mem_max: Optional[str] = typer.Option(None, "--mem-max", metavar="ADDR",
-                                          help="Place segments at or below ADDR (kexec_load only)."),
-    reuseinitrd: bool = _flag("--reuseinitrd", help="Reuse the initrd of the first boot (needs retain_initrd)."),
-    print_ckr_size: bool = _flag("--print-ckr-size", help="Print the size of the crash kernel region and exit."),
-    load_preserve_context: bool = _flag("--load-preserve-context",
-                                        help="Load the kernel, preserving the current context (kexec jump)."),
-    load_jump_back_helper: bool = _flag("--load-jump-back-helper",
-                                        help="Load a helper to jump back to the original kernel."),
-    entry: Optional[str] = typer.Option(None, "--entry", metavar="ADDR",
-                                        help="Override the entry point of the loaded kernel."),
-    file_syscall: bool = _flag("-s", "--kexec-file-syscall", action="kexec_file_syscall",
-                               help="Use kexec_file_load only."),
-    load_syscall: bool = _flag("-c", "--kexec-syscall", action="kexec_syscall", help="Use kexec_load only."),
-    auto_syscall: bool = _flag("-a", "--kexec-syscall-auto", action="kexec_syscall_auto",
-                               help="Use kexec_file_load, then kexec_load if it is refused (the default)."),
-    debug: bool = _flag("-d", "--debug", help="Print the segments as they are loaded; ask the kernel for "
-                        "debug messages."),
-    status: bool = _flag("-S", "--status", action="status",
-                         help="Exit 1 if a crash kernel (with -l: a kexec kernel) is loaded, 0 if not."),
-    hotplug: bool = _flag("--hotplug", help="Let the kernel update the crash ELF header on CPU/memory hotplug."),
-    no_cma: bool = _flag("--no-cma", help="kexec_file_load: do not place segments in CMA."),
-    force_dtb: bool = _flag("--force-dtb", help="kexec_file_load: carry the current DTB over (x86)."),
-    exec_live_update: bool = _flag("--exec-live-update", help="Xen only: execute a live update."),
-    load_live_update: bool = _flag("--load-live-update", help="Xen only: load a live update."),
-    dry_run: bool = _flag("--dry-run", help="Build the whole plan and print it; issue no system call "
-                          "(kexec-py only)."),
-    append: Optional[str] = typer.Option(None, "--append", "--command-line", metavar="STRING",
-                                         help="Add STRING to the new kernel's command line.",
-                                         rich_help_panel=LOADER),
-    reuse_cmdline: bool = _flag("--reuse-cmdline", panel=LOADER, help="Start from the running kernel's "
-                                "command line (without BOOT_IMAGE=, and without crashkernel= for -p)."),
-    initrd: Optional[str] = typer.Option(None, "--initrd", "--ramdisk", metavar="FILE",
-                                         help="Use FILE as the new kernel's initial ramdisk.",
-                                         rich_help_panel=LOADER),
-    dtb: Optional[str] = typer.Option(None, "--dtb", metavar="FILE", rich_help_panel=LOADER,
-                                      help="Pass FILE as the device tree."),
-    args_elf: bool = _flag("--args-elf", panel=LOADER, help="ELF kernels: pass ELF boot notes."),
-    args_linux: bool = _flag("--args-linux", panel=LOADER, help="ELF kernels: pass Linux boot parameters."),
-    args_none: bool = _flag("--args-none", panel=LOADER, help="ELF kernels: jump to the entry, pass nothing."),
-    module: Optional[str] = typer.Option(None, "--module", metavar="FILE", rich_help_panel=LOADER,
-                                         help="Multiboot: load FILE as a module."),
-    real_mode: bool = _flag("--real-mode", panel=LOADER, help="bzImage: enter the kernel in real mode."),
-    entry_32bit: bool = _flag("--entry-32bit", panel=LOADER, help="bzImage: use the 32-bit entry point."),
-    reset_vga: bool = _flag("--reset-vga", panel=X86, help="Reset the VGA adapter before entering the kernel."),
-    serial: Optional[str] = typer.Option(None, "--serial", metavar="PORT", rich_help_panel=X86,
-                                         help="Purgatory console on ttyS0, ttyS1 or an I/O port (0x3f8)."),
-    serial_baud: Optional[int] = typer.Option(None, "--serial-baud", metavar="BAUD", rich_help_panel=X86,
-                                              help="Baud rate of the purgatory's serial console."),
-    console_vga: bool = _flag("--console-vga", panel=X86, help="Purgatory messages on the VGA console."),
-    console_serial: bool = _flag("--console-serial", panel=X86, help="Purgatory messages on the serial port."),
-    elf32_core_headers: bool = _flag("--elf32-core-headers", panel=X86,
-                                     help="Build a 32-bit ELF core header (i386)."),
-    elf64_core_headers: bool = _flag("--elf64-core-headers", panel=X86, help="Build a 64-bit ELF core header."),
-    pass_memmap_cmdline: bool = _flag("--pass-memmap-cmdline", panel=X86,
-                                      help="Also give the capture kernel its memory map as memmap= options."),
-    noefi: bool = _flag("--noefi", panel=X86, help="Do not pass EFI information to the new kernel."),
-    reuse_video_type: bool = _flag("--reuse-video-type", panel=X86, help="Reuse the boot video type."),
-    root: str = typer.Option("/", "--root", hidden=True, help="Read /proc and /sys under this directory."),
-    arch: Optional[str] = typer.Option(None, "--arch", hidden=True, help="Plan for this architecture."),
-    version: bool = typer.Option(False, "-v", "--version", callback=_version, is_eager=True,
-                                 help="Print the version of kexec-py."),
-) -> None:
-    from kexec_py.errors import KexecError
-    values = dict(locals())
+def _plain(text: str) -> bool:
+    """Text typer takes as it is (no lone surrogates from undecodable argv bytes)."""
     try:
-        code = _run(ctx.meta.get("kexec_py_actions", []), values)
-    except KexecError as e:
-        print(f"kexec-py: {e.one_line()}", file=sys.stderr)
-        raise typer.Exit(e.exit_code)
-    raise typer.Exit(code)
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _run(actions: list[str], v: dict) -> int:
@@ -161,8 +173,79 @@ def _run(actions: list[str], v: dict) -> int:
     return run(req, Context(arch=the_arch, sys=sysview, backend=backend_for(the_arch.name)))
 
 
+def _fast_help(args: list[str]) -> str | None:
+    """The --help text, when typer would render exactly the stored one (80 columns or more)."""
+    if args not in (["--help"], ["-h"]) or COMPLETE_VAR in os.environ:
+        return None
+    import shutil
+    if shutil.get_terminal_size().columns < 80:
+        return None
+    from kexec_py.help_text import HELP_TEXT
+    return HELP_TEXT
+
+
 def main(argv: list[str] | None = None) -> None:
-    app = typer.Typer(add_completion=True, rich_markup_mode=None, pretty_exceptions_enable=False,
-                      context_settings={"help_option_names": ["-h", "--help"]})
-    app.command(help=HELP)(command)
-    app(args=argv, prog_name="kexec-py")
+    args = sys.argv[1:] if argv is None else list(argv)
+    text = _fast_help(args)
+    if text is not None:
+        sys.exit(_standalone(lambda: print(text) or 0))
+    parsed = fast_parse(args)
+    if parsed is None:
+        from kexec_py.cli_typer import main as typer_main
+        typer_main(args)
+        return
+    actions, values = parsed
+    sys.exit(_standalone(lambda: _run_reporting(actions, values)))
+
+
+def _run_reporting(actions: list[str], values: dict) -> int:
+    from kexec_py.errors import KexecError
+    try:
+        return _run(actions, values)
+    except KexecError as e:
+        print(f"kexec-py: {e.one_line()}", file=sys.stderr)
+        return e.exit_code
+
+
+def _standalone(call) -> int:
+    """What typer's standalone mode does around a command: exit 130 on ^C, 1 on a
+    closed pipe or end of input."""
+    import errno
+    try:
+        return call()
+    except KeyboardInterrupt:
+        return 130
+    except EOFError:
+        print(file=sys.stderr)
+        print("Aborted!", file=sys.stderr)
+        return 1
+    except OSError as e:
+        if e.errno != errno.EPIPE:
+            raise
+        sys.stdout = _Pacified(sys.stdout)
+        sys.stderr = _Pacified(sys.stderr)
+        return 1
+
+
+class _Pacified:
+    """A stream whose flush ignores a closed pipe, so the interpreter exits quietly."""
+
+    def __init__(self, stream):
+        self._stream = stream
+
+    def flush(self) -> None:
+        try:
+            self._stream.flush()
+        except OSError:
+            pass
+
+    def __getattr__(self, name):
+        return getattr(self._stream, name)
+
+
+def __getattr__(name: str):
+    """``command`` and the rest of the typer side, imported on first use."""
+    if name in ("command", "app"):
+        from kexec_py import cli_typer
+        return getattr(cli_typer, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

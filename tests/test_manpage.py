@@ -29,6 +29,13 @@ def test_committed_page_is_generated_from_the_cli():
     assert render(PAGE.read_text()) == PAGE.read_text(), "run scripts/gen-manpage"
 
 
+def test_stored_help_text_is_what_typer_prints():
+    """kexec-py --help prints kexec_py/help_text.py without importing typer: it must be current."""
+    from kexec_py.manpage import help_text_module
+    stored = Path(__file__).resolve().parent.parent / "kexec_py" / "help_text.py"
+    assert help_text_module() == stored.read_text(), "run scripts/gen-manpage"
+
+
 def test_help_and_man_page_list_the_same_options():
     assert help_options() == man_options()
 
@@ -75,7 +82,7 @@ def test_every_kexec_tools_option_is_accepted_by_the_parser():
     import click
     import typer.main
 
-    from kexec_py.cli import HELP, command
+    from kexec_py.cli_typer import HELP, command
     app = typer.Typer()
     app.command(help=HELP)(command)
     cmd = typer.main.get_command(app)
