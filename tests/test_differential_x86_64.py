@@ -1,5 +1,5 @@
 """kexec-py against Debian's kexec-tools 2.0.25, segment by segment, on every
-x86_64 snapshot captured from a QEMU guest.
+x86_64 (and i386) snapshot captured from a QEMU guest.
 
 Both programs load the same Debian kernel and initrd for the same snapshot
 (tests/differential/run.py: kexec-tools in a private namespace with the
@@ -30,7 +30,8 @@ from tests.differential import run as R
 
 # Snapshots captured from guests (scripts/capture-snapshot): they have /proc/kcore, which
 # kexec-tools needs on x86_64 (the hand-written ones do not).
-FIXTURES = sorted(p for p in SYSTEMS.glob("x86_64-*") if (p / "proc" / "kcore").exists())
+FIXTURES = [(arch, p) for arch in ("x86_64", "i386")
+            for p in sorted(SYSTEMS.glob(f"{arch}-*")) if (p / "proc" / "kcore").exists()]
 
 KERNEL, INITRD = "@KERNEL", "@INITRD"
 CASES = {
@@ -45,6 +46,7 @@ DOCS = Path(__file__).parent.parent / "docs" / "differences.md"
 
 @dataclass(frozen=True)
 class Ctx:
+    arch: str
     case: str
     args: list[str]
     fixture: Path
@@ -76,14 +78,23 @@ def _rng_seed(theirs, ours, ctx):
 
 
 def _own_purgatory(theirs, ours, ctx):
-    keys = ("segment.purgatory", "segment.setup", "segment.setup.bufsz")
+    keys = ["segment.purgatory", "segment.setup", "segment.setup.bufsz"]
     if all(theirs.get(k) == ours.get(k) for k in keys):
         return None
     for side in (theirs, ours):          # the same order: kernel < setup < purgatory (< elfcorehdr)
         kernel, setup, purg = side["segment.kernel"], side["segment.setup"], side["segment.purgatory"]
-        assert sum(kernel) <= setup[0] and sum(setup) <= purg[0], side
+        assert setup[0] < purg[0] and sum(setup) <= purg[0], side
+        assert setup[0] < kernel[0] if ctx.arch == "i386" and not ctx.crash else sum(kernel) <= setup[0], side
         if ctx.crash:
             assert sum(purg) <= side["segment.elfcorehdr"][0], side
+    if theirs.get("segment.initrd") != ours.get("segment.initrd"):
+        # an initrd placed top-down right below the setup or purgatory moves with them
+        for side in (theirs, ours):
+            top = sum(side["segment.initrd"])
+            above = min(v[0] for k, v in side.items() if k.startswith("segment.") and isinstance(v, tuple)
+                        and v[0] >= top)
+            assert top == above and above in (side["segment.setup"][0], side["segment.purgatory"][0]), side
+        keys += ["segment.initrd", "zeropage.initrd"]
     return {**theirs, **{k: ours[k] for k in keys}}
 
 
@@ -138,6 +149,43 @@ def _crashkernel_words(theirs, ours, ctx):
             "cmdline.added": tuple(keep(theirs["cmdline.added"]))}
 
 
+def _lowmem_split(theirs, ours, ctx):
+    """i386: the PT_LOADs of RAM are split where the linear map ends (p_vaddr -1 above)."""
+    def split(loads):
+        high = [ld for ld in loads if ld[1] == 0xFFFFFFFF]
+        return min(ld[2] for ld in high) if high else None
+    at, want = split(theirs.get("core.loads", ())), split(ours.get("core.loads", ()))
+    if at is None or want is None or at == want:
+        return None
+    assert at == 0x38000000, f"kexec-tools split lowmem at {at:#x}"       # its fixed 896 MiB
+    ram = []                                    # theirs' RAM PT_LOADs as paddr ranges, merged at the split
+    for ld in theirs["core.loads"][1:]:
+        if ram and ram[-1][1] == ld[2] == at:
+            ram[-1][1] = ld[2] + ld[3]
+        else:
+            ram.append([ld[2], ld[2] + ld[3], ld])
+    loads = [theirs["core.loads"][0]]
+    for start, end, ld in ram:
+        offset, vaddr, flags_align = ld[0], ld[1], ld[5:]
+        if start < want < end:                  # re-split at kexec-py's limit
+            loads.append((offset, vaddr, start, want - start, want - start, *flags_align))
+            loads.append((want, 0xFFFFFFFF, want, end - want, end - want, *flags_align))
+        else:
+            loads.append((offset, vaddr, start, end - start, end - start, *flags_align))
+    return {**theirs, "core.loads": tuple(loads)}
+
+
+def _kernel_init_size(theirs, ours, ctx):
+    """i386: the kernel segment's memsz is the image's init_size, not the file's protected-mode part."""
+    mem, memsz = theirs["segment.kernel"]
+    payload = len(ctx.kernel) - ((ctx.kernel[0x1F1] or 4) + 1) * 512
+    init_size = int.from_bytes(ctx.kernel[0x260:0x264], "little")
+    page = lambda n: -(-n // 4096) * 4096            # noqa: E731
+    if memsz != page(payload) or ours["segment.kernel"] != (mem, page(init_size)) or init_size <= payload:
+        return None
+    return {**theirs, "segment.kernel": ours["segment.kernel"]}
+
+
 def _several_crashkernel(ctx: Ctx) -> bool:
     return len(re.findall(r"(?:^|\s)crashkernel=", (ctx.fixture / "proc/cmdline").read_text())) > 1
 
@@ -179,6 +227,17 @@ INTENDED = {
         "would try to reserve crash memory itself",
         lambda ctx, t: ctx.crash and "--reuse-cmdline" in ctx.args and _several_crashkernel(ctx),
         _crashkernel_words),
+    "i386-lowmem-from-kcore": Intended(
+        "i386 ELF core header: kexec-py ends the linearly mapped RAM (PT_LOADs with a p_vaddr) where the "
+        "running kernel's /proc/kcore says its lowmem ends (0x36ffe000 on the snapshot, as its boot log "
+        "says); kexec-tools assumes 896 MiB (0x38000000) and gives RAM up there p_vaddr "
+        "PAGE_OFFSET + paddr, which is vmalloc space in that kernel",
+        lambda ctx, t: ctx.arch == "i386" and ctx.crash, _lowmem_split),
+    "i386-kernel-init-size": Intended(
+        "i386: kexec-py reserves the kernel's init_size (what it needs to decompress and run), as "
+        "kexec-tools does since 2.0.30 (ec3e4df); 2.0.25 reserves only the size of the file's "
+        "protected-mode part",
+        lambda ctx, t: ctx.arch == "i386", _kernel_init_size),
 }
 
 
@@ -188,41 +247,56 @@ def _facts(capture: Path, ctx: Ctx, user_cmdline: str) -> dict:
     payload = ctx.kernel[((ctx.kernel[0x1F1] or 4) + 1) * 512:]
     return F.load_facts(calls[0], kernel_payload=payload,
                         initrd=INITRD_BYTES if any(INITRD in a for a in ctx.args) else None,
-                        user_cmdline=user_cmdline)
+                        user_cmdline=user_cmdline, word_size=4 if ctx.arch == "i386" else 8)
+
+
+class Harness:
+    """Per architecture (made on first use): Debian's kexec, the capture library, the kernel."""
+
+    def __init__(self, work: Path):
+        self.work = work
+        self.initrd = work / "initrd.img"
+        self.initrd.write_bytes(INITRD_BYTES)
+        self.arches: dict = {}
+        self.runs: dict = {}
+
+    def arch(self, arch: str):
+        if arch not in self.arches:
+            from tests.guest.fetch import fetch
+            self.arches[arch] = (R.reference_kexec(arch), R.build_capture_library(self.work, arch),
+                                 fetch(arch).kernel)
+        return self.arches[arch]
 
 
 @pytest.fixture(scope="module")
-def harness(tmp_path_factory, debian_kernel):
-    work = tmp_path_factory.mktemp("differential")
-    initrd = work / "initrd.img"
-    initrd.write_bytes(INITRD_BYTES)
-    return dict(ref=R.reference_kexec(), lib=R.build_capture_library(work), work=work, initrd=initrd,
-                kernel=debian_kernel, runs={})
+def harness(tmp_path_factory):
+    return Harness(tmp_path_factory.mktemp("differential"))
 
 
-def compare(harness, fixture: Path, case: str):
+def compare(harness: Harness, arch: str, fixture: Path, case: str):
     """Run both programs (once per fixture and case) and return (ctx, theirs, ours, runs)."""
     key = (fixture.name, case)
-    if key not in harness["runs"]:
-        args = [a.replace(KERNEL, str(harness["kernel"])).replace(INITRD, str(harness["initrd"]))
-                for a in CASES[case]]
-        runs = R.run_both(harness["ref"], harness["lib"], fixture, args, harness["work"] / fixture.name / case)
-        ctx = Ctx(case, CASES[case], fixture, harness["kernel"].read_bytes())
+    if key not in harness.runs:
+        ref, lib, kernel = harness.arch(arch)
+        args = [a.replace(KERNEL, str(kernel)).replace(INITRD, str(harness.initrd)) for a in CASES[case]]
+        runs = R.run_both(ref, lib, fixture, args, harness.work / fixture.name / case)
+        ctx = Ctx(arch, case, CASES[case], fixture, kernel.read_bytes())
         for run in runs:
             assert run.returncode == 0, f"{run.out}: exit {run.returncode}: {run.stderr[-2000:]}"
         user = next((a.split("=", 1)[1] for a in CASES[case] if a.startswith("--append=")), "")
-        harness["runs"][key] = (ctx, _facts(runs[0].out, ctx, user), _facts(runs[1].out, ctx, user), runs)
-    return harness["runs"][key]
+        harness.runs[key] = (ctx, _facts(runs[0].out, ctx, user), _facts(runs[1].out, ctx, user), runs)
+    return harness.runs[key]
 
 
-def test_captured_x86_64_fixtures_exist():
-    assert FIXTURES, f"no captured x86_64 snapshot (with proc/kcore) under {SYSTEMS}"
+def test_captured_fixtures_exist():
+    for arch in ("x86_64", "i386"):
+        assert any(a == arch for a, _ in FIXTURES), f"no captured {arch} snapshot (with proc/kcore) under {SYSTEMS}"
 
 
 @pytest.mark.parametrize("case", list(CASES))
-@pytest.mark.parametrize("fixture", FIXTURES, ids=lambda p: p.name)
-def test_same_load_as_kexec_tools(harness, fixture, case):
-    ctx, original, ours, _ = compare(harness, fixture, case)
+@pytest.mark.parametrize("arch,fixture", [pytest.param(a, p, id=p.name) for a, p in FIXTURES])
+def test_same_load_as_kexec_tools(harness, arch, fixture, case):
+    ctx, original, ours, _ = compare(harness, arch, fixture, case)
     theirs, applied, stale = original, [], []
     for name, intended in INTENDED.items():
         undone = intended.undo(theirs, ours, ctx)
@@ -240,7 +314,7 @@ def test_same_load_as_kexec_tools(harness, fixture, case):
 
 def test_core_header_and_backup_are_compared(harness):
     """The facts that matter most are present (so their equality above means something)."""
-    ctx, theirs, ours, _ = compare(harness, FIXTURES[0], "p")
+    ctx, theirs, ours, _ = compare(harness, *FIXTURES[0], "p")
     for side in (theirs, ours):
         assert side["core.class"] == 64 and side["core.type_machine"] == (4, 62)
         assert len(side["core.notes"]) >= 2 and len(side["core.loads"]) >= 3     # CPUs + vmcoreinfo; text + RAM
@@ -262,7 +336,7 @@ def _elfcorehdr_index(capture: Path) -> int:
 
 
 def test_a_dropped_pt_load_is_caught(harness, tmp_path):
-    ctx, theirs, _, runs = compare(harness, FIXTURES[0], "p")
+    ctx, theirs, _, runs = compare(harness, *FIXTURES[0], "p")
 
     def drop_last_phdr(d: Path):
         seg = d / f"0.seg-{_elfcorehdr_index(d)}.bin"
@@ -275,7 +349,7 @@ def test_a_dropped_pt_load_is_caught(harness, tmp_path):
 
 
 def test_a_moved_elfcorehdr_is_caught(harness, tmp_path):
-    ctx, _, _, runs = compare(harness, FIXTURES[0], "p")
+    ctx, _, _, runs = compare(harness, *FIXTURES[0], "p")
 
     def move(d: Path):
         rows = (d / "0.segments.txt").read_text().split("\n")

@@ -3,6 +3,11 @@
  * system calls of the program it is loaded into, and writes down what that
  * program asked for instead of asking the kernel.
  *
+ * Built freestanding (gcc -ffreestanding -nostdlib -shared -fPIC, with -m64
+ * or -m32): it includes only the compiler's own headers and declares the few
+ * libc functions it calls, which the dynamic linker finds in the program's
+ * libc. So the host needs no 32-bit C library to build the i386 copy.
+ *
  * Environment:
  *   KEXEC_CAPTURE_DIR  directory to write into (must exist). Without it every
  *                      intercepted call fails with EPERM and nothing is written.
@@ -21,18 +26,37 @@
  * reboot() (any command) and syscall(SYS_reboot, ...) fail with EPERM.
  * Every other syscall() goes to libc's.
  */
-#define _GNU_SOURCE
-#include <dlfcn.h>
-#include <errno.h>
-#include <fcntl.h>
-#include <limits.h>
 #include <stdarg.h>
-#include <stdint.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-#include <sys/syscall.h>
-#include <unistd.h>
+#include <stddef.h>
+
+#if defined(__x86_64__)
+#define NR_KEXEC_LOAD 246
+#define NR_KEXEC_FILE_LOAD 320
+#define NR_REBOOT 169
+#elif defined(__i386__)
+#define NR_KEXEC_LOAD 283
+#define NR_REBOOT 88            /* i386 has no kexec_file_load */
+#else
+#error "capture.c knows the syscall numbers of x86_64 and i386 only"
+#endif
+
+/* From libc (declared here: no libc headers are used). */
+extern char *getenv(const char *name);
+extern int open(const char *path, int flags, ...);
+extern long write(int fd, const void *buf, size_t len);
+extern long pread64(int fd, void *buf, size_t len, long long offset);
+extern int close(int fd);
+extern int snprintf(char *out, size_t size, const char *fmt, ...);
+extern int *__errno_location(void);
+extern void abort(void);
+extern void *dlsym(void *handle, const char *name);
+
+#define RTLD_NEXT ((void *)-1L)
+#define O_WRONLY 01
+#define O_CREAT 0100
+#define O_TRUNC 01000
+#define O_APPEND 02000
+#define EPERM 1
 
 struct seg {
 	const void *buf;
@@ -49,52 +73,54 @@ static const char *capture_dir(void)
 	return (dir && *dir) ? dir : NULL;
 }
 
-static FILE *open_out(const char *dir, const char *name, const char *mode)
+static void fail(const char *what, const char *name)
 {
-	char path[PATH_MAX];
+	char msg[512];
+	int n = snprintf(msg, sizeof(msg), "capture: %s %s (errno %d)\n", what, name, *__errno_location());
+	write(2, msg, (size_t)n < sizeof(msg) ? (size_t)n : sizeof(msg) - 1);
+	abort();
+}
+
+static int open_out(const char *dir, const char *name, int append)
+{
+	char path[4096];
 	snprintf(path, sizeof(path), "%s/%s", dir, name);
-	FILE *f = fopen(path, mode);
-	if (!f) {
-		fprintf(stderr, "capture: cannot write %s: %s\n", path, strerror(errno));
-		abort();
-	}
-	return f;
+	int fd = open(path, O_WRONLY | O_CREAT | (append ? O_APPEND : O_TRUNC), 0644);
+	if (fd < 0)
+		fail("cannot write", path);
+	return fd;
 }
 
-static void write_all(const char *dir, const char *name, const void *buf, size_t len)
+static void put(int fd, const void *buf, size_t len, const char *name)
 {
-	FILE *f = open_out(dir, name, "wb");
-	if (len && fwrite(buf, 1, len, f) != len) {
-		fprintf(stderr, "capture: short write to %s/%s\n", dir, name);
-		abort();
+	const char *p = buf;
+	while (len) {
+		long n = write(fd, p, len);
+		if (n <= 0)
+			fail("short write to", name);
+		p += n;
+		len -= (size_t)n;
 	}
-	fclose(f);
 }
 
-static void copy_fd(const char *dir, const char *name, int fd)
+static void write_file(const char *dir, const char *name, const void *buf, size_t len)
 {
-	char buf[1 << 16];
-	FILE *f = open_out(dir, name, "wb");
-	off_t off = 0;
-	for (;;) {
-		ssize_t n = pread(fd, buf, sizeof(buf), off);
-		if (n < 0) {
-			fprintf(stderr, "capture: cannot read fd %d: %s\n", fd, strerror(errno));
-			abort();
-		}
-		if (n == 0)
-			break;
-		fwrite(buf, 1, (size_t)n, f);
-		off += n;
-	}
-	fclose(f);
+	int fd = open_out(dir, name, 0);
+	put(fd, buf, len, name);
+	close(fd);
 }
 
-static void log_line(const char *dir, const char *line)
+static void append_line(const char *dir, const char *name, const char *line, int len)
 {
-	FILE *f = open_out(dir, "calls.txt", "a");
-	fputs(line, f);
-	fclose(f);
+	int fd = open_out(dir, name, 1);
+	put(fd, line, (size_t)len, name);
+	close(fd);
+}
+
+static long refused(void)
+{
+	*__errno_location() = EPERM;
+	return -1;
 }
 
 static long capture_kexec_load(unsigned long entry, unsigned long nr, const struct seg *segs,
@@ -102,25 +128,42 @@ static long capture_kexec_load(unsigned long entry, unsigned long nr, const stru
 {
 	const char *dir = capture_dir();
 	char line[256], name[64];
-	int n = call_no++;
+	int n = call_no++, len;
 
-	if (!dir) {
-		errno = EPERM;
-		return -1;
-	}
-	snprintf(line, sizeof(line), "kexec_load n=%d entry=%#lx nr_segments=%lu flags=%#lx\n",
-		 n, entry, nr, flags);
-	log_line(dir, line);
+	if (!dir)
+		return refused();
+	len = snprintf(line, sizeof(line), "kexec_load n=%d entry=%#lx nr_segments=%lu flags=%#lx\n",
+		       n, entry, nr, flags);
+	append_line(dir, "calls.txt", line, len);
 	snprintf(name, sizeof(name), "%d.segments.txt", n);
-	FILE *f = open_out(dir, name, "w");
+	write_file(dir, name, "", 0);
 	for (unsigned long i = 0; i < nr && segs; i++) {
-		fprintf(f, "%#lx %#zx %#zx\n", (unsigned long)(uintptr_t)segs[i].mem, segs[i].memsz,
-			segs[i].bufsz);
-		snprintf(name, sizeof(name), "%d.seg-%lu.bin", n, i);
-		write_all(dir, name, segs[i].buf, segs[i].buf ? segs[i].bufsz : 0);
+		len = snprintf(line, sizeof(line), "%#lx %#lx %#lx\n", (unsigned long)segs[i].mem,
+			       (unsigned long)segs[i].memsz, (unsigned long)segs[i].bufsz);
+		append_line(dir, name, line, len);
+		char bin[64];
+		snprintf(bin, sizeof(bin), "%d.seg-%lu.bin", n, i);
+		write_file(dir, bin, segs[i].buf, segs[i].buf ? segs[i].bufsz : 0);
 	}
-	fclose(f);
 	return 0;
+}
+
+#ifdef NR_KEXEC_FILE_LOAD
+static void copy_fd(const char *dir, const char *name, int src)
+{
+	static char buf[1 << 16];
+	int fd = open_out(dir, name, 0);
+	long long off = 0;
+	for (;;) {
+		long n = pread64(src, buf, sizeof(buf), off);
+		if (n < 0)
+			fail("cannot read the file for", name);
+		if (n == 0)
+			break;
+		put(fd, buf, (size_t)n, name);
+		off += n;
+	}
+	close(fd);
 }
 
 static long capture_kexec_file_load(int kernel_fd, int initrd_fd, unsigned long cmdline_len,
@@ -128,18 +171,16 @@ static long capture_kexec_file_load(int kernel_fd, int initrd_fd, unsigned long 
 {
 	const char *dir = capture_dir();
 	char line[256], name[64];
-	int n = call_no++;
+	int n = call_no++, len;
 
-	if (!dir) {
-		errno = EPERM;
-		return -1;
-	}
-	snprintf(line, sizeof(line),
-		 "kexec_file_load n=%d kernel_fd=%d initrd_fd=%d cmdline_len=%lu flags=%#lx\n",
-		 n, kernel_fd, initrd_fd, cmdline_len, flags);
-	log_line(dir, line);
+	if (!dir)
+		return refused();
+	len = snprintf(line, sizeof(line),
+		       "kexec_file_load n=%d kernel_fd=%d initrd_fd=%d cmdline_len=%lu flags=%#lx\n",
+		       n, kernel_fd, initrd_fd, cmdline_len, flags);
+	append_line(dir, "calls.txt", line, len);
 	snprintf(name, sizeof(name), "%d.cmdline.bin", n);
-	write_all(dir, name, cmdline, cmdline ? cmdline_len : 0);
+	write_file(dir, name, cmdline, cmdline ? cmdline_len : 0);
 	if (kernel_fd >= 0) {
 		snprintf(name, sizeof(name), "%d.kernel.bin", n);
 		copy_fd(dir, name, kernel_fd);
@@ -150,6 +191,7 @@ static long capture_kexec_file_load(int kernel_fd, int initrd_fd, unsigned long 
 	}
 	return 0;
 }
+#endif
 
 static long refuse_reboot(unsigned long cmd)
 {
@@ -157,12 +199,9 @@ static long refuse_reboot(unsigned long cmd)
 	char line[128];
 	int n = call_no++;
 
-	if (dir) {
-		snprintf(line, sizeof(line), "reboot n=%d cmd=%#lx\n", n, cmd);
-		log_line(dir, line);
-	}
-	errno = EPERM;
-	return -1;
+	if (dir)
+		append_line(dir, "calls.txt", line, snprintf(line, sizeof(line), "reboot n=%d cmd=%#lx\n", n, cmd));
+	return refused();
 }
 
 long syscall(long number, ...)
@@ -177,19 +216,21 @@ long syscall(long number, ...)
 	va_end(ap);
 
 	switch (number) {
-	case SYS_kexec_load:
+	case NR_KEXEC_LOAD:
 		return capture_kexec_load((unsigned long)a[0], (unsigned long)a[1],
 					  (const struct seg *)a[2], (unsigned long)a[3]);
-#ifdef SYS_kexec_file_load
-	case SYS_kexec_file_load:
+#ifdef NR_KEXEC_FILE_LOAD
+	case NR_KEXEC_FILE_LOAD:
 		return capture_kexec_file_load((int)a[0], (int)a[1], (unsigned long)a[2],
 					       (const char *)a[3], (unsigned long)a[4]);
 #endif
-	case SYS_reboot:
+	case NR_REBOOT:
 		return refuse_reboot((unsigned long)a[2]);
 	}
 	if (!real_syscall)
 		real_syscall = (long (*)(long, ...))dlsym(RTLD_NEXT, "syscall");
+	if (!real_syscall)
+		fail("no libc syscall()", "");
 	return real_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
 }
 

@@ -186,8 +186,10 @@ def zero_page_facts(zp: bytes, mem: Memory) -> dict:
 
 # -- a whole crash or normal load -------------------------------------------------
 
-def load_facts(call: Call, *, kernel_payload: bytes, initrd: bytes | None, user_cmdline: str) -> dict:
-    """Everything comparable about one kexec_load of a bzImage."""
+def load_facts(call: Call, *, kernel_payload: bytes, initrd: bytes | None, user_cmdline: str,
+               word_size: int = 8) -> dict:
+    """Everything comparable about one kexec_load of a bzImage; ``word_size`` is the
+    size of the purgatory's ``unsigned long`` (4 on i386)."""
     if call.name != "kexec_load":
         raise CaptureError(f"expected a kexec_load call, got {call.name}")
     mem = Memory(call.segments)
@@ -233,7 +235,7 @@ def load_facts(call: Call, *, kernel_payload: bytes, initrd: bytes | None, user_
                                f"the ELF core header segment is at {core.mem:#x}")
         facts.update(core_header_facts(core.buf))
         facts["segment.elfcorehdr.bufsz"] = len(core.buf)
-        facts.update(_backup_facts(facts["core.loads"], roles.get("backup"), roles["purgatory"]))
+        facts.update(_backup_facts(facts["core.loads"], roles.get("backup"), roles["purgatory"], word_size))
     return facts
 
 
@@ -251,17 +253,18 @@ def elfcorehdr_arg(cmdline: str) -> int | None:
     return int(m.group(1)) << 10 if m else None
 
 
-def _backup_facts(loads, backup: Segment | None, purgatory: Segment) -> dict:
+def _backup_facts(loads, backup: Segment | None, purgatory: Segment, word_size: int) -> dict:
     """Where the low memory is copied to: the PT_LOAD whose data is not at its own address
     says so; the backup segment must hold it, and the purgatory must be told (its
-    variables hold the destination and the size as 8-byte words)."""
+    variables hold the destination and the size as aligned words)."""
     moved = [(paddr, filesz, offset) for offset, _, paddr, filesz, *_ in loads if offset != paddr]
     if len(moved) > 1:
         raise CaptureError(f"more than one PT_LOAD points away from its own address: {moved}")
     if not moved:
         return {"backup": None}
     src, size, dst = moved[0]
-    words = {int.from_bytes(purgatory.buf[i:i + 8], "little") for i in range(0, len(purgatory.buf) - 7, 8)}
+    buf = purgatory.buf
+    words = {int.from_bytes(buf[i:i + word_size], "little") for i in range(0, len(buf) - word_size + 1, word_size)}
     return {
         "backup": (src, size, dst),
         "backup.segment_holds_it": backup is not None and backup.mem <= dst and dst + size <= backup.end,

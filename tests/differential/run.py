@@ -35,30 +35,54 @@ class HarnessError(AssertionError):
     """The comparison could not be made: the test must fail, not skip."""
 
 
+# per architecture: the guest cache's name, the dynamic loader, the multiarch triplet,
+# gcc's flag, and the personality kexec-tools must see (i386 kexec-tools on an x86_64
+# kernel would otherwise take the compat path)
+ARCHES = {
+    "x86_64": ("x86_64", "lib64/ld-linux-x86-64.so.2", "x86_64-linux-gnu", "-m64", None),
+    "i386": ("i386", "lib/ld-linux.so.2", "i386-linux-gnu", "-m32", "i686"),
+}
+
+
 @dataclass(frozen=True)
 class Reference:
+    arch: str
     binary: Path
+    loader: Path
     libpath: str
+    personality: str | None
+
+    def argv(self, lib: Path, args: list[str]) -> list[str]:
+        """Debian's kexec through Debian's own dynamic loader, with ``lib`` preloaded."""
+        prefix = ["setarch", self.personality] if self.personality else []
+        return [*prefix, str(self.loader), "--preload", str(lib), "--library-path", self.libpath,
+                str(self.binary), *args]
 
 
-def reference_kexec() -> Reference:
-    """Debian's /sbin/kexec, unpacked into the guest cache (fetched on first use)."""
+def reference_kexec(arch: str = "x86_64") -> Reference:
+    """Debian's /sbin/kexec for ``arch``, unpacked into the guest cache (fetched on first use)."""
     from tests.guest.fetch import fetch
-    root = fetch("x86_64").root
-    binary = root / "sbin/kexec"
-    if not binary.exists():
-        raise HarnessError(f"{binary} is missing: run scripts/guest-deps --arch x86_64")
-    return Reference(binary, f"{root}/lib/x86_64-linux-gnu:{root}/usr/lib/x86_64-linux-gnu")
+    cache, loader, triplet, _, personality = ARCHES[arch]
+    root = fetch(cache).root
+    ref = Reference(arch, root / "sbin/kexec", root / loader,
+                    f"{root}/lib/{triplet}:{root}/usr/lib/{triplet}", personality)
+    for path in (ref.binary, ref.loader):
+        if not path.exists():
+            raise HarnessError(f"{path} is missing: run scripts/guest-deps --arch {cache}")
+    return ref
 
 
-def build_capture_library(dest: Path) -> Path:
-    """Compile capture.c into an LD_PRELOAD library (gcc is required)."""
-    for tool in ("gcc", "strace", "unshare"):
+def build_capture_library(dest: Path, arch: str = "x86_64") -> Path:
+    """Compile capture.c into an LD_PRELOAD library for ``arch`` (gcc is required; the
+    library is freestanding, so -m32 needs no 32-bit C library on the host)."""
+    for tool in ("gcc", "strace", "unshare", "setarch"):
         if not shutil.which(tool):
-            raise HarnessError(f"{tool} is not installed; the differential tests need gcc, strace and unshare")
-    lib = dest / "capture.so"
-    subprocess.run(["gcc", "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror", "-o", str(lib),
-                    str(HERE / "capture.c"), "-ldl"], check=True)
+            raise HarnessError(f"{tool} is not installed; the differential tests need gcc, strace and "
+                               "util-linux")
+    lib = dest / f"capture-{arch}.so"
+    subprocess.run(["gcc", ARCHES[arch][3], "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
+                    "-ffreestanding", "-nostdlib", "-fno-stack-protector", "-o", str(lib),
+                    str(HERE / "capture.c")], check=True)
     return lib
 
 
@@ -91,17 +115,16 @@ def _finish(proc: subprocess.Popen, out: Path, what: str) -> Run:
 
 
 def spawn_theirs(ref: Reference, lib: Path, fixture: Path, args: list[str], out: Path) -> subprocess.Popen:
-    inner = ["env", f"LD_PRELOAD={lib}", f"KEXEC_CAPTURE_DIR={out}", f"LD_LIBRARY_PATH={ref.libpath}",
-             str(ref.binary), *args]
+    inner = ["env", f"KEXEC_CAPTURE_DIR={out}", *ref.argv(lib, args)]
     script = (f"mount --bind {shlex.quote(str(fixture / 'proc'))} /proc && "
               f"mount --bind {shlex.quote(str(fixture / 'sys'))} /sys && "
               f"exec {shlex.join([*GUARD, '-o', str(out / 'strace.log'), *inner])}")
     return _spawn(["unshare", "-m", "-n", "--propagation", "private", "sh", "-c", script], out, {})
 
 
-def spawn_ours(fixture: Path, args: list[str], out: Path) -> subprocess.Popen:
+def spawn_ours(arch: str, fixture: Path, args: list[str], out: Path) -> subprocess.Popen:
     argv = [*GUARD, "-o", str(out / "strace.log"), sys.executable, "-m", "tests.differential.ours", str(out),
-            "--", "--root", str(fixture), *args]
+            "--", "--arch", arch, "--root", str(fixture), *args]
     return _spawn(argv, out, {"KEXEC_PY_RECORD": str(out / "record.jsonl"),
                               "PYTHONPATH": str(REPO)})
 
@@ -109,7 +132,7 @@ def spawn_ours(fixture: Path, args: list[str], out: Path) -> subprocess.Popen:
 def run_both(ref: Reference, lib: Path, fixture: Path, args: list[str], work: Path) -> tuple[Run, Run]:
     """kexec-tools and kexec-py on the same snapshot and arguments, side by side."""
     theirs_p = spawn_theirs(ref, lib, fixture, args, work / "theirs")
-    ours_p = spawn_ours(fixture, args, work / "ours")
+    ours_p = spawn_ours(ref.arch, fixture, args, work / "ours")
     theirs = _finish(theirs_p, work / "theirs", "kexec-tools")
     ours = _finish(ours_p, work / "ours", "kexec-py")
     _check_recording(ours.out)
