@@ -31,7 +31,8 @@ def render_plan(plan) -> str:
         lines += [f"note: {n}" for n in plan.notes]
         return "\n".join(lines)
     if isinstance(plan, FilePlan):
-        kernel = f"{plan.kernel}" + (" (decompressed, passed as a memfd)" if plan.kernel_bytes is not None else "")
+        kernel = f"{plan.kernel}" + (" (decompressed or unwrapped, passed as a memfd)"
+                                     if plan.kernel_bytes is not None else "")
         return "\n".join([f"syscall: kexec_file_load  arch: {plan.arch}",
                           f"flags:   {_flag_names(plan.flags, _FILE_FLAGS, arch_field=False)}",
                           f"kernel:  {kernel}",

@@ -23,8 +23,9 @@ from dataclasses import dataclass
 
 from kexec_py.arch.base import LoadInputs
 from kexec_py.errors import NoCrashMemory, SnapshotError
-from kexec_py.image.arm64_image import Arm64Image, looks_like_arm64_image, parse_arm64_image
+from kexec_py.image.arm64_image import Arm64Image, looks_like_arm64_image, parse_arm64_image, parse_arm64_vmlinux
 from kexec_py.image.open import ImageFormat
+from kexec_py.image.vmlinux import looks_like_elf
 from kexec_py.plan.devicetree import ChosenSpec, build_dtb, check_size, kexec_chosen, parse_dtb
 from kexec_py.plan.elf_core import CoreHeaderSpec, KernelTextMap, build_elf_core_header
 from kexec_py.plan.placement import Allocator, Placement
@@ -61,6 +62,7 @@ class Arm64:
     hotplug_flag: int = 0   # --hotplug (0: not supported here)
     formats: tuple[ImageFormat, ...] = (
         ImageFormat("Image", looks_like_arm64_image, parse_arm64_image),
+        ImageFormat("vmlinux", looks_like_elf, parse_arm64_vmlinux),
     )
 
     def read_crash_facts(self, sys: SystemView) -> Arm64Facts:

@@ -11,6 +11,14 @@ An Image with an EFI stub starts with "MZ" and still carries this header; it is
 entered at its first byte either way. ``Image.gz`` and friends are undone by
 the generic decompress step before probing, and an EFI zboot ``vmlinuz`` by
 ``kexec_py.image.zboot``.
+
+An arm64 ``vmlinux`` is the ELF file the Image is cut from (``objcopy -O binary``):
+it is linked at the kernel's virtual address (p_paddr = p_vaddr, in the top of
+the address space), its entry point ``_text`` is the Image header, and it is an
+ET_DYN file when built relocatable (KASLR). ``parse_arm64_vmlinux`` lays its
+PT_LOADs out by virtual address from the entry point, which gives the Image
+back; from there it loads like any Image, and ``kexec_file_load`` (which takes
+only an Image on arm64) gets those bytes too.
 """
 
 from __future__ import annotations
@@ -39,8 +47,28 @@ class Arm64Image:
     image_size: int = 0             # the memory the kernel occupies from its load address
     flags: int = 0
     legacy_header: bool = False     # image_size was 0: the pre-3.17 defaults were assumed
+    source: str = "Image"           # "Image" (also from Image.gz, zboot) or "vmlinux" (an ELF file laid out)
 
-    format = "Image"
+    @property
+    def format(self) -> str:
+        return self.source
+
+    @property
+    def file_syscall(self) -> bool:
+        """Whether the kernel's kexec_file_load takes it: its arm64 loader refuses an
+        image_size of 0 (EINVAL), so a pre-3.17 Image goes through kexec_load."""
+        return not self.legacy_header
+
+    @property
+    def file_syscall_why(self) -> str:
+        return (f"{self.path} has a pre-3.17 arm64 Image header (image_size 0), which the kernel's "
+                f"kexec_file_load refuses")
+
+    @property
+    def file_syscall_kernel(self) -> bytes | None:
+        """The bytes kexec_file_load must get instead of the file: the Image laid out
+        from a vmlinux (None: the file itself, or its decompressed content)."""
+        return self.data if self.source == "vmlinux" else None
 
     @property
     def big_endian(self) -> bool:
@@ -55,7 +83,7 @@ class Arm64Image:
         return memoryview(self.data)
 
     def __repr__(self) -> str:
-        return (f"<Arm64Image {self.path} text_offset={self.text_offset:#x} "
+        return (f"<Arm64Image {self.path} ({self.source}) text_offset={self.text_offset:#x} "
                 f"image_size={self.image_size:#x} flags={self.flags:#x}>")
 
 
@@ -84,3 +112,40 @@ def parse_arm64_image(data: bytes, *, path: str) -> Arm64Image:
                            f"({len(data):#x} bytes)", "the Image header is damaged: re-copy the kernel")
     return Arm64Image(path=path, data=data, text_offset=text_offset, image_size=image_size,
                       flags=flags, legacy_header=legacy)
+
+
+def parse_arm64_vmlinux(data: bytes, *, path: str) -> Arm64Image:
+    """An arm64 ELF vmlinux as the Image it holds. Raises CorruptImage / UnsupportedImage."""
+    from dataclasses import replace
+
+    from kexec_py.image.vmlinux import EM_AARCH64, check_loads, elf_loads, open_elf_kernel
+    elf = open_elf_kernel(data, path=path, machine=EM_AARCH64, machine_name="arm64", types=("ET_EXEC", "ET_DYN"))
+    loads, _ = elf_loads(elf, data, path)
+    check_loads(loads, len(data), path, by="vaddr", limit=None)
+    loads.sort(key=lambda s: s.vaddr)
+    entry = elf.header.e_entry
+    below = [s for s in loads if s.vaddr < entry]
+    holding = [s for s in loads if s.vaddr <= entry < s.vaddr + s.filesz]
+    if not holding:
+        raise CorruptImage(f"{path}: the entry point {entry:#x} is in no PT_LOAD's file bytes, so the "
+                           "arm64 Image header cannot be found", "give the vmlinux itself, or its Image")
+    if below:
+        raise UnsupportedImage(f"{path}: a PT_LOAD at {below[0].vaddr:#x} lies below the entry point "
+                               f"{entry:#x}; an arm64 vmlinux starts at its entry point (_text)",
+                               "give the kernel's Image instead")
+    flat = bytearray(max(s.vaddr + s.filesz for s in loads) - entry)
+    for s in loads:
+        flat[s.vaddr - entry:s.vaddr - entry + s.filesz] = memoryview(data)[s.offset:s.offset + s.filesz]
+    if not looks_like_arm64_image(flat):
+        raise UnsupportedImage(f"{path} is an arm64 ELF file without an arm64 Image header at its entry "
+                               f"point {entry:#x}: not a Linux vmlinux", "give a Linux kernel's vmlinux or Image")
+    image = parse_arm64_image(bytes(flat), path=path)
+    del flat
+    mem_end = max(s.vaddr + s.memsz for s in loads) - entry
+    if image.legacy_header:
+        image = replace(image, image_size=max(image.image_size, mem_end))
+    elif mem_end > image.image_size:
+        raise CorruptImage(f"{path}: the PT_LOADs reach {mem_end:#x} bytes past the entry point, more "
+                           f"than the Image header's image_size {image.image_size:#x}",
+                           "the vmlinux is damaged: re-copy it")
+    return replace(image, source="vmlinux")

@@ -119,7 +119,8 @@ def machine_name(machine: int) -> str:
 
 def file_syscall_inputs(image, *, arch: str):
     """What kexec_file_load gets for ``image``: (kernel bytes or None for the file
-    itself, embedded initrd or None, embedded command line or None).
+    itself, embedded initrd or None, embedded command line or None). The kernel
+    bytes are a UKI's .linux, or the Image an arm64 vmlinux holds.
 
     Raises FileSyscallUnavailable (errno ENOEXEC, so the default -a mode goes on
     with kexec_load) for images the kernel's kexec_file_load does not take."""
@@ -127,9 +128,10 @@ def file_syscall_inputs(image, *, arch: str):
 
     from kexec_py.errors import FileSyscallUnavailable
     if not getattr(image, "file_syscall", True):
-        raise FileSyscallUnavailable(
-            f"kexec_file_load on {arch} takes no {image.format} kernels, and {image.path} is one",
-            "use -c (kexec_load), or the default -a, which does so by itself", errno=errno.ENOEXEC)
+        why = getattr(image, "file_syscall_why", None) or \
+            f"kexec_file_load on {arch} takes no {image.format} kernels, and {image.path} is one"
+        raise FileSyscallUnavailable(why, "use -c (kexec_load), or the default -a, which does so by itself",
+                                     errno=errno.ENOEXEC)
     if isinstance(image, Uki):
         return image.linux, image.initrd, image.cmdline
-    return None, None, None
+    return getattr(image, "file_syscall_kernel", None), None, None
