@@ -1,33 +1,66 @@
-"""arm64 kdump end to end, in qemu-system-aarch64 (TCG, -M virt) running Debian 12's cloud kernel.
+"""arm64 kdump and reboot end to end, in qemu-system-aarch64 (TCG, -M virt) running Debian 12's cloud kernel.
 
 The same proof as on x86_64: the first kernel writes a random token to its log,
 loads a capture kernel and crashes; the capture kernel reads the dead kernel's
-log from /proc/vmcore with Debian's vmcore-dmesg and must find the token.
+log from /proc/vmcore with Debian's vmcore-dmesg and must find the token. The
+reboot tests load a kernel with ``-l`` whose command line carries
+``kpy_stage=2 kpy_tag=TAG`` and run ``-e``: the new kernel's /init reports its
+command line, which proves that kernel, with that command line, came up.
 
-Debian 12's arm64 kernels are built without CONFIG_KEXEC_FILE, so there
-``kexec_file_load`` does not exist: ``-s`` must say so (exit 253) and the
-default ``-a`` must fall back to ``kexec_load``. Debian's kexec-tools 2.0.25 is
-run once and its outcome recorded, not asserted: on this kernel it builds a
-broken ELF core header (see kexec_py/arch/arm64.py).
+The vmlinux is rebuilt around Debian's Image on the host (tests/image/arm64_kernels.py:
+Debian ships arm64 vmlinux files only in its 260 MB -dbg packages) and baked into
+the first kernel's initrd.
 
-Run: pytest -m guest tests/test_guest_arm64.py   (about 40 s a test)
+No Debian arm64 kernel is built with CONFIG_KEXEC_FILE (bullseye's 5.10 through
+the 7.x kernels of trixie-backports, sid and experimental, every flavour: their
+/boot/config files say "# CONFIG_KEXEC_FILE is not set"), so ``kexec_file_load``
+does not exist there: ``-s`` must say so (exit 253) and the default ``-a`` must
+fall back to ``kexec_load``. What ``-s`` hands the kernel on arm64 (always the
+Image) is tested on the host (tests/arch/test_arm64_file_syscall.py). Debian's
+kexec-tools 2.0.25 is run once and its outcome recorded, not asserted: on this
+kernel it builds a broken ELF core header (see kexec_py/arch/arm64.py).
+
+Run: pytest -m guest tests/test_guest_arm64.py   (20-40 s a test)
 """
 
 from __future__ import annotations
 
 import pytest
 
-from tests.guest import harness
+from tests.guest import fetch, harness
+from tests.image import arm64_kernels
 
 pytestmark = pytest.mark.guest
 ARCH = "aarch64"
 AUTO_LOAD = 'kexec-py -p "$KERNEL" --initrd="$CAPTURE_INITRD" --append="$CAPTURE_APPEND"'
+STAGE2_INITRD = harness.GUEST_CAPTURE_INITRD     # busybox + the shared /init
 
 
 @pytest.fixture(scope="module", autouse=True)
 def guest_inputs():
     """Install QEMU and fetch the guest inputs once (a failure fails, never skips)."""
     return harness.prepare(ARCH)
+
+
+@pytest.fixture(scope="module")
+def vmlinux_files(guest_inputs):
+    """(vmlinux, vmlinux.gz) around the Debian Image the guest boots."""
+    return arm64_kernels.debian_vmlinux(guest_inputs.kernel)
+
+
+def reboot_command(kernel: str, tag: str, syscall: str = "") -> tuple[str, str]:
+    append = harness.stage2_append(fetch.ARCHES[ARCH], tag)
+    flag = f" -{syscall}" if syscall else ""
+    return f'kexec-py -l{flag} {kernel} --initrd="{STAGE2_INITRD}" --append="{append}"', append
+
+
+def assert_rebooted(result: harness.Result, cmdline: str) -> None:
+    m = result.markers
+    assert m.get("RC-load") == "0", f"the load command failed\n{result.explain()}"
+    assert "STAGE2-UP" in m, f"the loaded kernel never ran /init\n{result.explain()}"
+    assert m.get("STAGE2-CMDLINE", "").split() == cmdline.split(), f"wrong command line\n{result.explain()}"
+    assert "POWEROFF" in m, f"the new kernel did not finish\n{result.explain()}"
+    print(f"\n{result.scenario}: booted in {result.when('STAGE2-UP')} s, total {round(result.elapsed, 1)} s")
 
 
 def assert_kdump_proof(result: harness.Result) -> None:
@@ -76,3 +109,27 @@ def test_reference_kexec_tools_is_recorded():
     result = harness.run(harness.kdump(harness.REFERENCE_LOAD, "arm64-reference-kdump"), ARCH)
     print("\n" + harness.summary(result, "kexec-tools 2.0.25 (Debian 12)"))
     assert "RC-load" in result.markers, f"the guest never ran the load step\n{result.explain()}"
+
+
+def test_reboot_image_kexec_load():
+    """-l -c with Debian's Image, then -e: our purgatory enters the new kernel with x0 = its device tree."""
+    command, append = reboot_command('"$KERNEL"', "image-c", "c")
+    assert_rebooted(harness.run(harness.reboot(command, "arm64-reboot-image-c"), ARCH), append)
+
+
+def test_reboot_vmlinux_gz_default_syscall(vmlinux_files):
+    """A gzip'd vmlinux with the default -a: kexec_file_load gets the Image laid out from it, the
+    kernel has no such call (ENOSYS), and kexec-py goes on with kexec_load by itself."""
+    command, append = reboot_command("/boot/vmlinux.gz", "vmlinux-gz")
+    result = harness.run(harness.reboot(command, "arm64-reboot-vmlinux-gz"), ARCH,
+                         extra_files={"/boot/vmlinux.gz": vmlinux_files[1]})
+    assert_rebooted(result, append)
+    assert "retrying with kexec_load" in result.step_output("load"), result.explain()
+
+
+def test_kdump_vmlinux(vmlinux_files):
+    """A vmlinux ELF file as the capture kernel, with kexec_load."""
+    command = 'kexec-py -p -c /boot/vmlinux --initrd="$CAPTURE_INITRD" --append="$CAPTURE_APPEND"'
+    result = harness.run(harness.kdump(command, "arm64-kdump-vmlinux"), ARCH,
+                         extra_files={"/boot/vmlinux": vmlinux_files[0]})
+    assert_kdump_proof(result)
