@@ -10,11 +10,12 @@ import errno as E
 import mmap
 import os
 import sys as _sys
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from kexec_py.errors import (FileSyscallUnavailable, ImageError, ImageNotFound, KexecError,
-                             NoCrashMemory, SnapshotError, SubmitError, UsageError)
+                             NoCrashMemory, NoSpace, NotPermitted, PlacementError, SnapshotError, SubmitError,
+                             UsageError)
 from kexec_py.plan.cmdline import compose_cmdline
 from kexec_py.plan.plan import FilePlan, UnloadPlan
 from kexec_py.request import Request, Syscall
@@ -26,8 +27,9 @@ class Context:
     arch: object            # an Arch
     sys: object             # a SystemView
     backend: object
-    out: object = _sys.stdout
-    err: object = _sys.stderr
+    # looked up when the Context is made, so that a redirected sys.stdout/stderr is used
+    out: object = field(default_factory=lambda: _sys.stdout)
+    err: object = field(default_factory=lambda: _sys.stderr)
 
 
 def run(req: Request, ctx: Context) -> int:
@@ -59,6 +61,9 @@ def run(req: Request, ctx: Context) -> int:
         if req.dry_run:
             print(f"would {what}", file=ctx.out)
             continue
+        if action == "reboot_kexec":
+            from kexec_py.submit.preflight import check_exec_permitted
+            check_exec_permitted()
         try:
             getattr(ctx.backend, action)()
         except OSError as e:
@@ -97,14 +102,28 @@ def _refuse_loader_options(req: Request) -> None:
 def _unload(req: Request, ctx: Context) -> int:
     from kexec_py.render import render_plan
     from kexec_py.submit import submit
+    from kexec_py.submit.preflight import check_permitted, lockdown_mode
     use_file = req.syscall is not Syscall.LOAD and ctx.arch.has_file_syscall
+    if not use_file and ctx.arch.has_file_syscall and (mode := lockdown_mode(ctx.sys)):
+        print(f"kexec-py: the kernel is locked down ({mode}), which refuses kexec_load: unloading with "
+              "kexec_file_load instead", file=ctx.err)
+        use_file = True
     flags = K.KEXEC_FILE_UNLOAD | (K.KEXEC_FILE_ON_CRASH if req.crash else 0)
     plan = UnloadPlan(arch=ctx.arch.name, crash=req.crash, use_file_syscall=use_file, flags=flags,
                       kexec_arch=ctx.arch.kexec_arch)
     if req.dry_run:
         print(render_plan(plan), file=ctx.out)
         return 0
-    submit(plan, ctx.backend)
+    check_permitted(ctx.sys, crash=req.crash)
+    try:
+        submit(plan, ctx.backend)
+    except SubmitError as e:
+        if e.errno != E.EPERM or use_file or not ctx.arch.has_file_syscall:
+            raise
+        # lockdown (securityfs not mounted, so not seen above) or an LSM that wants a file
+        print("kexec-py: kexec_load was refused (EPERM), as a locked-down kernel does: unloading with "
+              "kexec_file_load instead", file=ctx.err)
+        submit(replace(plan, use_file_syscall=True), ctx.backend)
     return 0
 
 
@@ -120,15 +139,68 @@ def _load(req: Request, ctx: Context) -> int:
     _check_dtb(req, ctx, file_syscall=req.syscall is Syscall.FILE)
     if req.syscall is Syscall.LOAD or not ctx.arch.has_file_syscall or req.dtb:   # only kexec_load takes a DTB
         if req.syscall is Syscall.FILE:
-            raise FileSyscallUnavailable(f"syscall kexec_file_load not available on {ctx.arch.name}")
-        return _load_segments(req, ctx, cmdline, crash)
+            raise FileSyscallUnavailable(f"syscall kexec_file_load not available on {ctx.arch.name}",
+                                         "use -c (kexec_load)")
+        return _load_segments_or_file(req, ctx, cmdline, crash)
     try:
         return _load_file(req, ctx, cmdline, crash)
     except SubmitError as e:
         if req.syscall is Syscall.AUTO and e.errno in (E.ENOSYS, E.EINVAL, E.ENOEXEC, E.EOPNOTSUPP):
+            # a refusal found here (an image kexec_file_load does not take) needs no word;
+            # one from the kernel is worth a line, as kexec-tools prints one
+            if getattr(e, "userspace", False):
+                if req.debug:
+                    print(f"kexec-py: {e.message}; loading with kexec_load", file=ctx.err)
+                return _load_segments_or_file(req, ctx, cmdline, crash)
             print(f"kexec-py: {e.message}; retrying with kexec_load", file=ctx.err)
             return _load_segments(req, ctx, cmdline, crash)
         raise
+
+
+def _load_segments_or_file(req: Request, ctx: Context, cmdline: str, crash: bool) -> int:
+    """kexec_load, unless the kernel is locked down, which refuses it: then
+    kexec_file_load (for a signed kernel), saying so."""
+    from kexec_py.submit.preflight import lockdown_mode
+    mode = lockdown_mode(ctx.sys)
+    if mode is None:
+        try:
+            return _load_segments(req, ctx, cmdline, crash)
+        except SubmitError as e:
+            if e.errno != E.EPERM or _why_not_file_syscall(req, ctx):
+                raise
+            # lockdown with securityfs not mounted, or an LSM (IMA) that wants a file descriptor
+            print("kexec-py: kexec_load was refused (EPERM), as a locked-down kernel does: loading with "
+                  "kexec_file_load instead (the kernel must be signed)", file=ctx.err)
+            return _load_file(req, ctx, cmdline, crash)
+    why = f"the kernel is locked down ({mode}), which refuses kexec_load"
+    if why_not := _why_not_file_syscall(req, ctx, signed=True):
+        raise NotPermitted(f"{req.kernel}: {why}, and {why_not}",
+                           "load a signed bzImage (or UKI) with kexec_file_load, or boot without lockdown")
+    print(f"kexec-py: {why}: loading with kexec_file_load instead (the kernel must be signed)", file=ctx.err)
+    return _load_file(req, ctx, cmdline, crash)
+
+
+def _why_not_file_syscall(req: Request, ctx: Context, *, signed: bool = False) -> str | None:
+    """Why kexec_file_load cannot load this request in kexec_load's place, or None if
+    it can. ``signed``: the kernel must also carry a signature (lockdown)."""
+    if not ctx.arch.has_file_syscall:
+        return f"{ctx.arch.name} has no kexec_file_load"
+    if req.dtb:
+        return "kexec_file_load takes no --dtb"
+    from kexec_py.image.open import parse_kernel, read_kernel_file
+    from kexec_py.image.uki import file_syscall_inputs
+    from kexec_py.plan.segments import file_limits, has_pe_signature
+    kf = read_kernel_file(req.kernel)
+    image = parse_kernel(kf, ctx.arch.formats, force=req.image_type)
+    try:
+        inner, _, _ = file_syscall_inputs(image, arch=ctx.arch.name)
+    except FileSyscallUnavailable as e:
+        return e.message
+    if refusal := file_limits(image, arch=ctx.arch.name).refusal:
+        return refusal
+    if signed and not has_pe_signature(kf.data if inner is None else inner):
+        return "this kernel image carries no signature, which kexec_file_load needs on a locked-down kernel"
+    return None
 
 
 def _check_dtb(req: Request, ctx: Context, *, file_syscall: bool) -> None:
@@ -151,7 +223,11 @@ def _load_file(req: Request, ctx: Context, cmdline: str, crash: bool) -> int:
     # A UKI gives its .linux as the kernel and its .initrd / .cmdline when the user gave none;
     # an image kexec_file_load cannot take (an ELF vmlinux) is refused here, with ENOEXEC for -a.
     from kexec_py.image.uki import file_syscall_inputs
-    inner_kernel, inner_initrd, inner_cmdline = file_syscall_inputs(image, arch=ctx.arch.name)
+    try:
+        inner_kernel, inner_initrd, inner_cmdline = file_syscall_inputs(image, arch=ctx.arch.name)
+    except FileSyscallUnavailable as e:
+        e.userspace = True
+        raise
     initrd_bytes = None if req.initrd else inner_initrd
     cmdline = cmdline if cmdline.strip() else (inner_cmdline or cmdline)
     has_initrd = bool(req.initrd) or initrd_bytes is not None
@@ -164,6 +240,10 @@ def _load_file(req: Request, ctx: Context, cmdline: str, crash: bool) -> int:
                     cmdline=cmdline, flags=flags,
                     kernel_bytes=inner_kernel if inner_kernel is not None else kf.data if kf.compression else None,
                     initrd_bytes=initrd_bytes)
+    from kexec_py.plan.segments import check_file_plan, file_limits
+    check_file_plan(plan, file_limits(image, arch=ctx.arch.name),
+                    crash_region=ctx.sys.crash_regions()[-1] if crash else None)
+    _check_signed_under_lockdown(plan, ctx, kf.data if plan.kernel_bytes is None else plan.kernel_bytes)
     if req.debug or req.dry_run:
         print(render_plan(plan), file=ctx.out if req.dry_run else ctx.err)
     if req.dry_run:
@@ -181,6 +261,27 @@ def _load_file(req: Request, ctx: Context, cmdline: str, crash: bool) -> int:
     return 0
 
 
+def _check_signed_under_lockdown(plan, ctx: Context, kernel_data) -> None:
+    """A locked-down kernel's kexec_file_load refuses a kernel it cannot verify, and
+    only after it has freed the loaded crash kernel: refuse one with no signature
+    at all (no Authenticode signature, no IMA security.ima attribute) here."""
+    from kexec_py.plan.segments import has_pe_signature
+    from kexec_py.submit.preflight import lockdown_mode
+    mode = lockdown_mode(ctx.sys)
+    if mode is None or has_pe_signature(kernel_data):
+        return
+    if plan.kernel_bytes is None:
+        try:
+            os.getxattr(plan.kernel, "security.ima")
+            return                      # IMA may appraise it: let the kernel decide
+        except OSError:
+            pass
+    raise NotPermitted(f"{plan.kernel}: the kernel is locked down ({mode}) and this kernel image carries no "
+                       "signature, so kexec_file_load would refuse it" +
+                       (", after discarding the loaded crash kernel" if plan.flags & K.KEXEC_FILE_ON_CRASH else ""),
+                       "load a kernel signed for this machine (the distribution's signed kernel package)")
+
+
 def _load_segments(req: Request, ctx: Context, cmdline: str, crash: bool) -> int:
     from kexec_py.image.open import open_kernel
     from kexec_py.plan.purgatory import load_purgatory
@@ -192,15 +293,23 @@ def _load_segments(req: Request, ctx: Context, cmdline: str, crash: bool) -> int
     purgatory = load_purgatory(ctx.arch.name)
     if crash:
         facts = ctx.arch.read_crash_facts(ctx.sys)
+        if ctx.sys.vmcoreinfo() is None:
+            raise SnapshotError("/sys/kernel/vmcoreinfo does not exist: the dump would have no VMCOREINFO "
+                                "note, which makedumpfile, crash and vmcore-dmesg need",
+                                "the kernel needs CONFIG_CRASH_DUMP, and /sys must be mounted")
         if req.x86.core_header_class and hasattr(facts, "core_class"):
             facts = replace(facts, core_class=req.x86.core_header_class)   # i386; x86_64 is always ELF64
-        plan = ctx.arch.plan_crash(image, inputs, facts, purgatory)
+        with _naming_inputs(req):
+            plan = ctx.arch.plan_crash(image, inputs, facts, purgatory)
     else:
-        plan = ctx.arch.plan_load(image, inputs, ctx.arch.read_load_facts(ctx.sys), purgatory)
+        facts = ctx.arch.read_load_facts(ctx.sys)
+        with _naming_inputs(req):
+            plan = ctx.arch.plan_load(image, inputs, facts, purgatory)
     if req.entry is not None:
         plan = replace(plan, entry=req.entry, notes=plan.notes + ("entry overridden by --entry",))
     from kexec_py.plan.segments import check_plan
-    check_plan(plan)
+    with _naming_inputs(req):
+        check_plan(plan, ram_total=_ram_total(ctx.sys))
     if req.dry_run:
         print(render_plan(plan), file=ctx.out)
     if req.debug:
@@ -243,12 +352,50 @@ def _hotplug_size(req: Request, ctx: Context) -> int | None:
 
 
 def _read_dtb(path: str) -> bytes:
+    from kexec_py.plan.devicetree import parse_dtb
     _check_file(path, "device tree")
-    return Path(path).read_bytes()
+    data = Path(path).read_bytes()
+    parse_dtb(data, what=path)          # a damaged --dtb is refused naming the file
+    return data
+
+
+class _naming_inputs:
+    """Planning errors name the user's file they are about: "no room for the initrd"
+    becomes "INITRD: no room for the initrd"; other placement errors name the kernel,
+    whose layout they come from."""
+
+    def __init__(self, req: Request):
+        self.req = req
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, kind, e, tb):
+        if not isinstance(e, PlacementError):
+            return False
+        paths = {"initrd": self.req.initrd, "kernel": self.req.kernel, "dtb": self.req.dtb}
+        path = paths.get(e.what) if isinstance(e, NoSpace) else self.req.kernel
+        if path and path not in e.message:
+            e.message = f"{path}: {e.message}"
+        if self.req.crash and "crashkernel=" not in e.hint and isinstance(e, NoSpace):
+            e.hint = "reserve more memory with crashkernel= or use a smaller initrd"
+        return False
+
+
+def _ram_total(sys) -> int | None:
+    """RAM the kernel counts as its own (System RAM less the crash regions), or None."""
+    from kexec_py.plan.ranges import merge, subtract
+    try:
+        ram = merge(sys.iomem.containing_name("System RAM"))
+        return sum(r.size for r in subtract(ram, sys.crash_regions())) or None
+    except KexecError:
+        return None
 
 
 def _submit_reporting_loss(plan, ctx: Context, crash: bool, do) -> None:
     """Submit; if a crash load fails, say whether a crash kernel is still loaded."""
+    from kexec_py.submit.preflight import check_permitted
+    check_permitted(ctx.sys, crash=crash)
     try:
         do()
     except SubmitError as e:

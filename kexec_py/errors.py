@@ -4,10 +4,14 @@ Every error a user can cause or meet carries a message (what went wrong, naming 
 file or setting involved), a hint (what to do about it) and the exit code the CLI
 returns. The exit codes follow kexec-tools so that scripts keep working:
 
-    1    a fatal error found before any syscall (bad image, bad option, no space, ...)
-    253  --kexec-file-syscall asked for, but kexec_file_load is not available
+    1    a fatal error found before any syscall (bad image, bad option, bad /proc or
+         /sys file, no space, ...): nothing was changed, a loaded crash kernel stays
+    253  --kexec-file-syscall asked for, but kexec_file_load is not available (or does
+         not take this kind of image)
     254  the crash region cannot be described to the capture kernel
-    255  the kernel refused the load, unload or exec (a syscall failed)
+    255  the kernel refused the load, unload or exec (a syscall failed), or would
+         refuse any kexec call from us (no CAP_SYS_BOOT, kexec_load_disabled, load
+         limit used up, lockdown), which kexec-py finds out before the call
 
 Anything that is not a KexecError reaching the CLI is a bug in kexec_py.
 """
@@ -24,11 +28,12 @@ class KexecError(Exception):
     """Base class: a problem to report to the user in one line."""
 
     exit_code = EXIT_FATAL
+    default_hint = ""       # the fix to give when the raiser gave none
 
     def __init__(self, message: str, hint: str = "", *, exit_code: int | None = None):
         super().__init__(message)
         self.message = message
-        self.hint = hint
+        self.hint = hint or self.default_hint
         if exit_code is not None:
             self.exit_code = exit_code
 
@@ -61,6 +66,8 @@ class UnknownFormat(ImageError):
 class CorruptImage(ImageError):
     """The file looks like a known format but its contents are inconsistent."""
 
+    default_hint = "the file is damaged or truncated: re-copy it"
+
 
 class UnsupportedImage(ImageError):
     """A valid image that this loader cannot boot (too old protocol, wrong arch...)."""
@@ -78,13 +85,26 @@ class NoCrashMemory(SystemStateError):
 class SnapshotError(SystemStateError):
     """A file of the system snapshot (/proc, /sys) is missing or unreadable."""
 
+    default_hint = "check that /proc and /sys are mounted, and run as root"
+
+
+class NotPermitted(SystemStateError):
+    """The kernel would refuse any kexec call from us: no CAP_SYS_BOOT,
+    kexec_load_disabled set, the load limit used up, or (for kexec_load) lockdown.
+    Found before the call; the exit code is the one kexec-tools gets when the
+    kernel refuses."""
+
+    exit_code = EXIT_SYSCALL_FAILED
+
 
 class PlacementError(KexecError):
     """The segments do not fit where they must go."""
 
+    default_hint = "see the segments with --dry-run -d"
+
 
 class NoSpace(PlacementError):
-    pass
+    what = ""               # the segment that found no room ("kernel", "initrd", ...)
 
 
 class SubmitError(KexecError):
@@ -98,6 +118,8 @@ class SubmitError(KexecError):
 
 
 class FileSyscallUnavailable(SubmitError):
-    """kexec_file_load does not exist here (ENOSYS) or refuses this kind of image."""
+    """kexec_file_load does not exist here (ENOSYS) or refuses this kind of image.
+    ``userspace`` is True when kexec-py knew that without asking the kernel."""
 
     exit_code = EXIT_NO_FILE_SYSCALL
+    userspace = False

@@ -53,8 +53,10 @@ def read_setup_header(data: bytes, *, path: str):
 
     from kexec_py.structs import bootparam as bp
 
-    if len(data) < 1024 or not looks_like_bzimage(data):
+    if not looks_like_bzimage(data):
         raise CorruptImage(f"{path} is not a bzImage (no 'HdrS' setup header)")
+    if len(data) < 1024:
+        raise CorruptImage(f"{path}: truncated: {len(data)} bytes, less than a bzImage's two setup sectors")
     try:
         hdr = bp.setup_header.parse(data[bp.SETUP_HEADER_OFFSET:bp.SETUP_HEADER_OFFSET + bp.SETUP_HEADER_SIZE])
     except ConstructError as e:
@@ -63,6 +65,11 @@ def read_setup_header(data: bytes, *, path: str):
     if setup_size >= len(data):
         raise CorruptImage(f"{path}: truncated: {len(data)} bytes, but the setup part alone claims {setup_size}",
                            "re-copy the kernel file")
+    # syssize (32 bits from protocol 2.04): the protected-mode part in 16-byte units,
+    # rounded up; a signed kernel carries its signature after it
+    if hdr.version >= 0x0204 and len(data) - setup_size + 15 < hdr.syssize * 16:
+        raise CorruptImage(f"{path}: truncated: {len(data)} bytes, but its header says the kernel is "
+                           f"{setup_size + hdr.syssize * 16}", "re-copy the kernel file")
     return hdr, setup_size
 
 

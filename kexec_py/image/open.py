@@ -68,5 +68,33 @@ def parse_kernel(kf: KernelFile, formats: Sequence[ImageFormat], *, force: str |
             return fmt.parse(kf.data, path=str(kf.path))
     names = ", ".join(f.name for f in formats)
     wrapped = f" (after {kf.compression} decompression)" if kf.compression else ""
+    what = describe(head)
+    if what:
+        raise UnknownFormat(f"{kf.path}{wrapped} is {what}, which this architecture does not load",
+                            f"give a kernel built for this machine; supported: {names}")
     raise UnknownFormat(f"{kf.path}: not a kernel image this architecture can load{wrapped}: "
                         f"starts with {kf.data[:8].hex()}", f"supported: {names}")
+
+
+ELF_MACHINES = {3: "i386", 62: "x86_64", 40: "arm", 183: "arm64", 21: "ppc64", 22: "s390", 243: "riscv"}
+
+
+def describe(head: bytes) -> str | None:
+    """What a kernel of some architecture looks like, for a clear refusal ("an arm64 Image")."""
+    import struct
+    if len(head) >= 0x206 and head[0x202:0x206] == b"HdrS":
+        return "an x86 bzImage"
+    if len(head) >= 0x40 and head[0x38:0x3C] == b"ARM\x64":
+        return "an arm64 Image"
+    if len(head) >= 0x40 and head[0x24:0x28] == b"\x18\x28\x6f\x01":
+        return "an arm zImage"
+    if len(head) >= 20 and head[:4] == b"\x7fELF" and head[5] in (1, 2):
+        machine = struct.unpack_from("<H" if head[5] == 1 else ">H", head, 18)[0]
+        return f"an ELF file for {ELF_MACHINES.get(machine, f'machine {machine}')}"
+    if len(head) >= 0x40 and head[:2] == b"MZ":
+        lfanew = struct.unpack_from("<I", head, 0x3C)[0]
+        if head[lfanew:lfanew + 4] == b"PE\0\0" and lfanew + 6 <= len(head):
+            from kexec_py.structs.pe import MACHINES
+            machine = struct.unpack_from("<H", head, lfanew + 4)[0]
+            return f"a PE/COFF (EFI) image for {MACHINES.get(machine, f'machine {machine:#x}')}"
+    return None

@@ -38,10 +38,12 @@ class Allocator:
                 self.taken.append(r)
                 return r
         total = sum(h.size for h in holes)
-        raise NoSpace(f"no room for the {what} ({size:#x} bytes, align {align:#x}) in "
+        err = NoSpace(f"no room for the {what} ({size:#x} bytes, align {align:#x}) in "
                       f"{', '.join(f'{h.start:#x}-{h.last:#x}' for h in self.free)}; "
                       f"{total:#x} bytes are still free there",
                       "reserve more memory with crashkernel= or use a smaller initrd")
+        err.what = what
+        raise err
 
     def reserve(self, r: Range) -> None:
         self.taken.append(r)

@@ -79,6 +79,15 @@ class SystemView:
     def read_optional(self, path: str) -> str | None:
         return self.read_text(path) if self.exists(path) else None
 
+    def read_number(self, path: str, base: int = 10, text: str | None = None) -> int:
+        """The number a /proc or /sys file holds (``text``: its contents, when already read)."""
+        text = (self.read_text(path) if text is None else text).strip()
+        try:
+            return int(text, base)
+        except ValueError:
+            raise SnapshotError(f"{path}: expected a {'hex ' if base == 16 else ''}number, found {text[:40]!r}",
+                                "check that /proc and /sys are the kernel's own, mounted and read as root") from None
+
     # -- parsed facts -------------------------------------------------------
     @cached_property
     def iomem(self) -> IoMem:
@@ -102,13 +111,20 @@ class SystemView:
         return self.flag("/sys/kernel/kexec_crash_loaded")
 
     def kexec_crash_size(self) -> int:
-        return int(self.read_text("/sys/kernel/kexec_crash_size").strip() or 0)
+        path = "/sys/kernel/kexec_crash_size"
+        text = self.read_text(path)
+        return self.read_number(path, text=text) if text.strip() else 0
 
     def possible_cpus(self) -> list[int]:
         text = self.read_optional("/sys/devices/system/cpu/possible")
         if text is None:
-            return sorted(int(p.name[3:]) for p in self.path("/sys/devices/system/cpu").glob("cpu[0-9]*"))
-        return parse_cpu_list(text)
+            return sorted(int(p.name[3:]) for p in self.path("/sys/devices/system/cpu").glob("cpu[0-9]*")
+                          if p.name[3:].isdigit())
+        try:
+            return parse_cpu_list(text)
+        except ValueError:
+            raise SnapshotError(f"/sys/devices/system/cpu/possible: cannot parse {text.strip()[:40]!r} "
+                                "as a CPU list") from None
 
     def crash_notes(self) -> list[CrashNote]:
         """The per-CPU crash note buffers, for every possible CPU that has one."""
@@ -117,9 +133,10 @@ class SystemView:
             base = f"/sys/devices/system/cpu/cpu{cpu}"
             if not self.exists(f"{base}/crash_notes"):
                 continue
-            addr = int(self.read_text(f"{base}/crash_notes").strip(), 16)
+            addr = self.read_number(f"{base}/crash_notes", 16)
             size_text = self.read_optional(f"{base}/crash_notes_size")
-            notes.append(CrashNote(cpu, addr, int(size_text.strip()) if size_text else 1024))
+            size = self.read_number(f"{base}/crash_notes_size", text=size_text) if size_text else 1024
+            notes.append(CrashNote(cpu, addr, size))
         return notes
 
     def vmcoreinfo(self) -> tuple[int, int] | None:
@@ -130,7 +147,7 @@ class SystemView:
         try:
             return int(fields[0], 16), int(fields[1], 16)
         except (IndexError, ValueError):
-            raise SnapshotError(f"/sys/kernel/vmcoreinfo: cannot parse {text.strip()!r}")
+            raise SnapshotError(f"/sys/kernel/vmcoreinfo: cannot parse {text.strip()[:60]!r}")
 
     def firmware_memmap(self) -> list[TypedRange] | None:
         """/sys/firmware/memmap (the boot-time e820 on x86), or None when absent."""
@@ -140,8 +157,10 @@ class SystemView:
         out = []
         for entry in sorted(top.iterdir(), key=lambda p: int(p.name) if p.name.isdigit() else 0):
             rel = f"/sys/firmware/memmap/{entry.name}"
-            start = int(self.read_text(f"{rel}/start").strip(), 16)
-            end = int(self.read_text(f"{rel}/end").strip(), 16)
+            start = self.read_number(f"{rel}/start", 16)
+            end = self.read_number(f"{rel}/end", 16)
+            if end < start:
+                raise SnapshotError(f"{rel}: the range ends ({end:#x}) before it starts ({start:#x})")
             out.append(TypedRange(Range.from_inclusive(start, end), self.read_text(f"{rel}/type").strip()))
         return sorted(out, key=lambda t: t.range.start)
 
@@ -160,7 +179,10 @@ class SystemView:
         for line in text.splitlines():
             fields = line.split()
             if len(fields) >= 3 and fields[2] in names and fields[2] not in found:
-                found[fields[2]] = int(fields[0], 16)
+                try:
+                    found[fields[2]] = int(fields[0], 16)
+                except ValueError:
+                    continue
         return found
 
     def efi_systab(self) -> dict[str, int]:
