@@ -16,6 +16,7 @@ fails too.
 
 from __future__ import annotations
 
+import hashlib
 import re
 import shutil
 from dataclasses import dataclass
@@ -310,6 +311,32 @@ def test_same_load_as_kexec_tools(harness, arch, fixture, case):
         f"  {k}:\n    kexec-tools: {F.show(t)}\n    kexec-py:    {F.show(o)}" for k, (t, o) in differences.items())
     assert not stale, (f"INTENDED differences {stale} did not show as expected here "
                        f"(applied: {applied}): fix the entry or drop it")
+
+
+FILE_CASES = {
+    "p-s": ["-p", "-s", KERNEL, f"--initrd={INITRD}", "--append=console=ttyS0 irqpoll nr_cpus=1"],
+    "l-s": ["-l", "-s", KERNEL, "--reuse-cmdline"],
+}
+
+
+@pytest.mark.parametrize("case", list(FILE_CASES))
+@pytest.mark.parametrize("fixture", [p for a, p in FIXTURES if a == "x86_64"], ids=lambda p: p.name)
+def test_same_kexec_file_load_as_kexec_tools(harness, fixture, case):
+    """kexec_file_load: the same flags, command line bytes, kernel and initrd files."""
+    ref, lib, kernel = harness.arch("x86_64")
+    args = [a.replace(KERNEL, str(kernel)).replace(INITRD, str(harness.initrd)) for a in FILE_CASES[case]]
+    runs = R.run_both(ref, lib, fixture, args, harness.work / fixture.name / case)
+    got = []
+    for run in runs:
+        assert run.returncode == 0, f"{run.out}: exit {run.returncode}: {run.stderr[-2000:]}"
+        calls = F.read_calls(run.out)
+        assert [c.name for c in calls] == ["kexec_file_load"], f"{run.out}: {calls}"
+        got.append(F.file_load_facts(run.out, calls[0]))
+    theirs, ours = got
+    assert theirs["kernel_sha256"] == hashlib.sha256(kernel.read_bytes()).hexdigest()
+    assert (theirs["initrd_sha256"] is None) == ("--initrd" not in " ".join(args))
+    differences = F.diff(theirs, ours)
+    assert not differences, f"kexec-py's kexec_file_load differs from kexec-tools 2.0.25: {differences}"
 
 
 def test_core_header_and_backup_are_compared(harness):

@@ -48,6 +48,27 @@ class Call:
     segments: tuple[Segment, ...]
 
 
+def file_load_facts(directory: Path, call: Call) -> dict:
+    """A kexec_file_load: its flags, command line (with its NUL) and the files' digests."""
+    import hashlib
+    if call.name != "kexec_file_load":
+        raise CaptureError(f"expected a kexec_file_load call, got {call.name}")
+    n = call.args["n"]
+
+    def digest(what: str, fd: int):
+        path = directory / f"{n}.{what}.bin"
+        if (fd >= 0) != path.exists():
+            raise CaptureError(f"{what} fd {fd} but {path} {'exists' if path.exists() else 'is missing'}")
+        return hashlib.sha256(path.read_bytes()).hexdigest() if fd >= 0 else None
+
+    cmdline = (directory / f"{n}.cmdline.bin").read_bytes()
+    if len(cmdline) != call.args["cmdline_len"]:
+        raise CaptureError(f"cmdline of {len(cmdline)} bytes, cmdline_len {call.args['cmdline_len']}")
+    return {"flags": call.args["flags"], "cmdline": cmdline,
+            "kernel_sha256": digest("kernel", call.args["kernel_fd"]),
+            "initrd_sha256": digest("initrd", call.args["initrd_fd"])}
+
+
 def read_calls(directory: Path) -> list[Call]:
     log = directory / "calls.txt"
     if not log.exists():

@@ -11,6 +11,7 @@ dumped bytes.
 
 from __future__ import annotations
 
+import os
 import sys
 from pathlib import Path
 
@@ -40,6 +41,13 @@ def install_dumper(out: Path) -> None:
         log(f"kexec_file_load n={n} kernel_fd={kernel_fd} initrd_fd={initrd_fd} "
             f"cmdline_len={len(cmdline)} flags={flags:#x}")
         (out / f"{n}.cmdline.bin").write_bytes(bytes(cmdline))
+        for fd, what in ((kernel_fd, "kernel"), (initrd_fd, "initrd")):
+            if fd >= 0:
+                with open(out / f"{n}.{what}.bin", "wb") as f:
+                    offset = 0
+                    while chunk := os.pread(fd, 1 << 20, offset):
+                        f.write(chunk)
+                        offset += len(chunk)
         return record_file(self, kernel_fd, initrd_fd, cmdline, flags)
 
     backends.RecordingBackend.kexec_load = kexec_load
@@ -50,7 +58,6 @@ def main(argv: list[str]) -> None:
     out, sep, *args = argv
     if sep != "--":
         sys.exit("usage: python3 -m tests.differential.ours DIR -- KEXEC_PY_ARGS...")
-    import os
     if not os.environ.get("KEXEC_PY_RECORD"):
         sys.exit("tests.differential.ours: set KEXEC_PY_RECORD (it must never issue a real syscall)")
     install_dumper(Path(out))

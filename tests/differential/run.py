@@ -14,6 +14,7 @@ if the log names one.
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -141,8 +142,7 @@ def run_both(ref: Reference, lib: Path, fixture: Path, args: list[str], work: Pa
 
 def _check_recording(out: Path) -> None:
     """The dumped segments are exactly what the recording backend was given."""
-    from tests.differential.facts import read_calls
-    import hashlib
+    from tests.differential.facts import file_load_facts, read_calls
     record = out / "record.jsonl"
     logged = [json.loads(line) for line in record.read_text().splitlines()] if record.exists() else []
     logged = [c for c in logged if c["call"] in ("kexec_load", "kexec_file_load")]
@@ -157,3 +157,10 @@ def _check_recording(out: Path) -> None:
                     "sha256": hashlib.sha256(s.buf).hexdigest()} for s in call.segments]
             if got != rec["segments"] or rec["entry"] != call.args["entry"] or rec["flags"] != call.args["flags"]:
                 raise HarnessError("kexec-py: the dumped segments differ from what the recording backend got")
+        else:
+            got = file_load_facts(out, call)
+            want = {"flags": rec["flags"], "cmdline_len": rec["cmdline_len"],
+                    "kernel_sha256": rec["kernel_sha256"], "initrd_sha256": rec["initrd_sha256"]}
+            if {**{k: got[k] for k in ("flags", "kernel_sha256", "initrd_sha256")},
+                    "cmdline_len": len(got["cmdline"])} != want:
+                raise HarnessError("kexec-py: the dumped kexec_file_load differs from what the recording backend got")
