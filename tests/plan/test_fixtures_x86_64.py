@@ -259,3 +259,11 @@ def test_6g_plain_crashkernel_stays_below_4g_and_high_ram_is_dumped(run_cli, deb
 
 def test_4cpu_has_four_possible_cpus():
     assert possible_cpus(SYSTEMS / "x86_64-qemu-4cpu") == [0, 1, 2, 3]
+
+
+def test_print_ckr_size_is_the_high_range(run_cli):
+    """--print-ckr-size names the range loads go to: the highest (kexec-tools does the same)."""
+    root = SYSTEMS / "x86_64-qemu-6g-high"
+    code, out, calls, _ = run_cli("--root", root, "--print-ckr-size")
+    low, high = iomem(root, "Crash kernel")
+    assert code == 0 and calls == [] and out.strip() == str(high[1] - high[0])
