@@ -12,7 +12,6 @@ from kexec_py.arch.base import LoadInputs
 from kexec_py.arch.x86_64 import ENTRY64_REGS, X86_64
 from kexec_py.image.open import open_kernel
 from kexec_py.plan.purgatory import load_purgatory
-from kexec_py.plan.ranges import PAGE_SIZE
 from kexec_py.plan.segments import check_plan
 from kexec_py.structs import bootparam as bp
 from kexec_py.system.view import SystemView
