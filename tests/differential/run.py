@@ -108,7 +108,8 @@ def _finish(proc: subprocess.Popen, out: Path, what: str) -> Run:
         raise HarnessError(f"{what} did not finish in 120 s")
     guard = out / "strace.log"
     if not guard.exists():
-        raise HarnessError(f"{what}: strace did not start, so nothing proves the host kernel was left alone")
+        raise HarnessError(f"{what}: strace did not start, so nothing proves the host kernel was left alone "
+                           f"(the namespace needs root): {(out / 'stderr.txt').read_text()[-1000:]}")
     leaked = [line for line in guard.read_text().splitlines() if KEXEC_CALL.search(line)]
     if leaked:
         raise HarnessError(f"{what}: a kexec system call reached the kernel (strace made it fail): {leaked}")
