@@ -12,6 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kexec_py.errors import SystemStateError
 from kexec_py.plan.ranges import Range, align_up
 
 
@@ -48,36 +49,53 @@ def phdr_count(spec: CoreHeaderSpec) -> int:
 
 
 def build_elf_core_header(spec: CoreHeaderSpec) -> bytes:
-    """The header bytes, padded with zeros to a multiple of ``spec.align``."""
+    """The header bytes, padded with zeros to a multiple of ``spec.align``.
+
+    Linear in the number of RAM ranges (a struct pack each). More program headers
+    than e_phnum can count is a SystemStateError: the capture kernel reads no
+    extended numbering."""
     from kexec_py.structs import elf_core as E
 
     is64 = spec.elf_class == 64
-    ehdr_t, phdr_t = (E.Elf64_Ehdr, E.Elf64_Phdr) if is64 else (E.Elf32_Ehdr, E.Elf32_Phdr)
+    ehdr_t, phdr = (E.Elf64_Ehdr, E.PHDR64) if is64 else (E.Elf32_Ehdr, E.PHDR32)
+    count = phdr_count(spec)
+    if count >= E.PN_XNUM:
+        raise SystemStateError(
+            f"the ELF core header would need {count} program headers ({len(spec.ram)} separate ranges of RAM "
+            f"to dump), but it can list at most {E.PN_XNUM - 1}",
+            "the capture kernel cannot be told about memory this fragmented")
     word_mask = (1 << spec.elf_class) - 1
     rwx = E.PF_R | E.PF_W | E.PF_X
+    ehsize, phentsize = ehdr_t.sizeof(), phdr.size
+    buf = bytearray(align_up(ehsize + count * phentsize, spec.align))
+    pack_into = phdr.pack_into
+    at = ehsize
 
-    def phdr(p_type, offset, vaddr, paddr, size, flags):
-        return dict(p_type=p_type, p_flags=flags, p_offset=offset, p_vaddr=vaddr & word_mask,
-                    p_paddr=paddr, p_filesz=size, p_memsz=size, p_align=0)
+    def put(p_type, offset, vaddr, paddr, size, flags):
+        nonlocal at
+        if is64:
+            pack_into(buf, at, p_type, flags, offset, vaddr & word_mask, paddr, size, size, 0)
+        else:
+            pack_into(buf, at, p_type, offset, vaddr & word_mask, paddr, size, size, flags, 0)
+        at += phentsize
 
-    phdrs = [phdr(E.PT_NOTE, addr, 0, addr, size, 0) for addr, size in spec.notes]
+    for addr, size in spec.notes:
+        put(E.PT_NOTE, addr, 0, addr, size, 0)
     if spec.kernel_text:
         t = spec.kernel_text
-        phdrs.append(phdr(E.PT_LOAD, t.paddr, t.vaddr, t.paddr, t.size, rwx))
+        put(E.PT_LOAD, t.paddr, t.vaddr, t.paddr, t.size, rwx)
+    backup = spec.backup
     for r in spec.ram:
-        offset = r.start
-        if spec.backup and r == spec.backup.src:
-            offset = spec.backup.dst
-        phdrs.append(phdr(E.PT_LOAD, offset, _vaddr(spec, r), r.start, r.size, rwx))
+        offset = backup.dst if backup and r.start == backup.src.start and r == backup.src else r.start
+        put(E.PT_LOAD, offset, _vaddr(spec, r), r.start, r.size, rwx)
 
     ident = b"\x7fELF" + bytes([E.ELFCLASS64 if is64 else E.ELFCLASS32, E.ELFDATA2LSB,
                                 E.EV_CURRENT, 0]) + bytes(8)
-    ehdr = ehdr_t.build(dict(
+    buf[:ehsize] = ehdr_t.build(dict(
         e_ident=ident, e_type=E.ET_CORE, e_machine=spec.machine, e_version=E.EV_CURRENT,
-        e_entry=0, e_phoff=ehdr_t.sizeof(), e_shoff=0, e_flags=0, e_ehsize=ehdr_t.sizeof(),
-        e_phentsize=phdr_t.sizeof(), e_phnum=len(phdrs), e_shentsize=0, e_shnum=0, e_shstrndx=0))
-    body = ehdr + b"".join(phdr_t.build(p) for p in phdrs)
-    return body + bytes(align_up(len(body), spec.align) - len(body))
+        e_entry=0, e_phoff=ehsize, e_shoff=0, e_flags=0, e_ehsize=ehsize,
+        e_phentsize=phentsize, e_phnum=count, e_shentsize=0, e_shnum=0, e_shstrndx=0))
+    return bytes(buf)
 
 
 def _vaddr(spec: CoreHeaderSpec, r: Range) -> int:

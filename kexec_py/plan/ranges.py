@@ -7,6 +7,7 @@ Ranges are ``[start, end)``. Inclusive bounds (as /proc/iomem and
 from __future__ import annotations
 
 from dataclasses import dataclass
+from operator import attrgetter
 from typing import Iterable
 
 KiB = 1024
@@ -78,38 +79,58 @@ class Range:
         return f"Range[{self.start:#x}, {self.end:#x})"
 
 
+_new, _set = object.__new__, object.__setattr__
+
+
+def trusted_range(start: int, end: int) -> Range:
+    """``Range(start, end)`` without the check, for callers that know ``start <= end``
+    (parsers and the algebra below, which make hundreds of thousands)."""
+    r = _new(Range)
+    _set(r, "start", start)
+    _set(r, "end", end)
+    return r
+
+
 def subtract(ranges: Iterable[Range], holes: Iterable[Range]) -> list[Range]:
     """Every address of ``ranges`` that is in none of ``holes``, sorted and merged.
 
     Linear in the number of ranges plus holes (after sorting), so 100k-range
-    memory maps stay fast.
+    memory maps stay fast; a range no hole touches is returned as it is.
     """
     src = merge(ranges)
     cut = merge(holes)
     out: list[Range] = []
-    j = 0
+    j, n = 0, len(cut)
     for r in src:
-        start = r.start
-        while j < len(cut) and cut[j].end <= start:
+        start, end = r.start, r.end
+        while j < n and cut[j].end <= start:
             j += 1
+        if j == n or cut[j].start >= end:
+            out.append(r)                     # untouched
+            continue
         k = j
-        while k < len(cut) and cut[k].start < r.end:
+        while k < n and cut[k].start < end:
             if cut[k].start > start:
-                out.append(Range(start, cut[k].start))
+                out.append(trusted_range(start, cut[k].start))
             start = max(start, cut[k].end)
             k += 1
-        if start < r.end:
-            out.append(Range(start, r.end))
+        if start < end:
+            out.append(trusted_range(start, end))
     return out
 
 
+_ORDER = attrgetter("start")     # ties in start may come in any order: both are merged
+
+
 def merge(ranges: Iterable[Range]) -> list[Range]:
-    """Sort and coalesce overlapping or touching ranges."""
+    """Sort and coalesce overlapping or touching ranges (empty ones are dropped)."""
     out: list[Range] = []
-    for r in sorted(x for x in ranges if x):
-        if out and r.start <= out[-1].end:
-            if r.end > out[-1].end:
-                out[-1] = Range(out[-1].start, r.end)
+    last = None
+    for r in sorted([x for x in ranges if x.end > x.start], key=_ORDER):
+        if last is not None and r.start <= last.end:
+            if r.end > last.end:
+                last = out[-1] = trusted_range(last.start, r.end)
         else:
             out.append(r)
+            last = r
     return out

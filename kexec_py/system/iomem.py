@@ -3,26 +3,34 @@
 Each line is ``start-last : name`` with two spaces of indentation per nesting
 level. The nesting matters ("Crash kernel" and "Kernel code" sit inside a
 "System RAM" entry), so it is kept.
+
+A machine with hotplugged memory can list 100,000 ranges, so parsing is one
+regular-expression pass over the whole text and one loop over its matches,
+linear in the number of lines, and lookups go through the resources in file
+order (kept while parsing) rather than walking the tree.
 """
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Iterator
+from typing import Iterator, NamedTuple
 
 from kexec_py.errors import SnapshotError
-from kexec_py.plan.ranges import Range
+from kexec_py.plan.ranges import Range, trusted_range
 
 _LINE = re.compile(r"^( *)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)$")
+# Every line at once: a resource line fills groups 1-4; any other non-blank line, group 5.
+_LINES = re.compile(r"^(?:( *)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)|(.*\S.*))$", re.MULTILINE)
+# Line breaks str.splitlines() knows besides \n: with any of them, the line-by-line parser runs.
+_OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
-@dataclass(frozen=True, slots=True)
-class Resource:
+class Resource(NamedTuple):
     range: Range
     name: str
     depth: int
-    children: tuple["Resource", ...] = field(default=())
+    children: tuple["Resource", ...] = ()
 
     def walk(self) -> Iterator["Resource"]:
         yield self
@@ -36,10 +44,13 @@ class Resource:
 @dataclass(frozen=True, slots=True)
 class IoMem:
     roots: tuple[Resource, ...]
+    # every resource in file order (a pre-order walk of ``roots``), kept by parse_iomem
+    flat: tuple[Resource, ...] | None = field(default=None, compare=False, repr=False)
 
     def walk(self) -> Iterator[Resource]:
-        for root in self.roots:
-            yield from root.walk()
+        if self.flat is not None:
+            return iter(self.flat)
+        return (res for root in self.roots for res in root.walk())
 
     def named(self, name: str) -> list[Range]:
         """Ranges of every resource, at any depth, whose name is exactly ``name``."""
@@ -51,37 +62,73 @@ class IoMem:
 
 
 def parse_iomem(text: str, *, source: str = "/proc/iomem") -> IoMem:
-    """Parse the text of /proc/iomem. Raises SnapshotError naming the bad line."""
-    stack: list[tuple[int, list, Range, str]] = []   # (depth, children, range, name)
+    """Parse the text of /proc/iomem. Raises SnapshotError naming the bad line.
+
+    Each resource is built when the next line at its depth or above closes it (its
+    children are known then) and takes its place in ``flat`` where its line was."""
+    if _OTHER_BREAKS.search(text):
+        entries = _entries_by_line(text, source)
+    else:
+        entries = _LINES.findall(text)
+    stack: list[tuple[int, list, Range, str, int]] = []   # (depth, children, range, name, index in flat)
     roots: list[Resource] = []
+    flat: list[Resource | None] = []
 
     def close_to(depth: int) -> None:
+        """Build every open resource at ``depth`` or deeper: the lines after it are not its children."""
         while stack and stack[-1][0] >= depth:
-            d, kids, rng, name = stack.pop()
+            d, kids, rng, name, at = stack.pop()
             res = Resource(rng, name, d, tuple(kids))
+            flat[at] = res
             (stack[-1][1] if stack else roots).append(res)
 
+    for indent, start, last, name, bad in entries:
+        depth = len(indent) >> 1
+        top = stack[-1][0] if stack else -1
+        start_i, end_i = int(start or "0", 16), int(last or "0", 16) + 1
+        if bad or len(indent) % 2 or depth > top + 1 or end_i <= start_i:
+            _fail(text, source)
+        if depth == top:            # the usual case: only the previous line, a sibling, ends here
+            d, kids, rng, nm, at = stack.pop()
+            flat[at] = res = Resource(rng, nm, d, tuple(kids))
+            (stack[-1][1] if stack else roots).append(res)
+        elif depth < top:
+            close_to(depth)
+        stack.append((depth, [], trusted_range(start_i, end_i), name.strip(), len(flat)))
+        flat.append(None)
+    close_to(0)
+    iomem = IoMem(tuple(roots), tuple(flat))
+    if roots and all(r.range.start == 0 and r.range.end <= 1 for r in flat):
+        raise SnapshotError(f"{source}: every address reads as zero",
+                            "/proc/iomem hides addresses from non-root users: run as root")
+    return iomem
+
+
+def _fail(text: str, source: str):
+    """Raise the SnapshotError that names the first bad line."""
+    _entries_by_line(text, source)
+    raise SnapshotError(f"{source}: cannot parse it", "is this a real /proc/iomem, read as root?")
+
+
+def _entries_by_line(text: str, source: str) -> list[tuple[str, str, str, str, str]]:
+    """The entries line by line (str.splitlines' idea of a line), checked: the first bad
+    line raises SnapshotError naming it."""
+    out = []
+    depth = -1
     for lineno, line in enumerate(text.splitlines(), 1):
-        if not line.strip():
-            continue
         m = _LINE.match(line)
-        if not m:
+        if m is None:
+            if not line.strip():
+                continue
             raise SnapshotError(f"{source}:{lineno}: cannot parse {line.strip()[:60]!r}",
                                 "is this a real /proc/iomem, read as root?")
         indent, start, last, name = m.groups()
         if len(indent) % 2:
             raise SnapshotError(f"{source}:{lineno}: odd indentation in {line.strip()[:60]!r}")
-        depth = len(indent) // 2
-        if depth > (stack[-1][0] + 1 if stack else 0):
+        if len(indent) // 2 > depth + 1:
             raise SnapshotError(f"{source}:{lineno}: nesting jumps a level")
-        start_i, last_i = int(start, 16), int(last, 16)
-        if last_i < start_i:
+        depth = len(indent) // 2
+        if int(last, 16) < int(start, 16):
             raise SnapshotError(f"{source}:{lineno}: range ends before it starts")
-        close_to(depth)
-        stack.append((depth, [], Range.from_inclusive(start_i, last_i), name.strip()))
-    close_to(0)
-    iomem = IoMem(tuple(roots))
-    if roots and all(r.range.start == 0 and r.range.end <= 1 for r in iomem.walk()):
-        raise SnapshotError(f"{source}: every address reads as zero",
-                            "/proc/iomem hides addresses from non-root users: run as root")
-    return iomem
+        out.append((indent, start, last, name, ""))
+    return out

@@ -56,3 +56,28 @@ def test_elf32_with_lowmem_limit():
     loads = [s.header for s in elf.iter_segments() if s.header.p_type == "PT_LOAD"]
     assert loads[0].p_vaddr == 0xC0100000
     assert loads[1].p_vaddr == 0xFFFFFFFF                             # highmem: no linear address
+
+
+def test_struct_formats_match_the_construct_layouts():
+    from kexec_py.structs import elf_core as E
+    fields64 = dict(p_type=1, p_flags=7, p_offset=0x1000, p_vaddr=0xFFFF888000001000, p_paddr=0x1000,
+                    p_filesz=0x9F000, p_memsz=0x9F000, p_align=0)
+    fields32 = dict(fields64, p_vaddr=0xC0001000)
+    assert E.PHDR64.pack(*(fields64[k] for k in ("p_type", "p_flags", "p_offset", "p_vaddr", "p_paddr",
+                                                 "p_filesz", "p_memsz", "p_align"))) == E.Elf64_Phdr.build(fields64)
+    assert E.PHDR32.pack(*(fields32[k] for k in ("p_type", "p_offset", "p_vaddr", "p_paddr", "p_filesz",
+                                                 "p_memsz", "p_flags", "p_align"))) == E.Elf32_Phdr.build(fields32)
+
+
+def test_many_ranges_fill_the_header_and_too_many_are_refused():
+    import pytest
+
+    from kexec_py.errors import SystemStateError
+    ram = tuple(Range(0x100000000 + i * 0x200000, 0x100000000 + i * 0x200000 + 0x100000) for i in range(65534 - 3))
+    spec = CoreHeaderSpec(elf_class=64, machine=62, notes=SPEC.notes, ram=ram, page_offset=SPEC.page_offset)
+    loads = [s.header for s in parse(build_elf_core_header(spec)).iter_segments()]
+    assert len(loads) == 65534 and loads[-1].p_paddr == ram[-1].start and loads[-1].p_memsz == 0x100000
+    too_many = CoreHeaderSpec(elf_class=64, machine=62, notes=SPEC.notes, ram=ram + (Range(1 << 40, (1 << 40) + 4096),),
+                              page_offset=SPEC.page_offset)
+    with pytest.raises(SystemStateError, match="65534"):
+        build_elf_core_header(too_many)

@@ -26,6 +26,13 @@ def test_tree_keeps_nesting():
     assert iomem.named("Crash kernel") == [Range(0x1D000000, 0x35000000)]
 
 
+def test_walk_is_file_order():
+    """parse_iomem keeps every resource in file order; that is a pre-order walk of the tree."""
+    iomem = parse_iomem(TEXT)
+    assert [r.name for r in iomem.walk()] == [line.split(" : ")[1] for line in TEXT.splitlines()]
+    assert list(iomem.walk()) == [res for root in iomem.roots for res in root.walk()]
+
+
 def test_system_ram_matches_as_substring():
     ram = parse_iomem(TEXT).containing_name("System RAM")
     assert Range(0x100000000, 0x180000000) in ram
