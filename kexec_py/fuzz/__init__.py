@@ -46,12 +46,135 @@ def _kcore(data: bytes):
     return parse_kcore(data)
 
 
+def _vmlinux(data: bytes):
+    """The ELF kernel readers: x86_64 (placed by p_paddr) and arm64 (laid out by p_vaddr)."""
+    from kexec_py.image.arm64_image import parse_arm64_vmlinux
+    from kexec_py.image.vmlinux import parse_vmlinux
+    for parse in (parse_vmlinux, parse_arm64_vmlinux):
+        try:
+            parse(data, path="fuzz")
+        except KexecError:
+            pass
+
+
+def _uki(data: bytes):
+    """PE/COFF section table and the UKI's payload sections, as x86_64 reads them."""
+    from kexec_py.arch.x86_64 import _parse_uki
+    from kexec_py.image.uki import file_syscall_inputs, parse_uki
+    file_syscall_inputs(parse_uki(data, path="fuzz"), arch="x86_64")
+    return _parse_uki(data, path="fuzz")
+
+
+def _arm64_image(data: bytes):
+    from kexec_py.image.arm64_image import parse_arm64_image
+    return parse_arm64_image(data, path="fuzz")
+
+
+def _zboot(data: bytes):
+    from kexec_py.image.zboot import unwrap
+    return unwrap(data, what="fuzz")
+
+
+def _arm64_kernel_file(data: bytes):
+    """The whole open path for arm64: zboot, decompression, Image and vmlinux."""
+    import tempfile
+
+    from kexec_py.arch.arm64 import Arm64
+    from kexec_py.image.open import open_kernel
+    with tempfile.NamedTemporaryFile() as f:
+        f.write(data)
+        f.flush()
+        return open_kernel(f.name, Arm64().formats)
+
+
+def _decompress(data: bytes):
+    """Every whole-file wrapper, whatever the bytes claim to be."""
+    from kexec_py.image.decompress import decompress, sniff
+    kinds = {sniff(data[:16]), "gzip", "xz", "lzma", "bzip2", "zstd"} - {None, "zboot"}
+    for kind in sorted(kinds):
+        try:
+            decompress(data, kind, what="fuzz")
+        except KexecError:
+            pass
+
+
+def _fdt(data: bytes):
+    """Read a device tree, give it a kexec /chosen, write it, read it back."""
+    from kexec_py.plan.devicetree import ChosenSpec, build_dtb, kexec_chosen, parse_dtb
+    from kexec_py.plan.ranges import Range
+    tree = parse_dtb(data, what="fuzz")
+    spec = ChosenSpec(cmdline="console=ttyAMA0 irqpoll", initrd=Range(0x48000000, 0x48100000),
+                      elfcorehdr=Range(0x90000000, 0x90010000), usable=(Range(0x80000000, 0xA0000000),))
+    out = build_dtb(kexec_chosen(tree, spec))
+    parse_dtb(out, what="fuzz (rebuilt)")
+    return out
+
+
+def _cmdline(data: bytes):
+    """Composing the new kernel's command line from --reuse-cmdline and --append, and
+    the boot protocol's length check."""
+    from types import SimpleNamespace
+
+    from kexec_py.arch.x86 import check_cmdline
+    from kexec_py.plan.cmdline import compose_cmdline
+    text = data.decode("utf-8", "replace")
+    reuse, _, append = text.partition("\0")
+    for crash in (False, True):
+        line = compose_cmdline(append=append or None, reuse=reuse, crash=crash)
+
+        def dropped(words):
+            return [w for w in words if w == "BOOT_IMAGE" or w.startswith("BOOT_IMAGE=")
+                    or crash and (w == "crashkernel" or w.startswith("crashkernel="))]
+        if len(dropped(line.split())) != len(dropped(append.split())):
+            raise AssertionError(f"BOOT_IMAGE= or crashkernel= kept from the running command line: {line!r}")
+        check_cmdline(SimpleNamespace(cmdline_size=2047, path="fuzz"), line)
+
+
+def _snapshot(data: bytes):
+    """The readers of /proc and /sys: the parts of ``data`` (split at NUL bytes) become
+    /proc/iomem, the CPU list, crash notes, vmcoreinfo, a firmware memmap entry and
+    /proc/kcore of a snapshot, which the x86_64 crash and load fact readers then read."""
+    import tempfile
+    from pathlib import Path
+
+    from kexec_py.arch.x86_64 import X86_64
+    from kexec_py.system.view import SystemView
+    parts = data.split(b"\0", len(SNAPSHOT_FILES) - 1)
+    with tempfile.TemporaryDirectory() as root:
+        for rel, part in zip(SNAPSHOT_FILES, parts):
+            path = Path(root, rel)
+            path.parent.mkdir(parents=True, exist_ok=True)
+            path.write_bytes(part)
+        view = SystemView(root)
+        for read in (X86_64().read_crash_facts, X86_64().read_load_facts, lambda v: v.kexec_crash_size(),
+                     lambda v: v.efi_systab(), lambda v: v.kallsyms({"_text", "_end"})):
+            try:
+                read(view)
+            except KexecError:
+                pass
+
+
+SNAPSHOT_FILES = ("proc/iomem", "sys/devices/system/cpu/possible", "sys/devices/system/cpu/cpu0/crash_notes",
+                  "sys/devices/system/cpu/cpu0/crash_notes_size", "sys/kernel/vmcoreinfo",
+                  "sys/firmware/memmap/0/start", "sys/firmware/memmap/0/end", "sys/firmware/memmap/0/type",
+                  "sys/kernel/kexec_crash_size", "sys/firmware/efi/systab", "proc/kallsyms", "proc/kcore")
+
+
 TARGETS: dict[str, Callable[[bytes], object]] = {
     "iomem": _iomem,
     "bzimage": _bzimage,
     "kernel-file": _kernel_file,
     "purgatory": _purgatory,
     "kcore": _kcore,
+    "vmlinux": _vmlinux,
+    "uki": _uki,
+    "arm64-image": _arm64_image,
+    "zboot": _zboot,
+    "arm64-kernel-file": _arm64_kernel_file,
+    "decompress": _decompress,
+    "fdt": _fdt,
+    "cmdline": _cmdline,
+    "snapshot": _snapshot,
 }
 
 

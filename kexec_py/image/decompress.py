@@ -57,6 +57,9 @@ def decompress(data: bytes, kind: str, *, what: str) -> bytes:
     except (OSError, EOFError, ValueError, zlib.error, _lzma.LZMAError) as e:   # BadGzipFile, LZMAError, a bad deflate block
         raise CorruptImage(f"{what}: {kind} data is corrupt or truncated ({e})",
                            "re-copy the file or pass the uncompressed kernel") from e
+    except MemoryError:
+        raise CorruptImage(f"{what}: {kind} data decompresses to more than this machine's memory holds",
+                           "decompress the kernel with a tool first, or re-copy it if it is damaged") from None
     raise CorruptImage(f"{what}: unknown compression {kind!r}")
 
 
@@ -70,7 +73,13 @@ def _zstd(data: bytes, what: str) -> bytes:
             raise CorruptImage(f"{what} is zstd-compressed",
                                "install the 'zstandard' Python package or decompress it with unzstd") from None
         return zstd.decompress(data)
+    # A stream object, not ZstdDecompressor.decompress: that one allocates whatever
+    # content size the frame header claims (up to 2 GiB from a 20-byte file)
+    dobj = zstandard.ZstdDecompressor().decompressobj()
     try:
-        return zstandard.ZstdDecompressor().decompress(data, max_output_size=1 << 31)
+        out = dobj.decompress(data)
     except zstandard.ZstdError as e:
         raise CorruptImage(f"{what}: zstd data is corrupt or truncated ({e})") from e
+    if not dobj.eof:
+        raise CorruptImage(f"{what}: zstd data is truncated (the frame does not end)")
+    return out
