@@ -52,6 +52,10 @@ def run(req: Request, ctx: Context) -> int:
         loaded_now = not req.crash
     if (steps.shutdown or steps.exec) and not (loaded_now or req.dry_run or ctx.sys.kexec_loaded()):
         raise KexecError("Nothing has been loaded!", "load a kernel with -l first")
+    if steps.exec and not req.dry_run:
+        # before sync and ifdown: a process that cannot reboot must not take the network down
+        from kexec_py.submit.preflight import check_exec_permitted
+        check_exec_permitted()
     for wanted, action, what in ((steps.shutdown, "shutdown", "run shutdown -r now"),
                                  (steps.sync, "sync", "sync the filesystems"),
                                  (steps.ifdown, "ifdown", "take the network interfaces down"),
@@ -61,9 +65,6 @@ def run(req: Request, ctx: Context) -> int:
         if req.dry_run:
             print(f"would {what}", file=ctx.out)
             continue
-        if action == "reboot_kexec":
-            from kexec_py.submit.preflight import check_exec_permitted
-            check_exec_permitted()
         try:
             getattr(ctx.backend, action)()
         except OSError as e:
@@ -329,7 +330,8 @@ def _load_inputs(req: Request, cmdline: str):
         seed = os.getrandom(32, os.GRND_NONBLOCK)
     except OSError:
         seed = None          # no entropy yet: the new kernel gathers its own, as without a seed
-    return LoadInputs(cmdline=cmdline, initrd=_map_file(req.initrd) if req.initrd else None,
+    from kexec_py.plan.purgatory import start_prehash     # hash the initrd on another CPU meanwhile
+    return LoadInputs(cmdline=cmdline, initrd=start_prehash(_map_file(req.initrd)) if req.initrd else None,
                       no_checks=req.no_checks, elf_args=x86.args, window=Range(req.mem_min, req.mem_max + 1),
                       dtb=_read_dtb(req.dtb) if req.dtb else None,
                       console_port=port if x86.console_serial else None,
@@ -401,11 +403,13 @@ def _submit_reporting_loss(plan, ctx: Context, crash: bool, do) -> None:
     except SubmitError as e:
         if crash:
             try:
-                lost = not ctx.sys.kexec_crash_loaded()
+                loaded = ctx.sys.kexec_crash_loaded()
             except KexecError:
-                lost = False
-            if lost:
-                e.hint = (e.hint + "; " if e.hint else "") + "NO crash kernel is loaded now"
+                loaded = None
+            state = {False: "NO crash kernel is loaded now: fix the cause, then load one again",
+                     True: "the crash kernel loaded before is still loaded",
+                     None: "whether a crash kernel is still loaded is unknown: check with kexec-py -S"}[loaded]
+            e.hint = (e.hint + "; " if e.hint else "") + state
         raise
 
 

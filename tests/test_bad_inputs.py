@@ -406,6 +406,15 @@ CASES = [
     Case("kernel-refuses-crash-reload", P + ["-c", "{kernel}"], EXIT_REFUSED, "kexec_load",
          "NO crash kernel is loaded now", fail={"kexec_load": ["EADDRNOTAVAIL"]}, calls=["kexec_load"],
          tweak=write_file("/sys/kernel/kexec_crash_loaded", "0\n")),
+    Case("kernel-refuses-but-keeps-crash-kernel", P + ["-c", "{kernel}"], EXIT_REFUSED, "kexec_load",
+         "the crash kernel loaded before is still loaded", fail={"kexec_load": ["EBUSY"]}, calls=["kexec_load"],
+         tweak=write_file("/sys/kernel/kexec_crash_loaded", "1\n")),
+    Case("kernel-refuses-crash-state-unknown", P + ["-c", "{kernel}"], EXIT_REFUSED, "kexec_load",
+         "kexec-py -S", fail={"kexec_load": ["EINVAL"]}, calls=["kexec_load"],
+         tweak=remove("/sys/kernel/kexec_crash_loaded")),
+    Case("eperm-unload-falls-back", ["-p", "-u", "-c"], 0, "kexec_load", "kexec_file_load",
+         tweak=remove("/sys/kernel/security/lockdown"), fail={"kexec_load": ["EPERM"]},
+         calls=["kexec_load", "kexec_file_load"]),
     Case("kernel-refuses-crash-reload-file-syscall", P + ["-s", "{kernel}"], EXIT_REFUSED, "kexec_file_load",
          "NO crash kernel is loaded now", fail={"kexec_file_load": ["ENOMEM"]}, calls=["kexec_file_load"],
          tweak=write_file("/sys/kernel/kexec_crash_loaded", "0\n")),
@@ -510,15 +519,20 @@ GUARD = ["strace", "-f", "-qq", "-e", "trace=kexec_load,kexec_file_load,reboot",
 
 
 def run_without(caps: str, args: list[str], tmp_path: Path):
+    """Run the CLI without ``caps``. The recorder stands in for the machine (sync,
+    ifdown, shutdown and the kexec calls: none may reach this host), and the strace
+    guard fails and logs any kexec syscall that would get past it."""
     assert shutil.which("setpriv") and shutil.which("strace"), "setpriv (util-linux) and strace are needed"
     repo = Path(__file__).resolve().parent.parent
-    env = dict(os.environ, PYTHONPATH=str(repo))
-    env.pop("KEXEC_PY_RECORD", None)
+    record = tmp_path / "record.jsonl"
+    env = dict(os.environ, PYTHONPATH=str(repo), KEXEC_PY_RECORD=str(record))
+    env.pop("KEXEC_PY_RECORD_FAIL", None)
     log = tmp_path / "strace.log"
     cmd = [*GUARD, "-o", str(log), "setpriv", f"--bounding-set={caps}", "--inh-caps=-all",
            sys.executable, "-m", "kexec_py", *args]
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     traced = [t for t in log.read_text().splitlines() if "kexec" in t or "reboot(" in t]
+    assert not record.exists() or record.read_text() == "", f"calls recorded: {record.read_text()}"
     return p.returncode, p.stdout, p.stderr, traced
 
 
@@ -537,6 +551,12 @@ def test_not_root(tmp_path, debian_kernel):
     assert code == 0, err
     assert traced == []
     code, out, err, traced = run_without("-sys_boot", ["--root", root, "-p", "-u"], tmp_path)
+    assert code == EXIT_REFUSED and "CAP_SYS_BOOT" in err and err.count("\n") == 1, err
+    assert traced == []
+    loaded = tmp_path / "root"
+    shutil.copytree(root, loaded)
+    (loaded / "sys/kernel/kexec_loaded").write_text("1\n")
+    code, out, err, traced = run_without("-sys_boot", ["--root", str(loaded), "-e"], tmp_path)
     assert code == EXIT_REFUSED and "CAP_SYS_BOOT" in err and err.count("\n") == 1, err
     assert traced == []
 
