@@ -92,8 +92,8 @@ def errno_error(call: str, err: int, *, crash: bool) -> SubmitError:
     what = f"{call} failed: {os.strerror(err)}"
     region = "the crash region (crashkernel=)" if crash else "memory"
     hints = {
-        E.EPERM: "run as root; if you are, the kernel is locked down (Secure Boot) or "
-                 "/proc/sys/kernel/kexec_load_disabled is 1: try -s with a signed kernel",
+        E.EPERM: "kexec-py found no lack of privilege, so the kernel is locked down (Secure Boot) or a "
+                 "security module (IMA, SELinux) refused it: load a signed kernel with -s",
         E.EACCES: "run as root",
         E.EBUSY: "another kexec load or unload is running; try again when it has finished",
         E.ENOMEM: f"the kernel could not find room: {region} is too small for kernel + initrd",
