@@ -58,7 +58,7 @@ def seeds(debian_kernel_bytes: bytes) -> dict[str, list[bytes]]:
             "zboot": [make_zboot(gzip.compress(image), b"gzip"),
                       make_zboot(zstandard.ZstdCompressor().compress(image), b"zstd22")],
             "arm64-kernel-file": [image, gzip.compress(image), make_zboot(gzip.compress(image), b"gzip"), elf_arm64],
-            "decompress": wrapped, "fdt": [fdt], "cmdline": cmdlines,
+            "decompress": wrapped, "fdt": [fdt], "cmdline": cmdlines, "crash-plan": iomem,
             "snapshot": [_snapshot_seed(SYSTEMS / name) for name in ("x86_64-qemu-2cpu", "x86_64-handmade")]}
 
 

@@ -154,6 +154,56 @@ def _snapshot(data: bytes):
                 pass
 
 
+def _crash_plan(data: bytes):
+    """A whole x86_64 crash plan (facts, placement, ELF core header, zero page, purgatory
+    link, check_plan) for a small ELF kernel, on the captured x86_64-qemu-2cpu
+    snapshot with ``data`` as its /proc/iomem: a strange memory map must give a
+    clear refusal or a plan that check_plan accepts, nothing else."""
+    import atexit
+    import shutil
+    import tempfile
+    from pathlib import Path
+
+    from kexec_py.arch.base import LoadInputs
+    from kexec_py.arch.x86_64 import X86_64
+    from kexec_py.image.vmlinux import parse_vmlinux
+    from kexec_py.plan.purgatory import load_purgatory
+    from kexec_py.plan.segments import check_plan
+    from kexec_py.system.view import SystemView
+    global _PLAN_ROOT
+    if _PLAN_ROOT is None:
+        fixture = Path(__file__).resolve().parents[2] / "tests/fixtures/systems/x86_64-qemu-2cpu"
+        if not fixture.is_dir():
+            raise RuntimeError(f"the crash-plan target needs the source tree's {fixture}")
+        _PLAN_ROOT = Path(tempfile.mkdtemp(prefix="kexec-py-fuzz-"))
+        atexit.register(shutil.rmtree, _PLAN_ROOT, True)
+        shutil.copytree(fixture, _PLAN_ROOT, dirs_exist_ok=True)
+    (_PLAN_ROOT / "proc/iomem").write_bytes(data)
+    arch = X86_64()
+    image = parse_vmlinux(_tiny_vmlinux(), path="tiny-vmlinux")
+    facts = arch.read_crash_facts(SystemView(_PLAN_ROOT))
+    plan = arch.plan_crash(image, LoadInputs(cmdline="console=ttyS0", initrd=b"\x07" * 5000), facts,
+                           load_purgatory("x86_64"))
+    check_plan(plan)
+    return plan
+
+
+_PLAN_ROOT = None
+
+
+def _tiny_vmlinux() -> bytes:
+    """An x86_64 ELF vmlinux in miniature: one PT_LOAD of 4 KiB (4 MiB in memory) at
+    16 MiB, entered at its start, with a "Linux" note."""
+    import struct
+    note = struct.pack("<III", 6, 4, 0) + b"Linux\0\0\0" + bytes(4)
+    off = 64 + 2 * 56
+    phdrs = (struct.pack("<IIQQQQQQ", 4, 4, off, 0, 0, len(note), len(note), 4)
+             + struct.pack("<IIQQQQQQ", 1, 7, off + len(note), 0xFFFFFFFF81000000, 0x1000000, 4096, 4 << 20, 4096))
+    header = (b"\x7fELF\x02\x01\x01" + bytes(9)
+              + struct.pack("<HHIQQQIHHHHHH", 2, 62, 1, 0x1000000, 64, 0, 0, 64, 56, 2, 64, 0, 0))
+    return header + phdrs + note + b"\x90" * 4096
+
+
 SNAPSHOT_FILES = ("proc/iomem", "sys/devices/system/cpu/possible", "sys/devices/system/cpu/cpu0/crash_notes",
                   "sys/devices/system/cpu/cpu0/crash_notes_size", "sys/kernel/vmcoreinfo",
                   "sys/firmware/memmap/0/start", "sys/firmware/memmap/0/end", "sys/firmware/memmap/0/type",
@@ -175,6 +225,7 @@ TARGETS: dict[str, Callable[[bytes], object]] = {
     "fdt": _fdt,
     "cmdline": _cmdline,
     "snapshot": _snapshot,
+    "crash-plan": _crash_plan,
 }
 
 
