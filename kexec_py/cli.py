@@ -161,16 +161,20 @@ def _run(actions: list[str], v: dict) -> int:
     from kexec_py import arch as arches
     from kexec_py.cli_request import build_request, refuse_unsupported
     from kexec_py.driver import Context, print_crash_region_size, run
-    from kexec_py.submit.backends import backend_for
     from kexec_py.system.view import SystemView
 
     sysview = SystemView(v["root"])
     if v["print_ckr_size"]:
         return print_crash_region_size(sysview)
     refuse_unsupported(v)
-    the_arch = arches.get(v["arch"]) if v["arch"] else arches.host()
-    req = build_request(actions, v, arch=the_arch.name)
-    return run(req, Context(arch=the_arch, sys=sysview, backend=backend_for(the_arch.name)))
+    name = v["arch"] or arches.host_name()
+    arches.check(name)
+    req = build_request(actions, v, arch=name)
+    if req.steps.status:
+        # -S reads one /sys file: neither the architecture's planner nor a backend is imported
+        return run(req, Context(arch=None, sys=sysview, backend=None))
+    from kexec_py.submit.backends import backend_for
+    return run(req, Context(arch=arches.get(name), sys=sysview, backend=backend_for(name)))
 
 
 def _fast_help(args: list[str]) -> str | None:

@@ -24,12 +24,17 @@ def host_name() -> str:
     return _MACHINES.get(machine, machine)
 
 
-def get(name: str):
+def check(name: str) -> None:
+    """Raise the UsageError ``get`` gives for a name it cannot load, importing nothing."""
     if name not in KNOWN:
         raise UsageError(f"unknown architecture {name!r}", f"known: {', '.join(KNOWN)}")
     if name not in SUPPORTED:
         raise UsageError(f"kexec-py does not load kernels on {name} yet",
                          f"supported so far: {', '.join(SUPPORTED)}")
+
+
+def get(name: str):
+    check(name)
     if name == "x86_64":
         from kexec_py.arch.x86_64 import X86_64
         return X86_64()

@@ -3,6 +3,7 @@ first image format (of the architecture's list, in order) that recognises it."""
 
 from __future__ import annotations
 
+import mmap
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,18 +25,20 @@ class ImageFormat:
 @dataclass(frozen=True, slots=True)
 class KernelFile:
     path: Path
-    data: bytes
+    data: bytes | MappedFile           # the file mapped read-only, or its decompressed bytes
     compression: str | None            # how the file itself was wrapped, or None
 
 
 def read_kernel_file(path: str | Path) -> KernelFile:
+    """The kernel file's bytes: mapped, not copied (the pages are the page cache's, and a
+    second read of the same file costs nothing), or decompressed when it is wrapped."""
     path = Path(path)
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size
             if size > MAX_KERNEL_BYTES:
                 raise ImageError(f"{path} is larger than 2 GiB", "that is not a kernel")
-            raw = f.read()
+            raw = _map(f, size)
     except FileNotFoundError:
         raise ImageNotFound(f"{path}: no such file", "check the kernel path") from None
     except IsADirectoryError:
@@ -50,6 +53,32 @@ def read_kernel_file(path: str | Path) -> KernelFile:
     if kind is None:
         return KernelFile(path, raw, None)
     return KernelFile(path, decompress(raw, kind, what=str(path)), kind)
+
+
+class MappedFile(mmap.mmap):
+    """A read-only file mapping that, like bytes, compares equal to the same contents.
+    (Slices of it are bytes; ``memoryview(it)`` views it without a copy.)"""
+
+    __slots__ = ()
+    __hash__ = None
+
+    def __eq__(self, other):
+        try:
+            with memoryview(self) as mine, memoryview(other) as theirs:
+                return mine == theirs
+        except TypeError:
+            return NotImplemented
+
+
+def _map(f, size: int):
+    """A read-only mapping of the open file ``f``; its contents read into bytes when it
+    cannot be mapped (an empty or special file)."""
+    if size:
+        try:
+            return MappedFile(f.fileno(), size, prot=mmap.PROT_READ)
+        except (OSError, ValueError):
+            pass
+    return f.read()
 
 
 def open_kernel(path: str | Path, formats: Sequence[ImageFormat], *, force: str | None = None):

@@ -39,6 +39,7 @@ SHA256_REGION_COUNT = 16           # entries in the purgatory's sha256_regions t
 SHA256_REGIONS_SIZE = SHA256_REGION_COUNT * 16   # {u64 start; u64 len} each
 
 _HINT_REBUILD = "rebuild it with scripts/build-purgatory, or reinstall kexec-py"
+CACHE_FORMAT = 1                   # of data/purgatory/<arch>.json, the parse of <arch>.o
 
 
 class PurgatorySymbolError(CorruptImage):
@@ -140,6 +141,43 @@ class PurgatoryObject:
             raise
         except elf_errors() as e:
             raise CorruptImage(f"{name}: not a usable ELF object: {e}", _HINT_REBUILD) from e
+
+    def to_cache(self, data: bytes) -> dict:
+        """This parse as plain JSON data, tied to the object bytes ``data`` it came from."""
+        return {
+            "format": CACHE_FORMAT, "object_sha256": hashlib.sha256(data).hexdigest(),
+            "byteorder": self.byteorder, "bufsz": self.bufsz, "memsz": self.memsz, "align": self.align,
+            "entry": self._entry,
+            "sections": [[s.index, s.name, s.offset, s.size, s.nobits, s.data.hex()]
+                         for s in self._sections.values()],
+            "symbols": [[y.name, y.value, y.size, y.shndx, y.is_global] for y in self._symbols],
+            "relocs": [[r.section.index, r.offset, r.type, r.target, r.absolute, r.addend, r.where]
+                       for r in self._relocs],
+        }
+
+    @classmethod
+    def from_cache(cls, cache: dict, data: bytes, *, relocs: Mapping[int, RelocRecipe],
+                   name: str = "purgatory") -> PurgatoryObject | None:
+        """The object ``to_cache`` described, if ``cache`` was made from these very bytes
+        and every relocation still has a recipe that fits; None otherwise (parse it then)."""
+        try:
+            if cache["format"] != CACHE_FORMAT or cache["object_sha256"] != hashlib.sha256(data).hexdigest():
+                return None
+            sections = {i: _Section(i, n, off, size, nobits, bytes.fromhex(hexdata))
+                        for i, n, off, size, nobits, hexdata in cache["sections"]}
+            symbols = tuple(_Symbol(n, value, size, shndx, is_global)
+                            for n, value, size, shndx, is_global in cache["symbols"])
+            out = []
+            for index, offset, rtype, target, absolute, addend, where in cache["relocs"]:
+                sec, recipe = sections[index], relocs.get(rtype)
+                if recipe is None or offset + recipe.size > sec.size:
+                    return None
+                out.append(_Reloc(sec, offset, rtype, target, absolute, addend, where))
+            layout = _Layout(sections, cache["bufsz"], cache["memsz"], cache["align"])
+            return cls(name=name, layout=layout, byteorder=cache["byteorder"], symbols=symbols,
+                       relocs=tuple(out), recipes=relocs, entry=cache["entry"])
+        except (KeyError, TypeError, ValueError):
+            return None
 
     def link(self, base: int) -> LinkedPurgatory:
         """Place the purgatory at physical address ``base`` and relocate it."""
@@ -414,10 +452,11 @@ def load_purgatory(arch: str) -> PurgatoryObject:
     """Parse the purgatory shipped for ``arch`` (``kexec_py/data/purgatory/<arch>.o``).
 
     The relocation recipes and ELF machine come from ``kexec_py.arch.relocs_<arch>``
-    (``RELOCATIONS`` and ``ELF_MACHINE``).
+    (``RELOCATIONS`` and ``ELF_MACHINE``). The parse itself is shipped next to the
+    object (``<arch>.json``, written by scripts/build-purgatory), which spares every
+    load importing pyelftools; it is used only when it was made from these very bytes.
     """
     import importlib
-    import importlib.resources
 
     if not arch.replace("_", "").isalnum() or not arch.isascii():
         raise UsageError(f"no purgatory for architecture {arch!r}")
@@ -426,14 +465,55 @@ def load_purgatory(arch: str) -> PurgatoryObject:
     except ModuleNotFoundError as e:
         raise UsageError(f"no purgatory for architecture {arch!r}",
                          "kexec_load needs one; try --kexec-file-syscall") from e
-    resource = importlib.resources.files("kexec_py").joinpath("data", "purgatory", f"{arch}.o")
+    folder = _purgatory_folder()
+    resource = folder.joinpath(f"{arch}.o")
     try:
         data = resource.read_bytes()
     except (FileNotFoundError, NotADirectoryError) as e:
         raise ImageNotFound(f"the {arch} purgatory is missing from the installation ({resource})",
                             _HINT_REBUILD) from e
-    return PurgatoryObject.from_bytes(data, machine=recipes.ELF_MACHINE, relocs=recipes.RELOCATIONS,
-                                      name=f"purgatory {arch}.o")
+    name = f"purgatory {arch}.o"
+    cache = _read_cache(folder.joinpath(f"{arch}.json"))
+    obj = cache and PurgatoryObject.from_cache(cache, data, relocs=recipes.RELOCATIONS, name=name)
+    return obj or PurgatoryObject.from_bytes(data, machine=recipes.ELF_MACHINE, relocs=recipes.RELOCATIONS,
+                                             name=name)
+
+
+def _purgatory_folder():
+    import importlib.resources
+    return importlib.resources.files("kexec_py").joinpath("data", "purgatory")
+
+
+def _read_cache(resource) -> dict | None:
+    import json
+    try:
+        cache = json.loads(resource.read_bytes())
+    except (OSError, ValueError):
+        return None
+    return cache if isinstance(cache, dict) else None
+
+
+def write_cache(arch: str, path=None) -> None:
+    """Write ``<arch>.json`` next to the object at ``path`` (default: the shipped one),
+    parsed the slow way, with pyelftools."""
+    import importlib
+    import json
+    from pathlib import Path
+
+    obj_path = Path(path) if path else Path(str(_purgatory_folder().joinpath(f"{arch}.o")))
+    recipes = importlib.import_module(f"kexec_py.arch.relocs_{arch}")
+    data = obj_path.read_bytes()
+    obj = PurgatoryObject.from_bytes(data, machine=recipes.ELF_MACHINE, relocs=recipes.RELOCATIONS,
+                                     name=f"purgatory {arch}.o")
+    cache = obj.to_cache(data)
+    lines = []
+    for key, value in cache.items():           # one line per field, per section, symbol, relocation
+        if isinstance(value, list):
+            rows = ",\n".join("  " + json.dumps(row) for row in value)
+            lines.append(f"{json.dumps(key)}: [\n{rows}\n ]")
+        else:
+            lines.append(f"{json.dumps(key)}: {json.dumps(value)}")
+    obj_path.with_suffix(".json").write_text("{\n " + ",\n ".join(lines) + "\n}\n")
 
 
 # --- SHA-256 over the other segments -------------------------------------------------
@@ -454,35 +534,87 @@ _HASH_CHUNK = 16 << 20        # feed hashlib 16 MiB at a time (it drops the GIL 
 _ZEROS = bytes(1 << 20)
 
 
+def _bytes_view(buf) -> memoryview:
+    view = memoryview(buf)
+    return view if view.ndim == 1 and view.itemsize == 1 else view.cast("B")
+
+
+def _hash_into(h, view: memoryview) -> None:
+    for start in range(0, len(view), _HASH_CHUNK):
+        h.update(view[start:start + _HASH_CHUNK])
+
+
+class _Prehash:
+    """The SHA-256 state after one whole buffer, computed on a thread of its own."""
+
+    def __init__(self, buf):
+        import threading
+        self.buf = buf
+        self._h = hashlib.sha256()
+        self._thread = threading.Thread(target=_hash_into, args=(self._h, _bytes_view(buf)),
+                                        name="kexec-py prehash", daemon=True)
+        self._thread.start()
+
+    def state(self):
+        """A copy of the finished state, to go on hashing from."""
+        self._thread.join()
+        return self._h.copy()
+
+
+_prehashes: list[_Prehash] = []        # one load per process: the latest only
+
+
+def start_prehash(buf):
+    """Start hashing ``buf`` on another CPU while the load is planned, and return it.
+
+    The purgatory's digest is one SHA-256 over the segments in address order, so it
+    can start from this state when ``buf`` becomes the lowest segment, as the initrd
+    does in the x86 layouts (placed last, top-down); otherwise the digest is computed
+    from the start as usual. Either way it is the same digest."""
+    if len(buf) >= _HASH_CHUNK:          # below that, a thread costs more than it saves
+        _prehashes[:] = [_Prehash(buf)]
+    return buf
+
+
+def _prehashed(buf):
+    for p in _prehashes:
+        if p.buf is buf:
+            return p
+    return None
+
+
 def sha256_of_segments(segments: Iterable[HashedSegment]) -> tuple[list[tuple[int, int]], bytes]:
     """The regions table and the digest the purgatory checks.
 
     Each segment is hashed as its ``buf`` followed by ``memsz - len(buf)`` zero bytes
     (what the kernel leaves in memory), in ascending ``mem`` order, as one message.
     Segments with ``memsz == 0`` are left out. Returns ``([(mem, memsz), ...], digest)``.
-    Buffers are never copied: hashlib reads memoryview slices of them.
+    Buffers are never copied: hashlib reads memoryview slices of them, in large blocks;
+    a first segment whose hash ``start_prehash`` began is not read again.
     """
-    h = hashlib.sha256()
+    h = None
     regions: list[tuple[int, int]] = []
     zeros = memoryview(_ZEROS)
     for seg in sorted(segments, key=lambda s: s.mem):
         if seg.memsz == 0:
             continue
-        view = memoryview(seg.buf)
-        if view.ndim != 1 or view.itemsize != 1:
-            view = view.cast("B")
+        view = _bytes_view(seg.buf)
         if len(view) > seg.memsz:
             raise PlacementError(f"segment at {seg.mem:#x} has {len(view):#x} bytes but memsz "
                                  f"{seg.memsz:#x}")
-        for start in range(0, len(view), _HASH_CHUNK):
-            h.update(view[start:start + _HASH_CHUNK])
+        if h is None and (pre := _prehashed(seg.buf)) is not None:
+            h = pre.state()
+        else:
+            if h is None:
+                h = hashlib.sha256()
+            _hash_into(h, view)
         pad = seg.memsz - len(view)
         while pad:
             n = min(pad, len(zeros))
             h.update(zeros[:n])
             pad -= n
         regions.append((seg.mem, seg.memsz))
-    return regions, h.digest()
+    return regions, (h or hashlib.sha256()).digest()
 
 
 def pack_sha256_regions(regions: Sequence[tuple[int, int]], *, byteorder: str = "little") -> bytes:
@@ -506,3 +638,8 @@ def store_sha256(purgatory: LinkedPurgatory, segments: Iterable[HashedSegment]) 
     purgatory.set_symbol("sha256_regions", pack_sha256_regions(regions, byteorder=purgatory.byteorder))
     purgatory.set_symbol("sha256_digest", digest)
     return digest
+
+
+if __name__ == "__main__":      # python3 -m kexec_py.plan.purgatory ARCH [OBJECT]: write its .json
+    import sys
+    write_cache(sys.argv[1], sys.argv[2] if len(sys.argv) > 2 else None)

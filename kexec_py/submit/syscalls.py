@@ -15,17 +15,11 @@ NR_KEXEC_LOAD = {"x86_64": 246, "i386": 283, "arm64": 104, "arm": 347, "ppc64le"
 NR_KEXEC_FILE_LOAD = {"x86_64": 320, "arm64": 294, "ppc64le": 382, "s390x": 381}  # none on i386, arm
 NR_REBOOT = {"x86_64": 169, "i386": 88, "arm64": 142, "arm": 88, "ppc64le": 88, "s390x": 88}
 
-_CDEF = """
-long syscall(long number, ...);
-struct kexec_segment { const void *buf; size_t bufsz; const void *mem; size_t memsz; };
-"""
-
 
 @lru_cache(maxsize=1)
 def _ffi():
-    from cffi import FFI
-    ffi = FFI()
-    ffi.cdef(_CDEF)
+    """cffi's view of libc: the declarations come parsed in _ffi.py (see ffi_build.py)."""
+    from kexec_py.submit._ffi import ffi
     return ffi, ffi.dlopen(None)
 
 

@@ -75,3 +75,18 @@ def test_huge_file_refused_without_reading_it(tmp_path):
         f.truncate((1 << 31) + 1)
     with pytest.raises(ImageError, match="larger than 2 GiB"):
         open_kernel(big, X86_64().formats)
+
+
+def test_kernel_files_are_mapped_not_copied(tmp_path):
+    """read_kernel_file maps an uncompressed kernel read-only; the mapping still compares like bytes."""
+    import gzip
+
+    from kexec_py.image.open import MappedFile, read_kernel_file
+    data = bytes(range(256)) * 64
+    (tmp_path / "k").write_bytes(data)
+    kf = read_kernel_file(tmp_path / "k")
+    assert isinstance(kf.data, MappedFile) and kf.compression is None
+    assert kf.data == data and kf.data != data[:-1] and kf.data[:4] == data[:4] and len(kf.data) == len(data)
+    (tmp_path / "k.gz").write_bytes(gzip.compress(data))
+    kf = read_kernel_file(tmp_path / "k.gz")
+    assert kf.compression == "gzip" and kf.data == data

@@ -463,3 +463,71 @@ def test_x86_64_recipes():
     assert table["R_X86_64_NONE"].size == 0
     with pytest.raises(TypeError):
         RELOCATIONS[99] = table["R_X86_64_64"]          # read-only mapping
+
+
+def test_prehashed_first_segment_gives_the_same_digest(monkeypatch):
+    """start_prehash hashes a buffer on another thread; the digest is the same whether that
+    buffer ends up the lowest segment (its state is used, it is not read again), a later
+    one, or not hashed ahead at all."""
+    import os
+    from types import SimpleNamespace as Seg
+
+    from kexec_py.plan import purgatory as P
+    big = memoryview(os.urandom(P._HASH_CHUNK + 12345))
+    small = b"kernel" * 1000
+    for big_first, order in ((True, (0x1000000, 0x9000000)), (False, (0x9000000, 0x1000000))):
+        segs = [Seg(mem=order[0], memsz=P._HASH_CHUNK + 16384, buf=big),
+                Seg(mem=order[1], memsz=0x2000 * 4, buf=small)]
+        P._prehashes.clear()
+        plain = P.sha256_of_segments(segs)
+        assert P.start_prehash(big) is big
+        P._prehashed(big).state()                          # let the thread finish first
+        hashed = []
+        real = P._hash_into
+        monkeypatch.setattr(P, "_hash_into", lambda h, view: (hashed.append(len(view)), real(h, view)))
+        assert P.sha256_of_segments(segs) == plain
+        assert (len(big) in hashed) == (not big_first)
+        monkeypatch.setattr(P, "_hash_into", real)
+    P._prehashes.clear()
+
+
+@pytest.mark.parametrize("arch", ["x86_64", "i386", "arm64"])
+def test_shipped_parse_is_current_and_used(arch, monkeypatch):
+    """data/purgatory/<arch>.json is the pyelftools parse of <arch>.o (scripts/build-purgatory
+    writes it); load_purgatory takes it instead of parsing, and links the same bytes."""
+    import importlib
+    import json
+
+    from kexec_py.plan import purgatory as P
+    folder = P._purgatory_folder()
+    data = folder.joinpath(f"{arch}.o").read_bytes()
+    recipes = importlib.import_module(f"kexec_py.arch.relocs_{arch}")
+    parsed = P.PurgatoryObject.from_bytes(data, machine=recipes.ELF_MACHINE, relocs=recipes.RELOCATIONS)
+    shipped = json.loads(folder.joinpath(f"{arch}.json").read_bytes())
+    assert shipped == json.loads(json.dumps(parsed.to_cache(data))), f"run scripts/build-purgatory {arch}"
+
+    def no_parsing(*args, **kwargs):
+        raise AssertionError("load_purgatory parsed the object instead of using its .json")
+    monkeypatch.setattr(P.PurgatoryObject, "from_bytes", no_parsing)
+    cached = P.load_purgatory(arch)
+    base = 0x1000000
+    a, b = cached.link(base), parsed.link(base)
+    assert (a.buf, a.entry, a.memsz, cached.align) == (b.buf, b.entry, b.memsz, parsed.align)
+    assert a.symbol_addr("sha256_digest") == b.symbol_addr("sha256_digest")
+
+
+def test_a_stale_or_damaged_shipped_parse_is_not_used():
+    import importlib
+    import json
+
+    from kexec_py.plan import purgatory as P
+    data = P._purgatory_folder().joinpath("x86_64.o").read_bytes()
+    recipes = importlib.import_module("kexec_py.arch.relocs_x86_64").RELOCATIONS
+    cache = json.loads(P._purgatory_folder().joinpath("x86_64.json").read_bytes())
+    assert P.PurgatoryObject.from_cache(cache, data, relocs=recipes) is not None
+    assert P.PurgatoryObject.from_cache(cache, data + b"\0", relocs=recipes) is None      # another object
+    assert P.PurgatoryObject.from_cache({**cache, "format": 0}, data, relocs=recipes) is None
+    assert P.PurgatoryObject.from_cache({**cache, "relocs": [[1, 0]]}, data, relocs=recipes) is None
+    some_type = cache["relocs"][0][2]
+    assert P.PurgatoryObject.from_cache(cache, data, relocs={k: v for k, v in recipes.items()
+                                                             if k != some_type}) is None
