@@ -15,8 +15,17 @@ SHUTDOWN_PATHS = ("/sbin/shutdown", "/etc/shutdown", "/bin/shutdown")
 
 
 def ifdown() -> None:
-    """Clear IFF_UP on every interface but loopback, so no DMA runs into the new kernel."""
-    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as s:
+    """Clear IFF_UP on every interface but loopback, so no DMA runs into the new kernel.
+    A kernel built without networking (socket() fails with ENOSYS or EAFNOSUPPORT)
+    has no interface to take down."""
+    import errno
+    try:
+        s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    except OSError as e:
+        if e.errno in (errno.ENOSYS, errno.EAFNOSUPPORT):
+            return
+        raise
+    with s:
         for _, name in socket.if_nameindex():
             if name == "lo" or ":" in name:
                 continue

@@ -337,10 +337,15 @@ def _run_dir(arch: fetch.Arch, name: str) -> Path:
 def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
         smp: int = DEFAULT_SMP, crashkernel: str | None = None,
         append: str = "", timeout: float = DEFAULT_TIMEOUT, echo: bool = False,
-        keep_images: bool = False, extra_files: dict[str, Path] | None = None) -> Result:
+        keep_images: bool = False, extra_files: dict[str, Path] | None = None,
+        kernel: Path | None = None) -> Result:
     """Build the images for ``scenario``, boot them, and return what the guest said.
-    ``extra_files`` maps guest paths to host files baked into the first kernel's initrd."""
+    ``extra_files`` maps guest paths to host files baked into the first kernel's initrd;
+    ``kernel`` replaces the Debian kernel (booted first, and /boot/vmlinuz in the guest)."""
     inputs = prepare(arch)
+    if kernel is not None:
+        from dataclasses import replace
+        inputs = replace(inputs, kernel=Path(kernel))
     crashkernel = crashkernel or ARCH_CRASHKERNEL.get(arch, DEFAULT_CRASHKERNEL)
     workdir = _run_dir(inputs.arch, scenario.name)
     env = {"KERNEL": GUEST_KERNEL, "CAPTURE_INITRD": GUEST_CAPTURE_INITRD,
