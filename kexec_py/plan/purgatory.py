@@ -562,6 +562,7 @@ class _Prehash:
 
 
 _prehashes: list[_Prehash] = []        # one load per process: the latest only
+_PREHASH_MIN = 1 << 20                  # below this a thread saves less than it costs
 
 
 def start_prehash(buf):
@@ -571,7 +572,7 @@ def start_prehash(buf):
     can start from this state when ``buf`` becomes the lowest segment, as the initrd
     does in the x86 layouts (placed last, top-down); otherwise the digest is computed
     from the start as usual. Either way it is the same digest."""
-    if len(buf) >= _HASH_CHUNK:          # below that, a thread costs more than it saves
+    if len(buf) >= _PREHASH_MIN:
         _prehashes[:] = [_Prehash(buf)]
     return buf
 

@@ -473,7 +473,7 @@ def test_prehashed_first_segment_gives_the_same_digest(monkeypatch):
     from types import SimpleNamespace as Seg
 
     from kexec_py.plan import purgatory as P
-    big = memoryview(os.urandom(P._HASH_CHUNK + 12345))
+    big = memoryview(os.urandom(P._HASH_CHUNK + 12345))           # more than one hashing block
     small = b"kernel" * 1000
     for big_first, order in ((True, (0x1000000, 0x9000000)), (False, (0x9000000, 0x1000000))):
         segs = [Seg(mem=order[0], memsz=P._HASH_CHUNK + 16384, buf=big),
