@@ -173,6 +173,7 @@ def _run(actions: list[str], v: dict) -> int:
 
 
 def _run_command(actions: list[str], v: dict) -> int:
+    _hash_initrd_early(actions, v)
     from kexec_py import arch as arches
     from kexec_py.cli_request import build_request, refuse_unsupported
     from kexec_py.driver import Context, print_crash_region_size, run
@@ -190,6 +191,30 @@ def _run_command(actions: list[str], v: dict) -> int:
         return run(req, Context(arch=None, sys=sysview, backend=None))
     from kexec_py.submit.backends import backend_for
     return run(req, Context(arch=arches.get(name), sys=sysview, backend=backend_for(name)))
+
+
+def _hash_initrd_early(actions: list[str], v: dict) -> None:
+    """A kexec_load of a kernel with an initrd (-c, or an architecture without
+    kexec_file_load) hashes the initrd for the purgatory: start that on another CPU now,
+    while the loader's modules are imported. Anything odd is left for the load to report."""
+    from kexec_py.request import Syscall, steps_from_options
+    steps = steps_from_options(actions)
+    if not (v["initrd"] and v["kernel"] and steps.load and not steps.status):
+        return
+    from kexec_py import arch as arches
+    from kexec_py.submit.syscalls import NR_KEXEC_FILE_LOAD
+    name = v["arch"] or arches.host_name()
+    if steps.syscall is not Syscall.LOAD and name in NR_KEXEC_FILE_LOAD and not v["dtb"]:
+        return                          # kexec_file_load first: the kernel reads the initrd itself
+    import stat
+    try:
+        if not stat.S_ISREG(os.stat(v["initrd"]).st_mode):
+            return                      # a FIFO would block the open; the load refuses it anyway
+        from kexec_py.image.open import map_file
+        from kexec_py.plan.purgatory import start_prehash
+        start_prehash(map_file(v["initrd"]))
+    except (OSError, ValueError):
+        pass
 
 
 def _fast_help(args: list[str]) -> str | None:

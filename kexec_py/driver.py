@@ -7,7 +7,6 @@ fixture SystemView and a RecordingBackend.
 from __future__ import annotations
 
 import errno as E
-import mmap
 import os
 import sys as _sys
 from dataclasses import dataclass, field, replace
@@ -425,8 +424,5 @@ def _check_file(path: str, what: str) -> None:
 
 def _map_file(path: str):
     """The file's bytes without copying them: a read-only memory map (empty files: b"")."""
-    with open(path, "rb") as f:
-        size = os.fstat(f.fileno()).st_size
-        if size == 0:
-            return b""
-        return memoryview(mmap.mmap(f.fileno(), size, prot=mmap.PROT_READ))
+    from kexec_py.image.open import map_file
+    return map_file(path)

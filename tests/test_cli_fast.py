@@ -124,3 +124,36 @@ def test_fast_help_is_typers_help():
         assert run(["--help"], columns) == typer_text
         assert run(["-h"], columns) == typer_text
     assert run(["--help"], 60) == run([], 60, module="typer") != run(["--help"], 80)
+
+
+def test_initrd_hashing_starts_early_only_for_kexec_load(tmp_path):
+    """-c with an initrd starts hashing it before the loader is imported, on the very view
+    the load maps again later; the file syscall, a FIFO or a missing file start nothing."""
+    import os as _os
+
+    from kexec_py.image.open import map_file
+    from kexec_py.plan import purgatory as P
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(_os.urandom(P._PREHASH_MIN + 4096))
+    fifo = tmp_path / "fifo"
+    _os.mkfifo(fifo)
+
+    def started(*argv):
+        P._prehashes.clear()
+        actions, values = cli.fast_parse([*argv, "--arch", "x86_64"])
+        cli._hash_initrd_early(actions, values)
+        return bool(P._prehashes)
+    try:
+        assert started("-p", "-c", "/k", f"--initrd={initrd}")
+        assert P._prehashed(map_file(initrd)) is not None          # the load will find it
+        assert not started("-p", "-s", "/k", f"--initrd={initrd}")
+        assert not started("-p", "/k", f"--initrd={initrd}")        # -a: kexec_file_load first
+        assert not started("-u", "-c", f"--initrd={initrd}")
+        assert not started("-p", "-c", "/k", f"--initrd={fifo}")
+        assert not started("-p", "-c", "/k", f"--initrd={tmp_path / 'missing'}")
+        P._prehashes.clear()
+        actions, values = cli.fast_parse(["-p", "/k", f"--initrd={initrd}", "--arch", "i386"])
+        cli._hash_initrd_early(actions, values)                     # i386 has only kexec_load
+        assert P._prehashes
+    finally:
+        P._prehashes.clear()

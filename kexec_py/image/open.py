@@ -81,6 +81,27 @@ def _map(f, size: int):
     return f.read()
 
 
+_mapped: dict[tuple, memoryview] = {}      # the last file map_file mapped, by identity
+
+
+def map_file(path: str | Path):
+    """A file's bytes without a copy: a read-only memory map (an empty file: b"").
+
+    Mapping the same unchanged file again in this process gives the same view, so that
+    an initrd whose hashing started early (see cli.py) is recognised when it is loaded."""
+    with open(path, "rb") as f:
+        st = os.fstat(f.fileno())
+        if st.st_size == 0:
+            return b""
+        key = (os.fspath(path), st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+        view = _mapped.get(key)
+        if view is None:
+            view = memoryview(mmap.mmap(f.fileno(), st.st_size, prot=mmap.PROT_READ))
+            _mapped.clear()
+            _mapped[key] = view
+        return view
+
+
 def open_kernel(path: str | Path, formats: Sequence[ImageFormat], *, force: str | None = None):
     """Parse ``path`` with the first format whose probe accepts it (or the one named ``force``)."""
     return parse_kernel(read_kernel_file(path), formats, force=force)

@@ -572,7 +572,7 @@ def start_prehash(buf):
     can start from this state when ``buf`` becomes the lowest segment, as the initrd
     does in the x86 layouts (placed last, top-down); otherwise the digest is computed
     from the start as usual. Either way it is the same digest."""
-    if len(buf) >= _PREHASH_MIN:
+    if len(buf) >= _PREHASH_MIN and _prehashed(buf) is None:
         _prehashes[:] = [_Prehash(buf)]
     return buf
 
