@@ -1,0 +1,39 @@
+"""scripts/bench must keep working: a quick round (small inputs, one run each) prints a row
+for every case, and both programs reached their final system call in each load case.
+
+No timing is asserted here: the speed targets are the benchmark's business
+(scripts/bench --check), not a test's, which a busy CI machine would make flaky.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parent.parent
+CASES = ["a", "b", "c100", "c1000", "d-help", "d-S", "s"]
+
+
+def test_quick_bench_prints_every_case(tmp_path):
+    samples = tmp_path / "samples.json"
+    p = subprocess.run([sys.executable, str(REPO / "scripts" / "bench"), "--quick", "--json", str(samples)],
+                       capture_output=True, text=True, timeout=600)
+    assert p.returncode == 0, p.stdout + p.stderr
+    rows = {line.split()[0]: line for line in p.stdout.splitlines() if line.split()}
+    assert set(CASES) <= set(rows), p.stdout
+    assert not any("FAILED" in rows[c] for c in CASES), p.stdout
+    assert "c growth" in p.stdout and "b segment bytes" in p.stdout
+    data = json.loads(samples.read_text())
+    assert set(data) == set(CASES)
+    for case in CASES:
+        for who in ("ours", "theirs"):
+            (sample,) = data[case][who]
+            assert sample["wall"] > 0 and sample["rss_kib"] > 0, (case, who)
+    # the load cases ran to the end: each program's last kexec call failed with the injected EPERM
+    for case, call in (("a", "kexec_load("), ("b", "kexec_load("), ("c100", "kexec_load("), ("s", "kexec_file_load(")):
+        for who in ("ours", "theirs"):
+            calls = [c for c in data[case][who][0]["calls"] if call in c]
+            assert calls and "INJECTED" in calls[-1], (case, who, data[case][who][0]["calls"])
+    assert data["d-S"]["ours"][0]["exit"] == data["d-S"]["theirs"][0]["exit"] == 0
