@@ -31,14 +31,13 @@ from pathlib import Path
 
 import pytest
 
-from tests.guest import fetch, harness
+from tests.guest import harness
 from tests.guest import kexec_file_kernel as kexec_file_kernel_module
 from tests.image import arm64_kernels
 
 pytestmark = pytest.mark.guest
 ARCH = "aarch64"
 AUTO_LOAD = 'kexec-py -p "$KERNEL" --initrd="$CAPTURE_INITRD" --append="$CAPTURE_APPEND"'
-STAGE2_INITRD = harness.GUEST_CAPTURE_INITRD     # busybox + the shared /init
 
 
 @pytest.fixture(scope="module", autouse=True)
@@ -53,19 +52,11 @@ def vmlinux_files(guest_inputs):
     return arm64_kernels.debian_vmlinux(guest_inputs.kernel)
 
 
-def reboot_command(kernel: str, tag: str, syscall: str = "") -> tuple[str, str]:
-    append = harness.stage2_append(fetch.ARCHES[ARCH], tag)
-    flag = f" -{syscall}" if syscall else ""
-    return f'kexec-py -l{flag} {kernel} --initrd="{STAGE2_INITRD}" --append="{append}"', append
+def reboot_command(kernel: str, tag: str, flags: str = "") -> tuple[str, str]:
+    return harness.reboot_load(ARCH, kernel, tag, flags)
 
 
-def assert_rebooted(result: harness.Result, cmdline: str) -> None:
-    m = result.markers
-    assert m.get("RC-load") == "0", f"the load command failed\n{result.explain()}"
-    assert "STAGE2-UP" in m, f"the loaded kernel never ran /init\n{result.explain()}"
-    assert m.get("STAGE2-CMDLINE", "").split() == cmdline.split(), f"wrong command line\n{result.explain()}"
-    assert "POWEROFF" in m, f"the new kernel did not finish\n{result.explain()}"
-    print(f"\n{result.scenario}: booted in {result.when('STAGE2-UP')} s, total {round(result.elapsed, 1)} s")
+assert_rebooted = harness.assert_rebooted
 
 
 def assert_kdump_proof(result: harness.Result) -> None:

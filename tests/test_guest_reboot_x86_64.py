@@ -23,7 +23,6 @@ from tests.image import kernels
 pytestmark = pytest.mark.guest
 
 ARCH = fetch.ARCHES["x86_64"]
-STAGE2_INITRD = harness.GUEST_CAPTURE_INITRD     # busybox + the shared /init
 
 
 @pytest.fixture(scope="module")
@@ -50,19 +49,11 @@ def uki_file(inputs, tmp_path_factory) -> tuple[Path, str]:
     return path, cmdline
 
 
-def load_command(kernel: str, tag: str, syscall: str = "") -> tuple[str, str]:
-    append = harness.stage2_append(ARCH, tag)
-    flag = f" -{syscall}" if syscall else ""
-    return f'kexec-py -l{flag} {kernel} --initrd="{STAGE2_INITRD}" --append="{append}"', append
+def load_command(kernel: str, tag: str, flags: str = "") -> tuple[str, str]:
+    return harness.reboot_load("x86_64", kernel, tag, flags)
 
 
-def assert_rebooted(result: harness.Result, cmdline: str) -> None:
-    m = result.markers
-    assert m.get("RC-load") == "0", f"the load command failed\n{result.explain()}"
-    assert "STAGE2-UP" in m, f"the loaded kernel never ran /init\n{result.explain()}"
-    assert m.get("STAGE2-CMDLINE", "").split() == cmdline.split(), f"wrong command line\n{result.explain()}"
-    assert "POWEROFF" in m, f"the new kernel did not finish\n{result.explain()}"
-    print(f"\n{result.scenario}: booted in {result.when('STAGE2-UP')} s, total {round(result.elapsed, 1)} s")
+assert_rebooted = harness.assert_rebooted
 
 
 @pytest.mark.parametrize("syscall", ["c", "s"])

@@ -118,6 +118,24 @@ def stage2_append(arch: fetch.Arch, tag: str) -> str:
     return f"console={arch.console},115200 panic=1 kpy_stage=2 kpy_tag={tag}"
 
 
+def reboot_load(arch_name: str, kernel: str, tag: str, flags: str = "") -> tuple[str, str]:
+    """(a ``kexec-py -l`` command for ``kernel`` with the stage-2 initrd, the command line it
+    passes); ``flags`` are extra single-letter options, e.g. "c", "s", "d"."""
+    append = stage2_append(fetch.ARCHES[arch_name], tag)
+    flag = f" -{flags}" if flags else ""
+    return f'kexec-py -l{flag} {kernel} --initrd="{GUEST_CAPTURE_INITRD}" --append="{append}"', append
+
+
+def assert_rebooted(result: "Result", cmdline: str) -> None:
+    """The reboot scenario's load worked and the loaded kernel came up with ``cmdline``."""
+    m = result.markers
+    assert m.get("RC-load") == "0", f"the load command failed\n{result.explain()}"
+    assert "STAGE2-UP" in m, f"the loaded kernel never ran /init\n{result.explain()}"
+    assert m.get("STAGE2-CMDLINE", "").split() == cmdline.split(), f"wrong command line\n{result.explain()}"
+    assert "POWEROFF" in m, f"the new kernel did not finish\n{result.explain()}"
+    print(f"\n{result.scenario}: booted in {result.when('STAGE2-UP')} s, total {round(result.elapsed, 1)} s")
+
+
 def load_unload(load_command: str, unload_command: str, name: str = "unload") -> Scenario:
     """Load, then unload; CRASH-LOADED-load / CRASH-LOADED-unload tell the story."""
     return Scenario(name, [("load", load_command), ("unload", unload_command)])

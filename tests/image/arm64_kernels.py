@@ -18,7 +18,6 @@ file offset), as a linker that separates read-only and writable segments would.
 
 from __future__ import annotations
 
-import gzip
 import hashlib
 import struct
 from pathlib import Path
@@ -67,24 +66,7 @@ def vmlinux_from_image(image: bytes, *, vaddr: int = KIMAGE_VADDR, e_type: int =
     return bytes(out)
 
 
-def derived_dir() -> Path:
-    from tests.guest.fetch import cache_dir
-    path = cache_dir() / "aarch64" / "derived"
-    path.mkdir(parents=True, exist_ok=True)
-    return path
-
-
 def debian_vmlinux(kernel: Path) -> tuple[Path, Path]:
     """(vmlinux, vmlinux.gz) around the Debian Image ``kernel``, cached next to the guest inputs."""
-    data = kernel.read_bytes()
-    tag = hashlib.sha256(data).hexdigest()[:12]
-    plain, packed = derived_dir() / f"vmlinux-{tag}", derived_dir() / f"vmlinux-{tag}.gz"
-    if not plain.exists():
-        tmp = plain.with_suffix(".tmp")
-        tmp.write_bytes(vmlinux_from_image(data))
-        tmp.rename(plain)
-    if not packed.exists():
-        tmp = packed.with_suffix(".tmp")
-        tmp.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=1, mtime=0))
-        tmp.rename(packed)
-    return plain, packed
+    from tests.image.kernels import cached_vmlinux
+    return cached_vmlinux(kernel, "aarch64", vmlinux_from_image)

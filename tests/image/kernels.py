@@ -97,27 +97,34 @@ def extract_vmlinux(bzimage: bytes) -> bytes:
     return elf[:elf_file_end(elf)]
 
 
-def derived_dir() -> Path:
+def derived_dir(arch: str = "x86_64") -> Path:
     from tests.guest.fetch import cache_dir
-    path = cache_dir() / "x86_64" / "derived"
+    path = cache_dir() / arch / "derived"
     path.mkdir(parents=True, exist_ok=True)
     return path
 
 
-def debian_vmlinux(kernel: Path) -> tuple[Path, Path]:
-    """(vmlinux, vmlinux.gz) extracted from ``kernel``, cached next to the guest inputs."""
+def cached_vmlinux(kernel: Path, arch: str, make) -> tuple[Path, Path]:
+    """(vmlinux, vmlinux.gz) that ``make(kernel bytes)`` derives from ``kernel``, cached by
+    the kernel's digest next to the guest inputs of ``arch``."""
     data = kernel.read_bytes()
     tag = hashlib.sha256(data).hexdigest()[:12]
-    plain, packed = derived_dir() / f"vmlinux-{tag}", derived_dir() / f"vmlinux-{tag}.gz"
+    where = derived_dir(arch)
+    plain, packed = where / f"vmlinux-{tag}", where / f"vmlinux-{tag}.gz"
     if not plain.exists():
         tmp = plain.with_suffix(".tmp")
-        tmp.write_bytes(extract_vmlinux(data))
+        tmp.write_bytes(make(data))
         tmp.rename(plain)
     if not packed.exists():
         tmp = packed.with_suffix(".tmp")
         tmp.write_bytes(gzip.compress(plain.read_bytes(), compresslevel=1, mtime=0))
         tmp.rename(packed)
     return plain, packed
+
+
+def debian_vmlinux(kernel: Path) -> tuple[Path, Path]:
+    """(vmlinux, vmlinux.gz) extracted from the Debian bzImage ``kernel``."""
+    return cached_vmlinux(kernel, "x86_64", extract_vmlinux)
 
 
 # -- unified kernel images --------------------------------------------------------
