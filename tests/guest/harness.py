@@ -59,7 +59,7 @@ KEXEC_PY_UNLOAD = "kexec-py -p -u"      # -p first: "-u -p" would unload, then t
 QEMU_MACHINE = {
     "x86_64": ["-machine", "pc", "-cpu", "qemu64,+rdrand"],
     "i386": ["-machine", "pc", "-cpu", "qemu32,+rdrand"],       # qemu32 has PAE, for 686-pae
-    "aarch64": ["-machine", "virt", "-cpu", "cortex-a57"],
+    "aarch64": ["-machine", "virt", "-cpu", "max"],
 }
 
 
