@@ -18,7 +18,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from kexec_py.plan.purgatory import RelocRecipe
+from kexec_py.plan.purgatory import S32 as _S32, U32 as _U32, RelocRecipe
+from kexec_py.plan.purgatory import reloc_absolute as _absolute, reloc_nothing as _nothing
+from kexec_py.plan.purgatory import reloc_pc_relative as _pc_relative
 
 ELF_MACHINE = "EM_AARCH64"
 
@@ -42,9 +44,6 @@ R_AARCH64_LDST32_ABS_LO12_NC = 285
 R_AARCH64_LDST64_ABS_LO12_NC = 286
 R_AARCH64_LDST128_ABS_LO12_NC = 299
 
-_U32 = (0, 1 << 32)
-_S32 = (-(1 << 31), 1 << 31)
-
 
 def _signed(bits: int) -> tuple[int, int]:
     return (-(1 << (bits - 1)), 1 << (bits - 1))
@@ -52,18 +51,6 @@ def _signed(bits: int) -> tuple[int, int]:
 
 def _page(x: int) -> int:
     return x & ~0xFFF
-
-
-def _nothing(s: int, a: int, p: int) -> int:
-    return 0
-
-
-def _absolute(s: int, a: int, p: int) -> int:
-    return s + a
-
-
-def _pc_relative(s: int, a: int, p: int) -> int:
-    return s + a - p
 
 
 def _page_delta(s: int, a: int, p: int) -> int:

@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from kexec_py.plan.purgatory import RelocRecipe
+from kexec_py.plan.purgatory import S32 as _S32, U32 as _U32, RelocRecipe
+from kexec_py.plan.purgatory import reloc_absolute as _absolute, reloc_nothing as _nothing
+from kexec_py.plan.purgatory import reloc_pc_relative as _pc_relative
 
 ELF_MACHINE = "EM_386"
 
@@ -23,21 +25,6 @@ R_386_NONE = 0
 R_386_32 = 1
 R_386_PC32 = 2
 R_386_PLT32 = 4
-
-_U32 = (0, 1 << 32)
-_S32 = (-(1 << 31), 1 << 31)
-
-
-def _nothing(s: int, a: int, p: int) -> int:
-    return 0
-
-
-def _absolute(s: int, a: int, p: int) -> int:
-    return s + a
-
-
-def _pc_relative(s: int, a: int, p: int) -> int:
-    return s + a - p
 
 
 RELOCATIONS: Mapping[int, RelocRecipe] = MappingProxyType({

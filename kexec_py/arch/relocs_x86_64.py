@@ -15,7 +15,9 @@ from __future__ import annotations
 from collections.abc import Mapping
 from types import MappingProxyType
 
-from kexec_py.plan.purgatory import RelocRecipe
+from kexec_py.plan.purgatory import S32 as _S32, U32 as _U32, RelocRecipe
+from kexec_py.plan.purgatory import reloc_absolute as _absolute, reloc_nothing as _nothing
+from kexec_py.plan.purgatory import reloc_pc_relative as _pc_relative
 
 ELF_MACHINE = "EM_X86_64"
 
@@ -26,21 +28,6 @@ R_X86_64_PLT32 = 4
 R_X86_64_32 = 10
 R_X86_64_32S = 11
 R_X86_64_PC64 = 24
-
-_U32 = (0, 1 << 32)
-_S32 = (-(1 << 31), 1 << 31)
-
-
-def _nothing(s: int, a: int, p: int) -> int:
-    return 0
-
-
-def _absolute(s: int, a: int, p: int) -> int:
-    return s + a
-
-
-def _pc_relative(s: int, a: int, p: int) -> int:
-    return s + a - p
 
 
 RELOCATIONS: Mapping[int, RelocRecipe] = MappingProxyType({

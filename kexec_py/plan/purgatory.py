@@ -66,6 +66,23 @@ class RelocRecipe:
     insert: Callable[[int, int], int] | None = None
 
 
+# The computations and value ranges most relocation types share (S, A, P as above).
+U32 = (0, 1 << 32)
+S32 = (-(1 << 31), 1 << 31)
+
+
+def reloc_nothing(s: int, a: int, p: int) -> int:
+    return 0
+
+
+def reloc_absolute(s: int, a: int, p: int) -> int:
+    return s + a
+
+
+def reloc_pc_relative(s: int, a: int, p: int) -> int:
+    return s + a - p
+
+
 # --- parsed object -------------------------------------------------------------------
 
 
