@@ -95,10 +95,4 @@ def test_kdump_vmlinux(vmlinux_files):
     command = 'kexec-py -p /boot/vmlinux --initrd="$CAPTURE_INITRD" --append="$CAPTURE_APPEND"'
     result = harness.run(harness.kdump(command, "kdump-vmlinux"),
                          extra_files={"/boot/vmlinux": vmlinux_files[0]})
-    m = result.markers
-    assert m.get("RC-load") == "0", f"the load command failed\n{result.explain()}"
-    assert m.get("CRASH-LOADED-load") == "1", f"no crash kernel loaded\n{result.explain()}"
-    assert "CAPTURE-UP" in m, f"the capture kernel never ran /init\n{result.explain()}"
-    assert m.get("VMCORE-DMESG-RC") == "0", f"vmcore-dmesg failed\n{result.explain()}"
-    assert result.token_found, f"token not in the vmcore's log\n{result.explain()}"
-    print(f"\n{result.scenario}: phases {result.phases()}")
+    harness.assert_kdump_proof(result)

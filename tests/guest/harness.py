@@ -136,6 +136,18 @@ def assert_rebooted(result: "Result", cmdline: str) -> None:
     print(f"\n{result.scenario}: booted in {result.when('STAGE2-UP')} s, total {round(result.elapsed, 1)} s")
 
 
+def assert_kdump_proof(result: "Result") -> None:
+    """The kdump scenario loaded a crash kernel, and the capture kernel read the
+    first kernel's token from /proc/vmcore."""
+    m = result.markers
+    assert m.get("RC-load") == "0", f"the load command failed\n{result.explain()}"
+    assert m.get("CRASH-LOADED-load") == "1", f"no crash kernel loaded\n{result.explain()}"
+    assert "CAPTURE-UP" in m, f"the capture kernel never ran /init\n{result.explain()}"
+    assert m.get("VMCORE-DMESG-RC") == "0", f"vmcore-dmesg failed\n{result.explain()}"
+    assert result.token_found, f"token not in the vmcore's log\n{result.explain()}"
+    print(f"\n{result.scenario}: phases {result.phases()}")
+
+
 def load_unload(load_command: str, unload_command: str, name: str = "unload") -> Scenario:
     """Load, then unload; CRASH-LOADED-load / CRASH-LOADED-unload tell the story."""
     return Scenario(name, [("load", load_command), ("unload", unload_command)])
