@@ -190,7 +190,7 @@ def _run_command(actions: list[str], v: dict) -> int:
         # -S reads one /sys file: neither the architecture's planner nor a backend is imported
         return run(req, Context(arch=None, sys=sysview, backend=None))
     from kexec_py.submit.backends import backend_for
-    return run(req, Context(arch=arches.get(name), sys=sysview, backend=backend_for(name)))
+    return run(req, Context(arch=arches.get(name), sys=sysview, backend=backend_for(name, dry_run=req.dry_run)))
 
 
 def _hash_initrd_early(actions: list[str], v: dict) -> None:
@@ -202,9 +202,8 @@ def _hash_initrd_early(actions: list[str], v: dict) -> None:
     if not (v["initrd"] and v["kernel"] and steps.load and not steps.status):
         return
     from kexec_py import arch as arches
-    from kexec_py.submit.syscalls import NR_KEXEC_FILE_LOAD
-    name = v["arch"] or arches.host_name()
-    if steps.syscall is not Syscall.LOAD and name in NR_KEXEC_FILE_LOAD and not v["dtb"]:
+    entry = arches.REGISTRY.get(v["arch"] or arches.host_name())
+    if steps.syscall is not Syscall.LOAD and (entry is None or entry.file_syscall) and not v["dtb"]:
         return                          # kexec_file_load first: the kernel reads the initrd itself
     import stat
     try:

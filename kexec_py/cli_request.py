@@ -4,10 +4,7 @@ number syntax and refusals, kept out of cli.py so that --help imports none of it
 from __future__ import annotations
 
 from kexec_py.errors import UsageError
-from kexec_py.request import Request, X86Options, steps_from_options
-
-X86_ARCHES = ("x86_64", "i386")
-SERIAL_PORTS = {"ttyS0": 0x3F8, "ttyS1": 0x2F8}
+from kexec_py.request import Request, parse_number, steps_from_options
 
 # option -> why kexec-py refuses it (each also refused, in its own way, by kexec-tools
 # on the setups kexec-py supports, or a feature kexec-py leaves out on purpose)
@@ -30,48 +27,24 @@ def refuse_unsupported(v: dict) -> None:
             raise UsageError(why)
 
 
-def parse_number(text: str | None, option: str) -> int | None:
-    """C strtoul(..., 0) syntax: 0x hex, 0 octal, else decimal."""
-    if text is None:
-        return None
-    t = text.strip().lower()
-    try:
-        if t.startswith("0x"):
-            return int(t, 16)
-        if len(t) > 1 and t.startswith("0"):
-            return int(t, 8)
-        return int(t, 10)
-    except ValueError:
-        raise UsageError(f"{option}: bad number {text!r}", "use decimal or 0x hex") from None
+def arch_options(v: dict, arch: str):
+    """The options of ``arch``'s own group, parsed; UsageError for options of another group."""
+    import importlib
 
-
-def _serial_port(text: str | None) -> int | None:
-    if text is None:
-        return None
-    if text in SERIAL_PORTS:
-        return SERIAL_PORTS[text]
-    port = parse_number(text, "--serial")
-    if port is None or not 0 < port < 0x10000:
-        raise UsageError(f"--serial: {text!r} is not ttyS0, ttyS1 or an I/O port below 0x10000")
-    return port
-
-
-def _x86_options(v: dict) -> X86Options:
-    baud = v["serial_baud"]
-    if baud is not None and not (9600 <= baud <= 115200 and 115200 % baud == 0):
-        raise UsageError(f"--serial-baud: {baud} is not a divisor of 115200 between 9600 and 115200")
-    core = 32 if v["elf32_core_headers"] else 64 if v["elf64_core_headers"] else None
-    args = "linux" if v["args_linux"] else "none" if v["args_none"] else None
-    return X86Options(reset_vga=v["reset_vga"], serial=_serial_port(v["serial"]), serial_baud=baud,
-                      console_vga=v["console_vga"], console_serial=v["console_serial"],
-                      core_header_class=core, pass_memmap_cmdline=v["pass_memmap_cmdline"],
-                      noefi=v["noefi"], reuse_video_type=v["reuse_video_type"], args=args)
+    from kexec_py import arch as arches
+    own = arches.entry(arch).option_group
+    parsed = None
+    for group, module_name in arches.OPTION_GROUPS.items():
+        module = importlib.import_module(module_name)
+        if group == own:
+            parsed = module.parse(v)
+        elif given := [n for n in module.NAMES if v.get(n) not in (None, False)]:
+            raise UsageError(f"--{given[0].replace('_', '-')}: {module.TITLE} are not available on {arch}")
+    return parsed
 
 
 def build_request(actions: list[str], v: dict, *, arch: str) -> Request:
-    x86 = _x86_options(v)
-    if arch not in X86_ARCHES and x86 != X86Options():
-        raise UsageError(f"x86 options are not available on {arch}")
+    options = arch_options(v, arch)
     mem_min = parse_number(v["mem_min"], "--mem-min")
     mem_max = parse_number(v["mem_max"], "--mem-max")
     if mem_min is not None and mem_max is not None and mem_min > mem_max:
@@ -83,5 +56,5 @@ def build_request(actions: list[str], v: dict, *, arch: str) -> Request:
         image_type=v["image_type"], no_checks=v["no_checks"],
         mem_min=mem_min or 0, mem_max=(1 << 64) - 1 if mem_max is None else mem_max,
         entry=parse_number(v["entry"], "--entry"), hotplug=v["hotplug"], dtb=v["dtb"],
-        no_cma=v["no_cma"], force_dtb=v["force_dtb"], x86=x86)
+        no_cma=v["no_cma"], force_dtb=v["force_dtb"], arch_options=options)
 

@@ -122,4 +122,7 @@ class FileSyscallUnavailable(SubmitError):
     ``userspace`` is True when kexec-py knew that without asking the kernel."""
 
     exit_code = EXIT_NO_FILE_SYSCALL
-    userspace = False
+
+    def __init__(self, message: str, hint: str = "", *, errno: int = 0, userspace: bool = False):
+        super().__init__(message, hint, errno=errno)
+        self.userspace = userspace

@@ -46,7 +46,6 @@ _EFFECTS = {
     "kexec_syscall": dict(syscall=Syscall.LOAD),
     "kexec_syscall_auto": dict(syscall=Syscall.AUTO),
 }
-ACTION_OPTIONS = tuple(_EFFECTS)
 
 
 def steps_from_options(seen: list[str], *, no_sync: bool = False, no_ifdown: bool = False) -> Steps:
@@ -59,24 +58,6 @@ def steps_from_options(seen: list[str], *, no_sync: bool = False, no_ifdown: boo
     if no_ifdown:
         steps = replace(steps, ifdown=False)
     return steps
-
-
-@dataclass(frozen=True, slots=True)
-class X86Options:
-    """The x86 arch and loader options (kexec-tools' x86_64/i386 option table)."""
-
-    reset_vga: bool = False
-    serial: int | None = None            # I/O port of the purgatory's serial console
-    serial_baud: int | None = None
-    console_vga: bool = False
-    console_serial: bool = False
-    core_header_class: int | None = None  # 32 or 64 (--elf32/64-core-headers); None: automatic
-    pass_memmap_cmdline: bool = False
-    noefi: bool = False
-    reuse_video_type: bool = False
-    args: str | None = None              # "elf", "linux", "none" for ELF kernels
-    real_mode: bool = False
-    entry_32bit: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -97,7 +78,7 @@ class Request:
     dtb: str | None = None
     no_cma: bool = False
     force_dtb: bool = False
-    x86: X86Options = field(default_factory=X86Options)
+    arch_options: object = None  # the target architecture's own options (e.g. arch.x86_options.X86Options)
 
     @property
     def crash(self) -> bool:
@@ -106,3 +87,19 @@ class Request:
     @property
     def syscall(self) -> Syscall:
         return self.steps.syscall
+
+
+def parse_number(text: str | None, option: str) -> int | None:
+    """C strtoul(..., 0) syntax: 0x hex, 0 octal, else decimal."""
+    if text is None:
+        return None
+    t = text.strip().lower()
+    try:
+        if t.startswith("0x"):
+            return int(t, 16)
+        if len(t) > 1 and t.startswith("0"):
+            return int(t, 8)
+        return int(t, 10)
+    except ValueError:
+        from kexec_py.errors import UsageError
+        raise UsageError(f"{option}: bad number {text!r}", "use decimal or 0x hex") from None

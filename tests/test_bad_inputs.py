@@ -468,7 +468,7 @@ def run_cli(argv: list[str], monkeypatch, capsys, *, fail: dict[str, list[str]] 
     recorder = backends.RecordingBackend("?", fail={call: [getattr(errno, e) for e in errnos]
                                                     for call, errnos in (fail or {}).items()})
 
-    def backend_for(arch):
+    def backend_for(arch, *, dry_run=False):
         recorder.arch = arch
         return recorder
     monkeypatch.setattr(backends, "backend_for", backend_for)

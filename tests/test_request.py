@@ -64,7 +64,8 @@ def test_bad_values_are_usage_errors(kw, match):
 def test_x86_values():
     req = build_request(["load_panic"], _values(serial="ttyS1", serial_baud=9600, console_serial=True,
                                                 elf32_core_headers=True, mem_max="0x7fffffff"), arch="x86_64")
-    assert req.x86.serial == 0x2F8 and req.x86.serial_baud == 9600 and req.x86.core_header_class == 32
+    opts = req.arch_options
+    assert opts.serial_port == 0x2F8 and opts.serial_baud == 9600 and opts.core_header_class == 32
     assert req.mem_max == 0x7FFFFFFF and req.crash
 
 

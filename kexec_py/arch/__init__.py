@@ -1,51 +1,83 @@
-"""The architectures kexec_py knows, by name. ``host()`` is the only place that asks
-which machine we run on; everything else receives an arch value."""
+"""The architectures kexec_py knows: one registry entry each.
+
+An entry names the module that implements the ``Arch`` protocol (``kexec_py.arch.base``)
+for that architecture, the ``uname -m`` spellings of its machines, the group of
+architecture-specific options it takes, and, for an architecture kexec-py does not
+load kernels on, why not. Nothing is imported until ``get`` is called, so that
+``-S`` and ``--help`` stay cheap.
+
+Adding an architecture: a module under ``kexec_py/arch/``, one entry here, its
+purgatory (if it has one) under ``arch/<name>/purgatory/`` with a case in
+``scripts/build-purgatory``, and its syscall numbers in ``kexec_py/submit/syscalls.py``
+if it is a new host ABI. The README's "How it is built" says the same.
+"""
 
 from __future__ import annotations
 
+import os
+from dataclasses import dataclass
+
 from kexec_py.errors import UsageError
 
-# uname -m spellings -> our names
-_MACHINES = {
-    "x86_64": "x86_64", "amd64": "x86_64",
-    "i386": "i386", "i486": "i386", "i586": "i386", "i686": "i386",
-    "aarch64": "arm64", "arm64": "arm64",
-    "armv7l": "arm", "armv6l": "arm", "arm": "arm",
-    "ppc64le": "ppc64le",
-    "s390x": "s390x",
-}
-KNOWN = ("x86_64", "i386", "arm64", "arm", "ppc64le", "s390x")
-SUPPORTED = ("x86_64", "i386", "arm64")
+
+@dataclass(frozen=True, slots=True)
+class Entry:
+    name: str
+    machines: tuple[str, ...]          # `uname -m` spellings of this architecture
+    implementation: str | None = None  # "module:Class" of its Arch, None: not supported
+    file_syscall: bool = False         # whether its kernels offer kexec_file_load
+    option_group: str | None = None    # the architecture-specific options it takes (OPTION_GROUPS)
+    unsupported: str | None = None     # why kexec-py loads no kernels here
+
+
+# option group -> module defining its option names (NAMES), title (TITLE) and parser (parse)
+OPTION_GROUPS = {"x86": "kexec_py.arch.x86_options"}
+
+REGISTRY: dict[str, Entry] = {e.name: e for e in (
+    Entry("x86_64", ("x86_64", "amd64"), "kexec_py.arch.x86_64:X86_64", file_syscall=True, option_group="x86"),
+    Entry("i386", ("i386", "i486", "i586", "i686"), "kexec_py.arch.i386:I386", option_group="x86"),
+    Entry("arm64", ("aarch64", "arm64"), "kexec_py.arch.arm64:Arm64", file_syscall=True),
+    Entry("arm", ("armv7l", "armv6l", "armv8l", "arm"), unsupported="not implemented yet"),
+    Entry("ppc64le", ("ppc64le",), unsupported="not implemented yet"),
+    Entry("s390x", ("s390x",), unsupported="not implemented yet"),
+    Entry("ia64", ("ia64",), unsupported="Itanium support was removed from Linux in 6.7, and there is no "
+          "emulator or Debian kernel to test a loader with"),
+)}
+KNOWN = tuple(REGISTRY)
+SUPPORTED = tuple(name for name, e in REGISTRY.items() if e.implementation)
+
+
+def name_of_machine(machine: str) -> str:
+    """Our name for a `uname -m` spelling (the spelling itself when unknown)."""
+    for entry in REGISTRY.values():
+        if machine in entry.machines:
+            return entry.name
+    return machine
 
 
 def host_name() -> str:
-    import os
-    machine = os.uname().machine
-    return _MACHINES.get(machine, machine)
+    """The architecture of the running kernel: the default target of a load."""
+    return name_of_machine(os.uname().machine)
+
+
+def entry(name: str) -> Entry:
+    """The registry entry of an architecture kexec-py loads kernels on; UsageError otherwise."""
+    found = REGISTRY.get(name)
+    if found is None:
+        raise UsageError(f"unknown architecture {name!r}", f"known: {', '.join(KNOWN)}")
+    if found.unsupported:
+        raise UsageError(f"kexec-py does not load kernels on {name}: {found.unsupported}",
+                         f"supported: {', '.join(SUPPORTED)}")
+    return found
 
 
 def check(name: str) -> None:
-    """Raise the UsageError ``get`` gives for a name it cannot load, importing nothing."""
-    if name not in KNOWN:
-        raise UsageError(f"unknown architecture {name!r}", f"known: {', '.join(KNOWN)}")
-    if name not in SUPPORTED:
-        raise UsageError(f"kexec-py does not load kernels on {name} yet",
-                         f"supported so far: {', '.join(SUPPORTED)}")
+    """Raise the UsageError ``get`` would, importing nothing."""
+    entry(name)
 
 
 def get(name: str):
-    check(name)
-    if name == "x86_64":
-        from kexec_py.arch.x86_64 import X86_64
-        return X86_64()
-    if name == "i386":
-        from kexec_py.arch.i386 import I386
-        return I386()
-    if name == "arm64":
-        from kexec_py.arch.arm64 import Arm64
-        return Arm64()
-    raise AssertionError(name)
-
-
-def host():
-    return get(host_name())
+    """The ``Arch`` implementation of ``name``."""
+    import importlib
+    module, _, cls = entry(name).implementation.partition(":")
+    return getattr(importlib.import_module(module), cls)()

@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from kexec_py.arch.base import LoadInputs
+from kexec_py.arch.base import FileInputs, LoadInputs, not_taken
 from kexec_py.errors import NoCrashMemory, SnapshotError
 from kexec_py.image.arm64_image import Arm64Image, looks_like_arm64_image, parse_arm64_image, parse_arm64_vmlinux
 from kexec_py.image.open import ImageFormat
@@ -30,7 +30,7 @@ from kexec_py.plan.devicetree import ChosenSpec, build_dtb, check_size, kexec_ch
 from kexec_py.plan.elf_core import CoreHeaderSpec, KernelTextMap, build_elf_core_header
 from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
-from kexec_py.plan.ranges import GiB, MiB, PAGE_SIZE, Range, align_down, align_up, merge, subtract
+from kexec_py.plan.ranges import GiB, MiB, Range, align_down, align_up, merge, subtract
 from kexec_py.structs import kexec_uapi as K
 from kexec_py.system.kcore import Kcore, parse_kcore
 from kexec_py.system.view import SystemView
@@ -39,6 +39,7 @@ EM_AARCH64 = 183
 KERNEL_ALIGN = 2 * MiB              # the Image's base: 2 MiB aligned
 INITRD_WINDOW = 32 * GiB            # from the kernel's 1 GiB aligned base
 FDT_PATH = "/sys/firmware/fdt"
+COMMAND_LINE_SIZE = 2048            # the kernel's limit, NUL included
 
 
 @dataclass(frozen=True, slots=True)
@@ -56,10 +57,13 @@ class Arm64Facts:
 class Arm64:
     name: str = "arm64"
     kexec_arch: int = K.KEXEC_ARCH_AARCH64
+    native_kexec_arch: int = K.KEXEC_ARCH_AARCH64
+    destination_limit: int = 1 << 64            # no limit but the address space
     elf_machine: str = "EM_AARCH64"
     has_file_syscall: bool = True
     device_tree: bool = True
     hotplug_flag: int = 0   # --hotplug (0: not supported here)
+    signed_kind: str = "a signed Image (with its EFI stub)"
     formats: tuple[ImageFormat, ...] = (
         ImageFormat("Image", looks_like_arm64_image, parse_arm64_image),
         ImageFormat("vmlinux", looks_like_elf, parse_arm64_vmlinux),
@@ -76,6 +80,21 @@ class Arm64:
 
     def plan_load(self, image: Arm64Image, inputs: LoadInputs, facts: Arm64Facts, purgatory) -> SegmentPlan:
         return plan_load(image, inputs, facts, purgatory)
+
+    def file_inputs(self, image: Arm64Image) -> FileInputs:
+        """The Image (laid out from a vmlinux when that is what was given): the kernel's
+        arm64 kexec_file_load takes nothing else, and no pre-3.17 header (image_size 0)."""
+        if image.legacy_header:
+            raise not_taken(f"{image.path} has a pre-3.17 arm64 Image header (image_size 0), which the "
+                            "kernel's kexec_file_load refuses")
+        return FileInputs(kernel=image.data if image.source == "vmlinux" else None,
+                          kernel_memory=image.image_size, kernel_align=KERNEL_ALIGN,
+                          cmdline_max=COMMAND_LINE_SIZE)
+
+    def signed(self, kernel) -> bool:
+        """An Authenticode signature (the EFI stub's PE image)."""
+        from kexec_py.plan.segments import has_pe_signature
+        return has_pe_signature(kernel)
 
 
 # -- facts -----------------------------------------------------------------------------
@@ -154,7 +173,7 @@ def _linear_from_vmcoreinfo(core: Kcore) -> int | None:
 
 def _place_kernel(alloc: Allocator, image: Arm64Image) -> Segment:
     """The Image at text_offset above the lowest 2 MiB aligned base that fits."""
-    size = align_up(image.text_offset + max(image.image_size, len(image.data)), PAGE_SIZE)
+    size = align_up(image.text_offset + max(image.image_size, len(image.data)), alloc.page_size)
     base = alloc.take("kernel", Placement(size=size, align=KERNEL_ALIGN, top_down=False))
     start = base.start + image.text_offset
     return Segment("kernel", image.payload, start, base.end - start)
@@ -193,7 +212,7 @@ def _finish(image: Arm64Image, inputs: LoadInputs, fdt: bytes, alloc: Allocator,
 def plan_crash(image: Arm64Image, inputs: LoadInputs, facts: Arm64Facts, purgatory) -> SegmentPlan:
     """Everything in the highest crash region: the kernel at its bottom, the rest top-down."""
     region = facts.crash_regions[-1]
-    alloc = Allocator(inputs.usable([region]))
+    alloc = inputs.allocator([region])
     kernel = _place_kernel(alloc, image)
     ram = subtract(facts.ram, list(facts.crash_regions))
     core = build_elf_core_header(CoreHeaderSpec(
@@ -209,18 +228,19 @@ def plan_crash(image: Arm64Image, inputs: LoadInputs, facts: Arm64Facts, purgato
     if facts.kernel_text:
         t = facts.kernel_text
         notes.append(f"kernel image map {t.vaddr:#x} -> {t.paddr:#x} ({t.size:#x} bytes)")
-    return SegmentPlan(arch="arm64", segments=tuple(segments), entry=entry,
+    return SegmentPlan(arch="arm64", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
                        flags=K.KEXEC_ON_CRASH | K.KEXEC_ARCH_AARCH64, cmdline=inputs.cmdline,
                        allowed=facts.crash_regions, notes=tuple(notes))
 
 
 def plan_load(image: Arm64Image, inputs: LoadInputs, facts: Arm64Facts, purgatory) -> SegmentPlan:
     """A kernel for a later ``kexec -e``: the Image low in RAM, the rest top-down below 32 GiB of it."""
-    alloc = Allocator(inputs.usable(facts.ram))
+    alloc = inputs.allocator(facts.ram)
     kernel = _place_kernel(alloc, image)
     segments, entry, notes = _finish(image, inputs, _dtb_source(inputs, facts), alloc, kernel, purgatory,
                                      core=None, crash_regions=())
-    return SegmentPlan(arch="arm64", segments=tuple(segments), entry=entry, flags=K.KEXEC_ARCH_AARCH64,
+    return SegmentPlan(arch="arm64", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
+                       flags=K.KEXEC_ARCH_AARCH64,
                        cmdline=inputs.cmdline, allowed=facts.ram, notes=tuple(notes))
 
 

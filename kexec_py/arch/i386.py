@@ -22,13 +22,14 @@ from __future__ import annotations
 from dataclasses import dataclass, replace
 
 from kexec_py.arch import x86
-from kexec_py.arch.base import LoadInputs
+from kexec_py.arch.base import FileInputs, LoadInputs
 from kexec_py.errors import CorruptImage, SnapshotError, UnsupportedImage
 from kexec_py.image.bzimage import BzImage, header_len, looks_like_bzimage, read_setup_header
 from kexec_py.image.open import ImageFormat
 from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
-from kexec_py.plan.ranges import GiB, KiB, MiB, PAGE_SIZE, Range, align_up
+from kexec_py.arch.x86 import PAGE_SIZE
+from kexec_py.plan.ranges import GiB, KiB, MiB, Range, align_up
 from kexec_py.structs import kexec_uapi as K
 
 ENTRY32_REGS = ("eax", "ebx", "ecx", "edx", "esi", "edi", "esp", "ebp", "eip")
@@ -47,10 +48,13 @@ PROTOCOL_RELOCATABLE = 0x0205
 class I386:
     name: str = "i386"
     kexec_arch: int = K.KEXEC_ARCH_DEFAULT      # as kexec-tools; the kernel also takes KEXEC_ARCH_386
+    native_kexec_arch: int = K.KEXEC_ARCH_386
+    destination_limit: int = (1 << 32) - 1      # the top of the 32-bit address space
     elf_machine: str = "EM_386"
     has_file_syscall: bool = False              # no kexec_file_load on 32-bit x86
     device_tree: bool = False
     hotplug_flag: int = K.KEXEC_UPDATE_ELFCOREHDR   # --hotplug (0: not supported here)
+    signed_kind: str = ""                       # no kexec_file_load: nothing can be loaded under lockdown
     formats: tuple[ImageFormat, ...] = (
         ImageFormat("bzImage", looks_like_bzimage, lambda data, path: parse_bzimage32(data, path=path)),
     )
@@ -61,6 +65,8 @@ class I386:
                        lowmem_limit=lowmem_limit(sys.kcore_headers()))
 
     def plan_crash(self, image: BzImage, inputs: LoadInputs, facts: x86.CrashFacts, purgatory) -> SegmentPlan:
+        if forced := x86.options(inputs).core_header_class:        # --elf32/64-core-headers
+            facts = replace(facts, core_class=forced)
         return plan_bzimage32_crash(image, inputs, facts, purgatory)
 
     def read_load_facts(self, sys) -> x86.LoadFacts:
@@ -68,6 +74,16 @@ class I386:
 
     def plan_load(self, image: BzImage, inputs: LoadInputs, facts: x86.LoadFacts, purgatory) -> SegmentPlan:
         return plan_bzimage32_load(image, inputs, facts, purgatory)
+
+    def file_inputs(self, image) -> FileInputs:
+        import errno
+
+        from kexec_py.errors import FileSyscallUnavailable
+        raise FileSyscallUnavailable("syscall kexec_file_load not available on i386", "use -c (kexec_load)",
+                                     errno=errno.ENOSYS)
+
+    def signed(self, kernel) -> bool:
+        return False                            # nothing to verify without kexec_file_load
 
 
 def parse_bzimage32(data: bytes, *, path: str) -> BzImage:
@@ -175,7 +191,7 @@ def plan_bzimage32_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFac
                                "relocatable_kernel): it cannot run from the crash region",
                                "build the capture kernel with CONFIG_RELOCATABLE=y")
     region = facts.crash_regions[-1]
-    alloc = Allocator(inputs.usable([region]))
+    alloc = inputs.allocator([region])
     limit = facts.lowmem_limit or LOWMEM_LIMIT_DEFAULT
     cc = x86.place_crash_core(alloc, facts, elf_class=core_class(facts), machine=EM_386,
                               ram=split_at(x86.dump_ram(facts), limit), hotplug_size=inputs.hotplug_size)
@@ -185,8 +201,8 @@ def plan_bzimage32_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFac
     segments, entry = _boot_segments(image, inputs, boot, purgatory, e820=e820, running=facts.boot_params,
                                      acpi_rsdp=facts.acpi_rsdp, extra=cc.segments(),
                                      backup=(cc.backup_src, cc.backup.start))
-    notes = (*x86.crash_notes(facts, region, cc, e820), f"lowmem ends at {limit:#x}")
-    return SegmentPlan(arch="i386", segments=tuple(segments), entry=entry,
+    notes = (*x86.crash_notes(facts, region, cc, e820), f"lowmem ends at {limit:#x}", *x86.efi_notes(inputs))
+    return SegmentPlan(arch="i386", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
                        flags=x86.crash_flags(inputs, K.KEXEC_ARCH_DEFAULT), cmdline=cmdline,
                        allowed=facts.crash_regions, notes=notes)
 
@@ -194,10 +210,11 @@ def plan_bzimage32_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFac
 def plan_bzimage32_load(image: BzImage, inputs: LoadInputs, facts: x86.LoadFacts, purgatory) -> SegmentPlan:
     """A kernel for a later ``kexec -e``, handed the firmware's memory map."""
     below_4g = [r.intersect(Range(0, 4 * GiB)) for r in facts.ram]       # paging is off: 32-bit addresses
-    alloc = Allocator(inputs.usable([r for r in below_4g if r]))
+    alloc = inputs.allocator([r for r in below_4g if r])
     boot = _place_boot(alloc, image, inputs, inputs.cmdline, purgatory, crash=False)
     segments, entry = _boot_segments(image, inputs, boot, purgatory, e820=facts.e820, running=facts.boot_params,
                                      acpi_rsdp=facts.acpi_rsdp, extra=[], backup=None)
-    return SegmentPlan(arch="i386", segments=tuple(segments), entry=entry, flags=K.KEXEC_ARCH_DEFAULT,
+    return SegmentPlan(arch="i386", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
+                       flags=K.KEXEC_ARCH_DEFAULT,
                        cmdline=inputs.cmdline, allowed=facts.ram,
-                       notes=(f"memory map from {facts.source}", *x86.e820_notes(facts.e820)))
+                       notes=(f"memory map from {facts.source}", *x86.e820_notes(facts.e820), *x86.efi_notes(inputs)))

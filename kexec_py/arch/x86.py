@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kexec_py.arch.x86_options import X86Options
 from kexec_py.errors import NoCrashMemory, SnapshotError
 from kexec_py.plan.elf_core import Backup, KernelTextMap
 from kexec_py.plan.ranges import KiB, Range, align_down, align_up, merge, subtract
@@ -20,6 +21,9 @@ ELFCOREHDR_MIN = 16 * KiB
 KERNEL_TEXT_START = 0xFFFFFFFF80000000      # __START_KERNEL_map
 KERNEL_TEXT_END = 0xFFFFFFFFC0000000        # start of the module area
 PAGE_OFFSET_DEFAULT = 0xFFFF888000000000    # x86_64 direct map without KASLR
+# x86 base pages are 4 KiB, always: the boot protocol's layouts are in these units (segments
+# are aligned to the running kernel's page size by the allocator, which is this on x86)
+PAGE_SIZE = 4096
 
 # /proc/iomem names that become non-RAM entries of the capture kernel's e820
 E820_NAMES = {
@@ -255,7 +259,6 @@ RNG_SEED_ROOM = 64          # a 16-byte setup_data header and a 32-byte seed, 16
 
 
 def setup_size(cmd_bytes: bytes) -> int:
-    from kexec_py.plan.ranges import PAGE_SIZE
     return PAGE_SIZE + len(cmd_bytes) + 16 + RNG_SEED_ROOM
 
 
@@ -265,7 +268,6 @@ def setup_bytes(setup_header: bytes, setup: Range, cmd_bytes: bytes, initrd: Ran
     line one page in, then (protocol 2.09+) a SETUP_RNG_SEED setup_data with ``rng_seed``,
     the way the kernel's own kexec_file_load carries it."""
     from kexec_py.arch.zeropage import ZeroPageSpec, build_zero_page
-    from kexec_py.plan.ranges import PAGE_SIZE
     from kexec_py.structs import bootparam as bp
     tail, setup_data = b"", 0
     version = int.from_bytes(setup_header[0x206 - 0x1F1:0x208 - 0x1F1], "little")
@@ -279,9 +281,25 @@ def setup_bytes(setup_header: bytes, setup: Range, cmd_bytes: bytes, initrd: Ran
     return zero_page + cmd_bytes + tail
 
 
+def options(inputs) -> X86Options:
+    """The x86 options a plan was asked with (all defaults when none were parsed)."""
+    return inputs.options if inputs.options is not None else X86Options()
+
+
+def efi_notes(inputs) -> tuple[str, ...]:
+    """What the plan hands on of EFI. kexec-py passes no EFI information (efi_info, the
+    runtime map) through kexec_load yet, which is what --noefi asks for; the capture
+    kernel finds ACPI through acpi_rsdp=."""
+    if options(inputs).noefi:
+        return ("--noefi: no EFI information is passed (efi_info in the zero page is empty)",)
+    return ()
+
+
 def purgatory_options(inputs) -> dict:
     """What the user's options change in an x86 purgatory."""
-    return dict(console_port=inputs.console_port, unhashed=("elfcorehdr",) if inputs.hotplug_size else ())
+    opts = options(inputs)
+    return dict(console_port=opts.serial_port, serial_baud=opts.serial_baud,
+                unhashed=("elfcorehdr",) if inputs.hotplug_size else ())
 
 
 def crash_flags(inputs, kexec_arch: int) -> int:
@@ -307,7 +325,7 @@ def crash_cmdline(inputs, cc: "CrashCore", e820, *, acpi_rsdp: int = 0) -> str:
     adds it too, in the same place, whenever it passes no EFI runtime map."""
     rsdp = f" acpi_rsdp={acpi_rsdp:#x}" if acpi_rsdp else ""
     line = f"{inputs.cmdline}{rsdp} elfcorehdr={cc.elfcorehdr.start >> 10}K"
-    if inputs.pass_memmap:
+    if options(inputs).pass_memmap:
         line += " memmap=exactmap" + "".join(_memmap_option(r, kind) for r, kind in e820)
     return line.strip()
 
@@ -328,6 +346,7 @@ def _memmap_option(r: Range, kind: str) -> str:
 def link_entry_purgatory(purgatory, where: Range, segments, *, regs_symbol: str, reg_names: tuple,
                          reg_size: int, regs: dict[str, int], backup: tuple | None, skip_checks: bool,
                          stack_reg: str | None = None, console_port: int | None = None,
+                         serial_baud: int | None = None,
                          unhashed: tuple[str, ...] = ()):
     """Link an x86 purgatory at ``where`` and fill in its variables: the entry registers
     (``regs_symbol``: ``reg_names`` in order, ``reg_size`` bytes each, unnamed ones 0;
@@ -351,5 +370,7 @@ def link_entry_purgatory(purgatory, where: Range, segments, *, regs_symbol: str,
     if console_port is not None:
         linked.set_int("console_serial", 1)
         linked.set_int("serial_base", console_port)
+        if serial_baud:
+            linked.set_int("serial_baud", serial_baud)
     store_sha256(linked, [s for s in segments if s.name not in unhashed])
     return Segment("purgatory", bytes(linked.buf), where.start, where.size), linked.entry

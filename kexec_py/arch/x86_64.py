@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from typing import Callable
 
 from kexec_py.arch import x86
-from kexec_py.arch.base import LoadInputs
+from kexec_py.arch.base import FileInputs, LoadInputs, not_taken
 from kexec_py.errors import PlacementError, UnsupportedImage, UsageError
 from kexec_py.image.bzimage import BzImage, looks_like_bzimage, parse_bzimage
 from kexec_py.image.open import ImageFormat
@@ -15,7 +15,8 @@ from kexec_py.image.uki import Uki, looks_like_pe, machine_name, parse_uki
 from kexec_py.image.vmlinux import Vmlinux, looks_like_elf, parse_vmlinux
 from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
-from kexec_py.plan.ranges import GiB, MiB, PAGE_SIZE, Range, align_down, align_up
+from kexec_py.arch.x86 import PAGE_SIZE
+from kexec_py.plan.ranges import GiB, MiB, Range, align_down, align_up
 from kexec_py.structs import kexec_uapi as K
 
 ENTRY64_OFFSET = 0x200          # startup_64 relative to the protected-mode kernel
@@ -27,6 +28,9 @@ EM_X86_64 = 62
 ELF_KERNEL_ALIGN = 2 * MiB      # an x86_64 kernel runs at any 2 MiB-aligned physical address
 ELF_KERNEL_MIN = 16 * MiB       # ... but not lower than its link address (CONFIG_PHYSICAL_START) needs
 ELF_CMDLINE_SIZE = 2047         # COMMAND_LINE_SIZE (2048) less the NUL, as the kernel copies it
+# kexec_file_load appends "elfcorehdr=0x<addr> " (MAX_ELFCOREHDR_STR_LEN) to the command line
+# and checks the room for it on every load, crash or not
+ELFCOREHDR_STR_LEN = 30
 
 
 def _parse_uki(data: bytes, *, path: str) -> Uki:
@@ -45,10 +49,13 @@ def _parse_uki(data: bytes, *, path: str) -> Uki:
 class X86_64:
     name: str = "x86_64"
     kexec_arch: int = K.KEXEC_ARCH_X86_64
+    native_kexec_arch: int = K.KEXEC_ARCH_X86_64
+    destination_limit: int = 1 << 52    # MAXMEM with 5-level paging, the larger of its two values
     elf_machine: str = "EM_X86_64"
     has_file_syscall: bool = True
     device_tree: bool = False
     hotplug_flag: int = K.KEXEC_UPDATE_ELFCOREHDR   # --hotplug (0: not supported here)
+    signed_kind: str = "a signed bzImage (or UKI)"
     formats: tuple[ImageFormat, ...] = (
         ImageFormat("bzImage64", looks_like_bzimage, parse_bzimage),
         ImageFormat("elf-x86_64", looks_like_elf, parse_vmlinux),
@@ -72,6 +79,28 @@ class X86_64:
             return plan_vmlinux_load(image, inputs, facts, purgatory)
         image, inputs = _unwrap_uki(image, inputs)
         return plan_bzimage_load(image, inputs, facts, purgatory)
+
+    def file_inputs(self, image) -> FileInputs:
+        """A bzImage as it is; a UKI's .linux, with its .initrd and .cmdline; no vmlinux
+        (the kernel's x86_64 kexec_file_load knows only bzImages)."""
+        if isinstance(image, Vmlinux):
+            raise not_taken(f"kexec_file_load on x86_64 takes no vmlinux kernels, and {image.path} is one")
+        kernel = initrd = cmdline = None
+        bz = image
+        if isinstance(image, Uki):
+            kernel, initrd, cmdline, bz = image.linux, image.initrd, image.cmdline, image.kernel
+        from kexec_py.structs.bootparam import XLF_CAN_BE_LOADED_ABOVE_4G
+        if not bz.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G:
+            raise not_taken(f"{image.path} cannot be loaded above 4 GiB (no XLF_CAN_BE_LOADED_ABOVE_4G), "
+                            "which kexec_file_load requires")
+        return FileInputs(kernel=kernel, initrd=initrd, cmdline=cmdline,
+                          kernel_memory=align_up(bz.init_size, PAGE_SIZE), kernel_align=bz.kernel_alignment,
+                          cmdline_max=bz.cmdline_size - ELFCOREHDR_STR_LEN)
+
+    def signed(self, kernel) -> bool:
+        """An Authenticode signature (an EFI-stub bzImage, a UKI's .linux)."""
+        from kexec_py.plan.segments import has_pe_signature
+        return has_pe_signature(kernel)
 
 
 def _unwrap_uki(image, inputs: LoadInputs) -> tuple[BzImage, LoadInputs]:
@@ -166,7 +195,7 @@ def plan_part_crash(kern: KernelPart, inputs: LoadInputs, facts: x86.CrashFacts,
                     notes: tuple[str, ...] = ()) -> SegmentPlan:
     """The crash layout around any kernel part: backup and ELF core header first."""
     region = facts.crash_regions[-1]
-    alloc = Allocator(inputs.usable([region]))
+    alloc = inputs.allocator([region])
     cc = x86.place_crash_core(alloc, facts, elf_class=64, machine=EM_X86_64, hotplug_size=inputs.hotplug_size)
     e820 = x86.crash_e820(facts, backup_src=cc.backup_src, taken_out=[cc.backup, cc.elfcorehdr])
     cmdline = x86.crash_cmdline(inputs, cc, e820, acpi_rsdp=x86.running_acpi_rsdp(facts))
@@ -174,8 +203,8 @@ def plan_part_crash(kern: KernelPart, inputs: LoadInputs, facts: x86.CrashFacts,
     segments, entry = _boot_segments(
         kern, inputs, boot, purgatory, e820=e820, running=facts.boot_params, acpi_rsdp=facts.acpi_rsdp,
         extra=cc.segments(), backup=(cc.backup_src, cc.backup.start))
-    notes = (*notes, *x86.crash_notes(facts, region, cc, e820))
-    return SegmentPlan(arch="x86_64", segments=tuple(segments), entry=entry,
+    notes = (*notes, *x86.crash_notes(facts, region, cc, e820), *x86.efi_notes(inputs))
+    return SegmentPlan(arch="x86_64", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
                        flags=x86.crash_flags(inputs, K.KEXEC_ARCH_X86_64), cmdline=cmdline,
                        allowed=facts.crash_regions, notes=notes)
 
@@ -187,13 +216,15 @@ def plan_bzimage_load(image: BzImage, inputs: LoadInputs, facts: x86.LoadFacts, 
 
 def plan_part_load(kern: KernelPart, inputs: LoadInputs, facts: x86.LoadFacts, purgatory,
                    notes: tuple[str, ...] = ()) -> SegmentPlan:
-    alloc = Allocator(inputs.usable(facts.ram))
+    alloc = inputs.allocator(facts.ram)
     boot = _place_boot(alloc, kern, inputs, inputs.cmdline, purgatory)
     segments, entry = _boot_segments(kern, inputs, boot, purgatory, e820=facts.e820, running=facts.boot_params,
                                      acpi_rsdp=facts.acpi_rsdp, extra=[], backup=None)
-    return SegmentPlan(arch="x86_64", segments=tuple(segments), entry=entry, flags=K.KEXEC_ARCH_X86_64,
+    return SegmentPlan(arch="x86_64", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
+                       flags=K.KEXEC_ARCH_X86_64,
                        cmdline=inputs.cmdline, allowed=facts.ram,
-                       notes=(f"memory map from {facts.source}", *notes, *x86.e820_notes(facts.e820)))
+                       notes=(f"memory map from {facts.source}", *notes, *x86.e820_notes(facts.e820),
+                              *x86.efi_notes(inputs)))
 
 
 def link_purgatory(purgatory, where, segments, *, regs: dict[str, int],
@@ -218,7 +249,7 @@ def _check_4g(kern: KernelPart, ranges) -> None:
 
 def _elf_args(image: Vmlinux, inputs: LoadInputs) -> str:
     """How to enter the ELF kernel: "linux" (zero page, through the purgatory) or "none"."""
-    style = inputs.elf_args or ("linux" if image.is_linux else None)
+    style = x86.options(inputs).args or ("linux" if image.is_linux else None)
     if style is None:
         raise UsageError(f"{image.path} is an ELF program but not a Linux kernel (it has no 'Linux' ELF note)",
                          "pass --args-none to jump to its entry point, or --args-linux if it is a Linux kernel")
@@ -324,7 +355,8 @@ def plan_elf_none(image: Vmlinux, inputs: LoadInputs, allowed, *, crash: bool) -
                                  f"{s.mem:#x}-{s.mem + s.memsz - 1:#x} is outside {where}",
                                  "use --args-linux (the default for a Linux vmlinux), which moves the kernel")
     flags = (K.KEXEC_ON_CRASH if crash else 0) | K.KEXEC_ARCH_X86_64
-    return SegmentPlan(arch="x86_64", segments=tuple(segments), entry=image.entry, flags=flags, cmdline="",
+    return SegmentPlan(arch="x86_64", page_size=inputs.page_size, segments=tuple(segments), entry=image.entry,
+                       flags=flags, cmdline="",
                        allowed=tuple(allowed),
                        notes=("--args-none: entered at e_entry with no purgatory, no zero page and "
                               "no command line",))

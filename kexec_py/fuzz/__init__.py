@@ -59,10 +59,10 @@ def _vmlinux(data: bytes):
 
 def _uki(data: bytes):
     """PE/COFF section table and the UKI's payload sections, as x86_64 reads them."""
-    from kexec_py.arch.x86_64 import _parse_uki
-    from kexec_py.image.uki import file_syscall_inputs, parse_uki
-    file_syscall_inputs(parse_uki(data, path="fuzz"), arch="x86_64")
-    return _parse_uki(data, path="fuzz")
+    from kexec_py.arch.x86_64 import X86_64, _parse_uki
+    uki = _parse_uki(data, path="fuzz")
+    X86_64().file_inputs(uki)
+    return uki
 
 
 def _arm64_image(data: bytes):
@@ -147,7 +147,7 @@ def _snapshot(data: bytes):
             path.write_bytes(part)
         view = SystemView(root)
         for read in (X86_64().read_crash_facts, X86_64().read_load_facts, lambda v: v.kexec_crash_size(),
-                     lambda v: v.efi_systab(), lambda v: v.kallsyms({"_text", "_end"})):
+                     lambda v: v.efi_systab(), lambda v: v.page_size):
             try:
                 read(view)
             except KexecError:
@@ -168,7 +168,7 @@ def _crash_plan(data: bytes):
     from kexec_py.arch.x86_64 import X86_64
     from kexec_py.image.vmlinux import parse_vmlinux
     from kexec_py.plan.purgatory import load_purgatory
-    from kexec_py.plan.segments import check_plan
+    from kexec_py.preflight import check_plan
     from kexec_py.system.view import SystemView
     global _PLAN_ROOT
     if _PLAN_ROOT is None:
@@ -181,10 +181,11 @@ def _crash_plan(data: bytes):
     (_PLAN_ROOT / "proc/iomem").write_bytes(data)
     arch = X86_64()
     image = parse_vmlinux(_tiny_vmlinux(), path="tiny-vmlinux")
-    facts = arch.read_crash_facts(SystemView(_PLAN_ROOT))
-    plan = arch.plan_crash(image, LoadInputs(cmdline="console=ttyS0", initrd=b"\x07" * 5000), facts,
-                           load_purgatory("x86_64"))
-    check_plan(plan)
+    view = SystemView(_PLAN_ROOT)
+    facts = arch.read_crash_facts(view)
+    plan = arch.plan_crash(image, LoadInputs(cmdline="console=ttyS0", initrd=b"\x07" * 5000,
+                                             page_size=view.page_size), facts, load_purgatory("x86_64"))
+    check_plan(plan, arch)
     return plan
 
 

@@ -34,9 +34,7 @@ HEADER_SIZE = 64
 MiB = 1 << 20
 
 FLAG_BE = 1 << 0
-PAGE_SIZE_SHIFT = 1                 # flags bits 1-2: 0 unspecified, 1 4K, 2 16K, 3 64K
 FLAG_PHYS_BASE_ANY = 1 << 3         # may be placed anywhere in RAM, not only near its start
-PAGE_SIZES = {0: None, 1: 4096, 2: 16384, 3: 65536}
 
 
 @dataclass(frozen=True, slots=True)
@@ -54,29 +52,8 @@ class Arm64Image:
         return self.source
 
     @property
-    def file_syscall(self) -> bool:
-        """Whether the kernel's kexec_file_load takes it: its arm64 loader refuses an
-        image_size of 0 (EINVAL), so a pre-3.17 Image goes through kexec_load."""
-        return not self.legacy_header
-
-    @property
-    def file_syscall_why(self) -> str:
-        return (f"{self.path} has a pre-3.17 arm64 Image header (image_size 0), which the kernel's "
-                f"kexec_file_load refuses")
-
-    @property
-    def file_syscall_kernel(self) -> bytes | None:
-        """The bytes kexec_file_load must get instead of the file: the Image laid out
-        from a vmlinux (None: the file itself, or its decompressed content)."""
-        return self.data if self.source == "vmlinux" else None
-
-    @property
     def big_endian(self) -> bool:
         return bool(self.flags & FLAG_BE)
-
-    @property
-    def page_size(self) -> int | None:
-        return PAGE_SIZES[(self.flags >> PAGE_SIZE_SHIFT) & 3]
 
     @property
     def payload(self) -> memoryview:

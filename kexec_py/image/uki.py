@@ -34,7 +34,6 @@ class Uki:
     kernel: object = None                # .linux parsed by the architecture (a BzImage on x86)
 
     format = "uki"
-    file_syscall = True
 
     def defaults(self, cmdline: str, initrd):
         """The command line and initrd to boot with: the user's, else the UKI's own.
@@ -115,23 +114,3 @@ def _text(raw: bytes | None) -> str | None:
 def machine_name(machine: int) -> str:
     from kexec_py.structs.pe import MACHINES
     return MACHINES.get(machine, f"machine {machine:#x}")
-
-
-def file_syscall_inputs(image, *, arch: str):
-    """What kexec_file_load gets for ``image``: (kernel bytes or None for the file
-    itself, embedded initrd or None, embedded command line or None). The kernel
-    bytes are a UKI's .linux, or the Image an arm64 vmlinux holds.
-
-    Raises FileSyscallUnavailable (errno ENOEXEC, so the default -a mode goes on
-    with kexec_load) for images the kernel's kexec_file_load does not take."""
-    import errno
-
-    from kexec_py.errors import FileSyscallUnavailable
-    if not getattr(image, "file_syscall", True):
-        why = getattr(image, "file_syscall_why", None) or \
-            f"kexec_file_load on {arch} takes no {image.format} kernels, and {image.path} is one"
-        raise FileSyscallUnavailable(why, "use -c (kexec_load), or the default -a, which does so by itself",
-                                     errno=errno.ENOEXEC)
-    if isinstance(image, Uki):
-        return image.linux, image.initrd, image.cmdline
-    return getattr(image, "file_syscall_kernel", None), None, None

@@ -61,7 +61,6 @@ class Vmlinux:
     is_linux: bool = False               # has a "Linux" ELF note
 
     format = "vmlinux"
-    file_syscall = False                 # kexec_file_load takes no ELF kernel on x86_64
 
     @property
     def start(self) -> int:

@@ -48,6 +48,7 @@ class SegmentPlan:
     entry: int
     flags: int                      # KEXEC_ON_CRASH | KEXEC_ARCH_* | ...
     cmdline: str                    # the command line the new kernel will see
+    page_size: int                  # the running kernel's: every segment is aligned to it
     # Where the segments must lie: the crash region(s) for -p, usable RAM otherwise.
     allowed: tuple[Range, ...] = ()
     notes: tuple[str, ...] = ()     # human-readable facts for --dry-run / -d
@@ -85,6 +86,3 @@ class UnloadPlan:
     use_file_syscall: bool
     flags: int                      # for kexec_file_load
     kexec_arch: int = 0             # KEXEC_ARCH_* for the kexec_load form
-
-
-LoadPlan = SegmentPlan | FilePlan

@@ -13,7 +13,6 @@ from typing import Iterable
 KiB = 1024
 MiB = 1024 * KiB
 GiB = 1024 * MiB
-PAGE_SIZE = 4096
 
 
 def align_up(value: int, align: int) -> int:

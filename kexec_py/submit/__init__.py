@@ -1,8 +1,7 @@
 """Hand a finished plan to a backend, and turn the kernel's errno into advice.
 
-``submit`` checks a kexec_load plan against every rule the kernel applies
-before calling it: the kernel throws away a loaded crash kernel before it looks
-at the new one, so a refusal that could have been foreseen must never reach it.
+Plans reach ``submit`` only after kexec_py.preflight has checked them (the driver
+sees to that): this module does nothing but make the call.
 """
 
 from __future__ import annotations
@@ -12,10 +11,6 @@ import os
 
 from kexec_py.errors import FileSyscallUnavailable, SubmitError
 from kexec_py.plan.plan import FilePlan, SegmentPlan, UnloadPlan
-
-# errnos after which the default mode (-a) retries with kexec_load
-FALLBACK_ERRNOS = {E.ENOSYS, E.EINVAL, E.ENOEXEC, E.EOPNOTSUPP}
-
 
 def submit(plan, backend) -> None:
     if isinstance(plan, SegmentPlan):
@@ -29,8 +24,6 @@ def submit(plan, backend) -> None:
 
 
 def _submit_segments(plan: SegmentPlan, backend) -> None:
-    from kexec_py.plan.segments import check_plan
-    check_plan(plan)
     segs = sorted(plan.segments, key=lambda s: s.mem)
     try:
         backend.kexec_load(plan.entry, [(s.buf, s.mem, s.memsz) for s in segs], plan.flags)

@@ -17,19 +17,20 @@ from dataclasses import dataclass, field
 
 @dataclass
 class SyscallBackend:
-    arch: str
+    """The running kernel. Its calls use this process's own syscall numbers; loading a
+    kernel of another architecture than the running one's is refused before it is made."""
 
     def kexec_load(self, entry, segments, flags):
         from kexec_py.submit import syscalls
-        syscalls.kexec_load(self.arch, entry, segments, flags)
+        syscalls.kexec_load(entry, segments, flags)
 
     def kexec_file_load(self, kernel_fd, initrd_fd, cmdline, flags):
         from kexec_py.submit import syscalls
-        syscalls.kexec_file_load(self.arch, kernel_fd, initrd_fd, cmdline, flags)
+        syscalls.kexec_file_load(kernel_fd, initrd_fd, cmdline, flags)
 
     def reboot_kexec(self):
         from kexec_py.submit import syscalls
-        syscalls.reboot_kexec(self.arch)
+        syscalls.reboot_kexec()
 
     def sync(self):
         os.sync()
@@ -92,7 +93,12 @@ class RecordingBackend:
         self._record({"call": "shutdown"})
 
 
-def backend_for(arch: str):
+def backend_for(arch: str, *, dry_run: bool = False):
+    """Who receives the calls of a command planning for ``arch``: nobody for --dry-run
+    (None: a call would be a bug, and fails), the recorder under KEXEC_PY_RECORD, else
+    the running kernel, which can only take a kernel of its own architecture."""
+    if dry_run:
+        return None
     path = os.environ.get("KEXEC_PY_RECORD")
     if path:
         fail = {}
@@ -100,4 +106,9 @@ def backend_for(arch: str):
             call, _, name = item.partition("=")
             fail.setdefault(call, []).append(getattr(errno_mod, name))
         return RecordingBackend(arch, fail=fail, log_path=path)
-    return SyscallBackend(arch)
+    from kexec_py.arch import host_name
+    if arch != host_name():
+        from kexec_py.errors import UsageError
+        raise UsageError(f"--arch {arch}: the running kernel is {host_name()}, and a kernel loads only kernels of "
+                         "its own architecture", "add --dry-run to plan a load for another architecture")
+    return SyscallBackend()

@@ -3,8 +3,7 @@
 Everything kexec_py learns about the machine it runs on goes through one
 ``SystemView``: /proc/iomem, /proc/cmdline, /sys/kernel/..., /sys/firmware/...,
 the headers of /proc/kcore. Tests root it at a captured fixture directory; the
-CLI roots it at "/". It records every path it reads (``paths_read``), which is
-what a bug report needs to become a fixture.
+CLI roots it at "/".
 """
 
 from __future__ import annotations
@@ -48,7 +47,6 @@ def parse_cpu_list(text: str) -> list[int]:
 class SystemView:
     def __init__(self, root: str | Path = "/"):
         self.root = Path(root)
-        self.paths_read: list[str] = []
 
     def __repr__(self) -> str:
         return f"SystemView({str(self.root)!r})"
@@ -61,7 +59,6 @@ class SystemView:
         return self.path(path).exists()
 
     def read_bytes(self, path: str, *, limit: int | None = None) -> bytes:
-        self.paths_read.append(path)
         try:
             with open(self.path(path), "rb") as f:
                 return f.read() if limit is None else f.read(limit)
@@ -173,17 +170,31 @@ class SystemView:
         path = "/proc/kcore"
         return self.read_bytes(path, limit=KCORE_HEADER_BYTES) if self.exists(path) else None
 
-    def kallsyms(self, names: set[str]) -> dict[str, int]:
-        found: dict[str, int] = {}
-        text = self.read_optional("/proc/kallsyms") or ""
-        for line in text.splitlines():
-            fields = line.split()
-            if len(fields) >= 3 and fields[2] in names and fields[2] not in found:
-                try:
-                    found[fields[2]] = int(fields[0], 16)
-                except ValueError:
-                    continue
-        return found
+    @cached_property
+    def page_size(self) -> int:
+        """The running kernel's page size: the auxiliary vector's AT_PAGESZ
+        (/proc/self/auxv), else PAGESIZE= of the VMCOREINFO note in /proc/kcore.
+        Every segment of a kexec_load must be aligned to it."""
+        auxv = self.path("/proc/self/auxv")
+        if auxv.exists():
+            size = auxv_page_size(self.read_bytes("/proc/self/auxv"))
+            if size is None:
+                raise SnapshotError("/proc/self/auxv: no AT_PAGESZ entry with a power-of-two page size in it")
+        else:
+            from kexec_py.system.kcore import parse_kcore
+            size = _int_or_none(parse_kcore(self.kcore_headers()).vmcoreinfo.get("PAGESIZE"))
+            if size is None:
+                raise SnapshotError("cannot tell the page size: no /proc/self/auxv, and no PAGESIZE in "
+                                    "/proc/kcore's VMCOREINFO", "is /proc mounted?")
+        if size < 4096 or size & (size - 1):
+            raise SnapshotError(f"the page size {size} (from /proc) is not a power of two of at least 4096")
+        return size
+
+    def crash_elfcorehdr_size(self) -> int:
+        """/sys/kernel/crash_elfcorehdr_size: the room a kernel that updates a loaded crash
+        kernel's ELF core header on hotplug wants for it; 0 when missing or unusable."""
+        text = (self.read_optional("/sys/kernel/crash_elfcorehdr_size") or "").strip()
+        return int(text) if text.isdigit() else 0
 
     def efi_systab(self) -> dict[str, int]:
         text = self.read_optional("/sys/firmware/efi/systab") or ""
@@ -193,6 +204,38 @@ class SystemView:
             if sep and re.fullmatch(r"\s*0x[0-9a-fA-F]+\s*", value):
                 out[key.strip()] = int(value, 16)
         return out
+
+
+AT_NULL, AT_PAGESZ = 0, 6
+
+
+def auxv_page_size(data: bytes) -> int | None:
+    """AT_PAGESZ from an auxiliary vector of unknown word size and byte order: the one
+    reading in which the vector ends with AT_NULL and gives a power-of-two page size.
+    (Two words an entry, so struct: this runs on every load, where construct's import
+    is not otherwise needed.)"""
+    import struct
+    for fmt in ("<QQ", ">QQ", "<II", ">II"):
+        step = struct.calcsize(fmt)
+        usable = len(data) - len(data) % step
+        found = None
+        for kind, value in struct.iter_unpack(fmt, data[:usable]):
+            if kind == AT_NULL:
+                if found and not found & (found - 1):
+                    return found
+                break
+            if kind == AT_PAGESZ:
+                found = value
+            elif kind > 0xFFFF:
+                break                   # not a plausible entry type: wrong word size or byte order
+    return None
+
+
+def _int_or_none(text: str | None) -> int | None:
+    try:
+        return int(text) if text is not None else None
+    except ValueError:
+        return None
 
 
 _MISSING_HINTS = {

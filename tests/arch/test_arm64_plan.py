@@ -19,7 +19,7 @@ from kexec_py.image.arm64_image import parse_arm64_image
 from kexec_py.plan.devicetree import parse_dtb
 from kexec_py.plan.purgatory import load_purgatory
 from kexec_py.plan.ranges import Range
-from kexec_py.plan.segments import check_plan
+from kexec_py.preflight import check_plan
 from kexec_py.system.view import SystemView
 from tests.image.test_arm64_image import make_image
 
@@ -34,7 +34,8 @@ def crash_plan():
     arch, sys = Arm64(), SystemView(FIXTURE)
     image = parse_arm64_image(make_image(image_size=24 * MiB, size=1 * MiB), path="Image")
     facts = arch.read_crash_facts(sys)
-    plan = arch.plan_crash(image, LoadInputs(cmdline="console=ttyAMA0 irqpoll", initrd=INITRD), facts,
+    plan = arch.plan_crash(image, LoadInputs(cmdline="console=ttyAMA0 irqpoll", initrd=INITRD,
+                                                      page_size=sys.page_size), facts,
                            load_purgatory("arm64"))
     return plan, facts
 
@@ -46,7 +47,7 @@ def seg(plan, name):
 
 def test_segments_lie_in_the_crash_region_and_pass_the_kernels_checks(crash_plan):
     plan, _ = crash_plan
-    check_plan(plan)
+    check_plan(plan, Arm64())
     assert all(CRASH.contains(s.range) for s in plan.segments)
     assert seg(plan, "kernel").mem == CRASH.start          # 2 MiB aligned, text_offset 0
     assert plan.entry == seg(plan, "purgatory").mem + (plan.entry - seg(plan, "purgatory").mem)
@@ -121,9 +122,9 @@ def test_plain_load_keeps_out_of_reserved_memory():
     arch, sys = Arm64(), SystemView(FIXTURE)
     image = parse_arm64_image(make_image(image_size=24 * MiB, size=1 * MiB), path="Image")
     facts = arch.read_load_facts(sys)
-    plan = arch.plan_load(image, LoadInputs(cmdline="console=ttyAMA0", initrd=INITRD), facts,
+    plan = arch.plan_load(image, LoadInputs(cmdline="console=ttyAMA0", initrd=INITRD, page_size=sys.page_size), facts,
                           load_purgatory("arm64"))
-    check_plan(plan)
+    check_plan(plan, Arm64())
     reserved = [Range(0x41580000, 0x41A00000), Range(0x48000000, 0x4A127000), Range(0x9A400000, 0x9FC00000)]
     assert not any(s.range.overlaps(r) for s in plan.segments for r in reserved)
     assert seg(plan, "kernel").mem % (2 * MiB) == 0
@@ -140,3 +141,35 @@ def test_cli_dry_run_on_the_fixture(tmp_path, capsys):
               "--append", "console=ttyAMA0"])
     out = capsys.readouterr().out
     assert done.value.code in (0, None) and "KEXEC_ARCH=183" in out and "kernel image map 0xffffa11d5f800000 -> 0x40200000" in out
+
+
+def test_a_64k_page_kernel_gets_64k_aligned_segments(tmp_path, capsys, monkeypatch):
+    """The running kernel's page size (here 64 KiB, from the snapshot's auxiliary vector)
+    decides every segment's alignment, from the snapshot through the whole CLI."""
+    import shutil
+    import struct
+
+    from kexec_py import cli
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURE, root)
+    (root / "proc/self").mkdir(parents=True, exist_ok=True)
+    (root / "proc/self/auxv").write_bytes(struct.pack("<6Q", 16, 0xFF, 6, 0x10000, 0, 0))
+    image = tmp_path / "Image"
+    image.write_bytes(make_image(image_size=24 * MiB, size=1 * MiB))
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(INITRD)                       # 768004 bytes: not a multiple of 64 KiB
+    monkeypatch.delenv("KEXEC_PY_RECORD", raising=False)
+    segments = {}
+    for page in (0x10000, 0x1000):
+        (root / "proc/self/auxv").write_bytes(struct.pack("<6Q", 16, 0xFF, 6, page, 0, 0))
+        with pytest.raises(SystemExit) as done:
+            cli.main(["--root", str(root), "--arch", "arm64", "--dry-run", "-p", "-c", str(image),
+                      "--initrd", str(initrd), "--append", "console=ttyAMA0"])
+        assert done.value.code == 0
+        rows = [line.split() for line in capsys.readouterr().out.splitlines() if line.startswith("  ")][1:]
+        segments[page] = {name: (int(mem, 16), int(memsz, 16)) for name, mem, memsz, _ in rows}
+    for name, (mem, memsz) in segments[0x10000].items():
+        assert mem % 0x10000 == 0 and memsz % 0x10000 == 0, f"{name} {mem:#x}+{memsz:#x}"
+        assert CRASH.contains(Range(mem, mem + memsz))
+    assert any(mem % 0x10000 or memsz % 0x10000 for mem, memsz in segments[0x1000].values()), \
+        "on 4 KiB pages the same load packs tighter"

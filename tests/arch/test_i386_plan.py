@@ -20,7 +20,7 @@ from kexec_py.errors import UnsupportedImage
 from kexec_py.image.open import open_kernel
 from kexec_py.plan.purgatory import load_purgatory, sha256_of_segments
 from kexec_py.plan.ranges import GiB, MiB, Range
-from kexec_py.plan.segments import check_plan
+from kexec_py.preflight import check_plan
 from kexec_py.structs import bootparam as bp
 from kexec_py.system.view import SystemView
 from tests.conftest import SYSTEMS
@@ -48,7 +48,8 @@ def facts():
 
 
 def crash_plan(image, facts, **inputs):
-    return I.I386().plan_crash(image, LoadInputs(cmdline="console=ttyS0 irqpoll", initrd=INITRD, **inputs),
+    return I.I386().plan_crash(image, LoadInputs(cmdline="console=ttyS0 irqpoll", initrd=INITRD,
+                                                                  page_size=SystemView(SNAPSHOT).page_size, **inputs),
                                facts, load_purgatory("i386"))
 
 
@@ -75,7 +76,7 @@ def test_facts_from_the_snapshot(facts):
 
 def test_every_segment_inside_the_crash_region(image, facts):
     p = crash_plan(image, facts)
-    check_plan(p)
+    check_plan(p, I.I386())
     assert all(facts.crash_regions[-1].contains(s.range) for s in p.segments)
     assert p.flags == 1, "KEXEC_ON_CRASH | KEXEC_ARCH_DEFAULT, as kexec-tools on i386"
     assert seg(p, "purgatory").range.contains(p.entry) and p.entry < 2 * GiB
@@ -173,9 +174,10 @@ def test_non_relocatable_kernel_refused_for_crash(kernel_path, facts):
 
 def test_load_plan_for_kexec_e(image):
     arch = I.I386()
-    p = arch.plan_load(image, LoadInputs(cmdline="console=ttyS0", initrd=INITRD),
+    p = arch.plan_load(image, LoadInputs(cmdline="console=ttyS0", initrd=INITRD,
+                                                    page_size=SystemView(SNAPSHOT).page_size),
                        arch.read_load_facts(SystemView(SNAPSHOT)), load_purgatory("i386"))
-    check_plan(p)
+    check_plan(p, I.I386())
     assert p.flags == 0
     assert seg(p, "setup").range.end <= 640 * 1024, "the setup segment stays in conventional memory"
     assert seg(p, "purgatory").range.end <= 2 * GiB

@@ -8,11 +8,12 @@ import struct
 import pytest
 
 from kexec_py.arch.base import LoadInputs
+from kexec_py.arch.x86_options import X86Options
 from kexec_py.arch.x86_64 import ENTRY64_REGS, X86_64
 from kexec_py.errors import PlacementError, UsageError
 from kexec_py.image.open import open_kernel
 from kexec_py.plan.purgatory import load_purgatory
-from kexec_py.plan.segments import check_plan
+from kexec_py.preflight import check_plan
 from kexec_py.structs import bootparam as bp
 from kexec_py.system.view import SystemView
 from tests.conftest import system_dirs
@@ -58,20 +59,22 @@ def purgatory_regs(plan):
 
 def crash_plan(image, cmdline="console=ttyS0", initrd=INITRD, **kw):
     arch = X86_64()
-    facts = arch.read_crash_facts(SystemView(QEMU))
-    return arch.plan_crash(image, LoadInputs(cmdline=cmdline, initrd=initrd, **kw), facts,
+    view = SystemView(QEMU)
+    facts = arch.read_crash_facts(view)
+    return arch.plan_crash(image, LoadInputs(cmdline=cmdline, initrd=initrd, page_size=view.page_size, **kw), facts,
                            load_purgatory("x86_64")), facts
 
 
 def load_plan(image, cmdline="console=ttyS0", initrd=INITRD, **kw):
     arch = X86_64()
-    return arch.plan_load(image, LoadInputs(cmdline=cmdline, initrd=initrd, **kw),
-                          arch.read_load_facts(SystemView(QEMU)), load_purgatory("x86_64"))
+    view = SystemView(QEMU)
+    return arch.plan_load(image, LoadInputs(cmdline=cmdline, initrd=initrd, page_size=view.page_size, **kw),
+                          arch.read_load_facts(view), load_purgatory("x86_64"))
 
 
 def test_vmlinux_crash_plan_moves_the_kernel_into_the_crash_region(vmlinux):
     p, facts = crash_plan(vmlinux)
-    check_plan(p)
+    check_plan(p, X86_64())
     region = facts.crash_regions[-1]
     assert all(region.contains(s.range) for s in p.segments)
     ks = kernel_segs(p)
@@ -106,7 +109,7 @@ def test_vmlinux_zero_page(vmlinux):
 
 def test_vmlinux_load_plan_at_its_link_address(vmlinux):
     p = load_plan(vmlinux)
-    check_plan(p)
+    check_plan(p, X86_64())
     ks = kernel_segs(p)
     assert [s.mem for s in ks] == [load.paddr for load in vmlinux.loads]
     assert purgatory_regs(p)["rip"] == 0x1000000
@@ -120,16 +123,16 @@ def test_vmlinux_gz_plans_like_vmlinux(vmlinux_files, vmlinux):
 
 
 def test_args_none(vmlinux):
-    p = load_plan(vmlinux, initrd=None, elf_args="none")
-    check_plan(p)
+    p = load_plan(vmlinux, initrd=None, options=X86Options(args="none"))
+    check_plan(p, X86_64())
     assert p.entry == vmlinux.entry and {s.name for s in p.segments} == {"kernel", "kernel.1", "kernel.2",
                                                                           "kernel.3"}
     with pytest.raises(UsageError, match="cannot take an initrd"):
-        load_plan(vmlinux, elf_args="none")
+        load_plan(vmlinux, options=X86Options(args="none"))
     with pytest.raises(PlacementError, match="outside the crash region"):
-        crash_plan(vmlinux, initrd=None, elf_args="none")
+        crash_plan(vmlinux, initrd=None, options=X86Options(args="none"))
     with pytest.raises(UsageError, match="not supported"):
-        load_plan(vmlinux, elf_args="elf")
+        load_plan(vmlinux, options=X86Options(args="elf"))
 
 
 def test_non_linux_elf_needs_an_argument_style(vmlinux):
@@ -137,7 +140,7 @@ def test_non_linux_elf_needs_an_argument_style(vmlinux):
     bare = replace(vmlinux, is_linux=False)
     with pytest.raises(UsageError, match="not a Linux kernel.*--args-none"):
         load_plan(bare)
-    check_plan(load_plan(bare, elf_args="linux"))
+    check_plan(load_plan(bare, options=X86Options(args="linux")), X86_64())
 
 
 def _write_uki(tmp_path, debian_kernel, cmdline=b"console=ttyS0 from-uki", initrd=b"EMBEDDED" * 512):
@@ -154,7 +157,7 @@ def _write_uki(tmp_path, debian_kernel, cmdline=b"console=ttyS0 from-uki", initr
 def test_uki_kexec_load_uses_embedded_initrd_and_cmdline(tmp_path, debian_kernel):
     uki = open_kernel(_write_uki(tmp_path, debian_kernel), X86_64().formats)
     p, _ = crash_plan(uki, cmdline="", initrd=None)
-    check_plan(p)
+    check_plan(p, X86_64())
     assert bytes(seg(p, "initrd").buf) == b"EMBEDDED" * 512
     assert re.match(r"console=ttyS0 from-uki (acpi_rsdp=0x[0-9a-f]+ )?elfcorehdr=", p.cmdline)
     assert bytes(seg(p, "kernel").buf[:64]) == bytes(uki.kernel.payload[:64])

@@ -12,7 +12,7 @@ from kexec_py.arch.base import LoadInputs
 from kexec_py.arch.x86_64 import ENTRY64_REGS, X86_64
 from kexec_py.image.open import open_kernel
 from kexec_py.plan.purgatory import load_purgatory
-from kexec_py.plan.segments import check_plan
+from kexec_py.preflight import check_plan
 from kexec_py.structs import bootparam as bp
 from kexec_py.system.view import SystemView
 from tests.conftest import system_dirs
@@ -26,7 +26,7 @@ def plan(request, debian_kernel):
     sys = SystemView(request.param)
     image = open_kernel(debian_kernel, arch.formats)
     facts = arch.read_crash_facts(sys)
-    p = arch.plan_crash(image, LoadInputs(cmdline="console=ttyS0 irqpoll", initrd=INITRD), facts,
+    p = arch.plan_crash(image, LoadInputs(cmdline="console=ttyS0 irqpoll", initrd=INITRD, page_size=sys.page_size), facts,
                         load_purgatory("x86_64"))
     return p, facts, image
 
@@ -38,7 +38,7 @@ def seg(plan, name):
 
 def test_every_segment_inside_the_highest_crash_region(plan):
     p, facts, _ = plan
-    check_plan(p)
+    check_plan(p, X86_64())
     region = facts.crash_regions[-1]
     assert all(region.contains(s.range) for s in p.segments)
     assert p.flags == 0x3E0001
@@ -120,7 +120,8 @@ def test_highmem_fixture_uses_high_region_and_dumps_kmem(debian_kernel):
     arch = X86_64()
     facts = arch.read_crash_facts(SystemView(d))
     assert len(facts.crash_regions) == 2
-    p = arch.plan_crash(open_kernel(debian_kernel, arch.formats), LoadInputs(cmdline="", initrd=None),
+    p = arch.plan_crash(open_kernel(debian_kernel, arch.formats),
+                        LoadInputs(cmdline="", initrd=None, page_size=SystemView(d).page_size),
                         facts, load_purgatory("x86_64"))
     assert all(s.mem >= 0x260000000 for s in p.segments)
     loads = [s.header for s in ELFFile(io.BytesIO(bytes(seg(p, "elfcorehdr").buf))).iter_segments()
@@ -141,7 +142,8 @@ def test_acpi_rsdp_from_efi_systab_when_boot_params_has_none(debian_kernel, tmp_
     (root / "sys/firmware/efi").mkdir(parents=True)
     (root / "sys/firmware/efi/systab").write_text("ACPI20=0x7fb7e014\nACPI=0x7fb7e000\nSMBIOS=0x7f9a0000\n")
     arch = X86_64()
-    p = arch.plan_crash(open_kernel(debian_kernel, arch.formats), LoadInputs(cmdline="", initrd=None),
+    p = arch.plan_crash(open_kernel(debian_kernel, arch.formats),
+                        LoadInputs(cmdline="", initrd=None, page_size=SystemView(root).page_size),
                         arch.read_crash_facts(SystemView(root)), load_purgatory("x86_64"))
     zp = bp.boot_params.parse(bytes(seg(p, "setup").buf[:4096]))
     assert zp.acpi_rsdp_addr == 0x7FB7E014
@@ -152,10 +154,12 @@ def test_normal_load_plan(debian_kernel, name):
     """-l: segments in RAM, no crash flag, no backup or elfcorehdr, the firmware map handed on."""
     (root,) = [p for p in system_dirs("x86_64") if p.name == name]
     arch = X86_64()
-    facts = arch.read_load_facts(SystemView(root))
-    p = arch.plan_load(open_kernel(debian_kernel, arch.formats), LoadInputs(cmdline="quiet", initrd=INITRD),
+    view = SystemView(root)
+    facts = arch.read_load_facts(view)
+    p = arch.plan_load(open_kernel(debian_kernel, arch.formats),
+                       LoadInputs(cmdline="quiet", initrd=INITRD, page_size=view.page_size),
                        facts, load_purgatory("x86_64"))
-    check_plan(p)
+    check_plan(p, arch)
     assert p.flags == 0x3E0000 and p.cmdline == "quiet"
     assert sorted(s.name for s in p.segments) == ["initrd", "kernel", "purgatory", "setup"]
     zp = bp.boot_params.parse(bytes(seg(p, "setup").buf[:4096]))

@@ -6,6 +6,7 @@ from __future__ import annotations
 from dataclasses import replace
 
 from kexec_py.arch import x86
+from kexec_py.arch.x86_options import X86Options
 from kexec_py.arch.base import LoadInputs
 from kexec_py.arch.zeropage import ZeroPageSpec, build_zero_page
 from kexec_py.plan.ranges import MiB, Range
@@ -54,15 +55,15 @@ def test_crash_cmdline_names_the_acpi_rsdp_before_elfcorehdr():
     zp[0x70:0x78] = (0xF59D0).to_bytes(8, "little")
     rsdp = x86.running_acpi_rsdp(_facts(bytes(zp), efi_rsdp=0x7FBFA014))
     assert rsdp == 0xF59D0                                          # the running zero page wins
-    line = x86.crash_cmdline(LoadInputs(cmdline="console=ttyS0", initrd=None), _cc(), [], acpi_rsdp=rsdp)
+    line = x86.crash_cmdline(LoadInputs(cmdline="console=ttyS0", initrd=None, page_size=4096), _cc(), [], acpi_rsdp=rsdp)
     assert line == "console=ttyS0 acpi_rsdp=0xf59d0 elfcorehdr=1162612K"
 
 
 def test_acpi_rsdp_from_the_efi_system_table_or_none():
     assert x86.running_acpi_rsdp(_facts(bytes(4096), efi_rsdp=0x7FBFA014)) == 0x7FBFA014
     assert x86.running_acpi_rsdp(_facts(None, efi_rsdp=0)) == 0
-    inputs = LoadInputs(cmdline="", initrd=None)
+    inputs = LoadInputs(cmdline="", initrd=None, page_size=4096)
     assert x86.crash_cmdline(inputs, _cc(), [], acpi_rsdp=0) == "elfcorehdr=1162612K"
-    with_memmap = x86.crash_cmdline(replace(inputs, pass_memmap=True), _cc(), [(Range(0x1000, 0x9FC00), "ram")],
+    with_memmap = x86.crash_cmdline(replace(inputs, options=X86Options(pass_memmap=True)), _cc(), [(Range(0x1000, 0x9FC00), "ram")],
                                     acpi_rsdp=0xF59D0)
     assert with_memmap == "acpi_rsdp=0xf59d0 elfcorehdr=1162612K memmap=exactmap memmap=635K@4K"

@@ -4,6 +4,7 @@
 import pytest
 
 from kexec_py.arch.base import LoadInputs
+from kexec_py.arch.x86_options import X86Options
 from kexec_py.arch.x86_64 import X86_64
 from kexec_py.image.open import open_kernel
 from kexec_py.plan.purgatory import load_purgatory
@@ -20,7 +21,7 @@ def plan(debian_kernel, *, crash=True, **kw):
     arch = X86_64()
     sys = SystemView(ROOT)
     image = open_kernel(debian_kernel, arch.formats)
-    inputs = LoadInputs(cmdline="console=ttyS0", initrd=b"i" * 5000, **kw)
+    inputs = LoadInputs(cmdline="console=ttyS0", initrd=b"i" * 5000, page_size=sys.page_size, **kw)
     if crash:
         return arch.plan_crash(image, inputs, arch.read_crash_facts(sys), load_purgatory("x86_64"))
     return arch.plan_load(image, inputs, arch.read_load_facts(sys), load_purgatory("x86_64"))
@@ -48,12 +49,12 @@ def test_mem_window_bounds_placement(debian_kernel):
 def test_console_serial_configures_the_purgatory(debian_kernel):
     quiet = plan(debian_kernel)
     assert symbol(quiet, "console_serial") == b"\0"
-    loud = plan(debian_kernel, console_port=0x2F8)
+    loud = plan(debian_kernel, options=X86Options(serial_port=0x2F8))
     assert symbol(loud, "console_serial") == b"\1" and symbol(loud, "serial_base") == (0x2F8).to_bytes(2, "little")
 
 
 def test_pass_memmap_cmdline(debian_kernel):
-    p = plan(debian_kernel, pass_memmap=True)
+    p = plan(debian_kernel, options=X86Options(pass_memmap=True))
     hdr = seg(p, "elfcorehdr")
     assert f"elfcorehdr={hdr.mem >> 10}K memmap=exactmap memmap=" in p.cmdline
     ram = [tok for tok in p.cmdline.split() if tok.startswith("memmap=") and "@" in tok]
@@ -94,7 +95,8 @@ def test_core_header_class_on_i386(kernel_686, flag, cls):
 
 @pytest.mark.parametrize("args,match", [
     (["-p", "-c", "--dtb", "/etc/hostname"], "x86_64 kernels do not take a device tree"),
-    (["--arch", "arm64", "-p", "-s", "--dtb", "/etc/hostname"], "cannot be passed through kexec_file_load"),
+    (["--arch", "arm64", "--dry-run", "-p", "-s", "--dtb", "/etc/hostname"],
+     "cannot be passed through kexec_file_load"),
 ])
 def test_dtb_refused_where_it_cannot_work(debian_kernel, args, match):
     code, _, err, traced = kexec_py(*args, debian_kernel)

@@ -24,6 +24,7 @@ SINGLE_FILES = (
     "/sys/devices/system/cpu/online",
     "/proc/sys/kernel/kexec_load_disabled", "/sys/kernel/security/lockdown",
     "/sys/kernel/crash_elfcorehdr_size",
+    "/proc/self/auxv",          # AT_PAGESZ: the page size (of the reading process, which is the kernel's)
 )
 
 # The guest step: kpy_put (see init.sh) sends each file over the console.

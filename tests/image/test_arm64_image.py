@@ -38,7 +38,7 @@ def make_zboot(payload: bytes, name: bytes) -> bytes:
 
 def test_header_fields():
     img = parse_arm64_image(make_image(text_offset=0x80000, image_size=3 * MiB), path="Image")
-    assert (img.text_offset, img.image_size, img.page_size, img.big_endian) == (0x80000, 3 * MiB, 4096, False)
+    assert (img.text_offset, img.image_size, img.big_endian) == (0x80000, 3 * MiB, False)
 
 
 def test_pre_3_17_header_gets_the_documented_defaults():

@@ -15,7 +15,6 @@ from kexec_py.arch.x86_64 import X86_64
 from kexec_py.errors import CorruptImage, FileSyscallUnavailable, UnsupportedImage
 from kexec_py.image.arm64_image import Arm64Image, parse_arm64_vmlinux
 from kexec_py.image.open import open_kernel
-from kexec_py.image.uki import file_syscall_inputs
 from kexec_py.image.vmlinux import describe_machine, elf_machine, parse_vmlinux
 from tests.image import arm64_kernels as ak
 from tests.image.test_arm64_image import make_image
@@ -60,14 +59,15 @@ def test_detected_by_content_plain_and_gzipped(tmp_path):
 
 def test_kexec_file_load_gets_the_image_not_the_elf_file():
     img = parse_arm64_vmlinux(ak.vmlinux_from_image(IMAGE), path="vmlinux")
-    kernel, initrd, cmdline = file_syscall_inputs(img, arch="arm64")
-    assert kernel == IMAGE and initrd is None and cmdline is None
+    fi = Arm64().file_inputs(img)
+    assert fi.kernel == IMAGE and fi.initrd is None and fi.cmdline is None
 
 
 def test_a_plain_image_goes_to_kexec_file_load_as_the_file(tmp_path):
     path = tmp_path / "Image"
     path.write_bytes(IMAGE)
-    assert file_syscall_inputs(open_kernel(path, Arm64().formats), arch="arm64") == (None, None, None)
+    fi = Arm64().file_inputs(open_kernel(path, Arm64().formats))
+    assert (fi.kernel, fi.initrd, fi.cmdline) == (None, None, None)
 
 
 def test_a_pre_3_17_header_is_not_offered_to_kexec_file_load():
@@ -76,7 +76,7 @@ def test_a_pre_3_17_header_is_not_offered_to_kexec_file_load():
                                                     memsz=20 * MiB), path="old-vmlinux")
     assert img.legacy_header and img.image_size == 20 * MiB       # bss end from the ELF, above the 16 MiB default
     with pytest.raises(FileSyscallUnavailable, match="pre-3.17") as e:
-        file_syscall_inputs(img, arch="arm64")
+        Arm64().file_inputs(img)
     assert e.value.errno == 8
 
 
@@ -87,7 +87,7 @@ def test_the_vmlinux_plans_like_the_image(tmp_path):
     from tests.arch.test_arm64_plan import FIXTURE
     fdt = (FIXTURE / "sys/firmware/fdt").read_bytes()
     facts = Arm64Facts(ram=(Range(0x40000000, 0x40000000 + GiB),), fdt=fdt)
-    inputs = LoadInputs(cmdline="console=ttyAMA0", initrd=None)
+    inputs = LoadInputs(cmdline="console=ttyAMA0", initrd=None, page_size=4096)
     a = plan_load(parse_arm64_vmlinux(ak.vmlinux_from_image(IMAGE), path="v"), inputs, facts, load_purgatory("arm64"))
     b = plan_load(open_kernel(_write(tmp_path / "Image", IMAGE), Arm64().formats), inputs, facts,
                   load_purgatory("arm64"))

@@ -1,4 +1,4 @@
-"""check_plan and check_file_plan: every refusal the kernel would make, made first."""
+"""check_plan and check_file_plan (kexec_py.preflight): every refusal the kernel would make, made first."""
 
 from __future__ import annotations
 
@@ -11,12 +11,23 @@ import pytest
 from kexec_py.errors import FileSyscallUnavailable, ImageError, PlacementError, UsageError
 from kexec_py.plan.plan import FilePlan, Segment, SegmentPlan
 from kexec_py.plan.ranges import GiB, MiB, Range
-from kexec_py.plan.segments import (FileLimits, check_file_plan, check_plan, file_limits, has_pe_signature)
+from kexec_py.arch.arm64 import Arm64
+from kexec_py.arch.base import FileInputs
+from kexec_py.arch.i386 import I386
+from kexec_py.arch.x86_64 import X86_64
+from kexec_py.plan.segments import has_pe_signature
+from kexec_py.preflight import check_file_plan
+from kexec_py.preflight import check_plan as _check_plan
 from kexec_py.structs import kexec_uapi as K
 
 CRASH = Range(0x2F000000, 0x47000000)
 LOW = Range(0x10000000, 0x20000000)          # a crashkernel=,low range below the main one
 CRASH_FLAGS = K.KEXEC_ON_CRASH | K.KEXEC_ARCH_X86_64
+X86 = X86_64()
+
+
+def check_plan(plan, **kw):
+    return _check_plan(plan, X86, **kw)
 
 
 def seg(name, mem, memsz, bufsz=0x100):
@@ -29,7 +40,7 @@ def good_plan(**kw) -> SegmentPlan:
                 seg("purgatory", base + 0x100000, 0x5000), seg("setup", base + 0x200000, 0x3000),
                 seg("kernel", base + 0x1000000, 0x3400000, 0x1000))
     fields = dict(arch="x86_64", segments=segments, entry=base + 0x100000, flags=CRASH_FLAGS, cmdline="",
-                  allowed=(CRASH,))
+                  page_size=4096, allowed=(CRASH,))
     return SegmentPlan(**(fields | kw))
 
 
@@ -41,8 +52,8 @@ def test_a_good_plan_passes():
 @pytest.mark.parametrize("segments,words", [
     ((), "no segments"),
     (tuple(seg(f"s{i}", CRASH.start + i * 0x10000, 0x1000) for i in range(17)), "at most 16"),
-    ((seg("kernel", CRASH.start + 0x800, 0x1000),), "not page aligned"),
-    ((seg("kernel", CRASH.start, 0x1800),), "not page aligned"),
+    ((seg("kernel", CRASH.start + 0x800, 0x1000),), "not aligned to the running kernel's 4 KiB pages"),
+    ((seg("kernel", CRASH.start, 0x1800),), "not aligned to the running kernel's 4 KiB pages"),
     ((seg("kernel", CRASH.start, 0x1000, bufsz=0x1001),), "only 0x1000 of memory"),
     ((seg("kernel", CRASH.start, 0),), "no memory"),
     ((seg("a", CRASH.start, 0x2000), seg("b", CRASH.start + 0x1000, 0x1000)), "overlap"),
@@ -94,9 +105,21 @@ def test_normal_load_must_be_in_ram():
 
 def test_destination_limit():
     plan = SegmentPlan(arch="i386", segments=(seg("kernel", 0xFFFFE000, 0x2000),), entry=0xFFFFE000,
-                       flags=0, cmdline="")
+                       flags=0, cmdline="", page_size=4096)
     with pytest.raises(PlacementError, match="highest address"):
-        check_plan(plan)
+        _check_plan(plan, I386())
+
+
+def test_alignment_is_the_running_kernels_page_size():
+    """A 64 KiB-page kernel (ppc64el, some arm64) refuses segments that are only 4 KiB aligned."""
+    base = CRASH.start                                   # 64 KiB aligned
+    plan = good_plan(segments=(seg("kernel", base, 0x10000), seg("dtb", base + 0x11000, 0x1000)),
+                     entry=base, flags=K.KEXEC_ON_CRASH | K.KEXEC_ARCH_AARCH64, page_size=0x10000)
+    with pytest.raises(PlacementError, match="dtb segment .* 64 KiB pages"):
+        _check_plan(plan, Arm64())
+    _check_plan(replace(plan, page_size=4096), Arm64())
+    _check_plan(replace(plan, segments=(seg("kernel", base, 0x10000), seg("dtb", base + 0x20000, 0x10000))),
+                Arm64())
 
 
 # --- kexec_file_load ----------------------------------------------------------------------------
@@ -112,23 +135,23 @@ def file_plan(tmp_path: Path, *, kernel=b"k" * 8192, initrd: bytes | None = b"i"
     return FilePlan(arch="x86_64", kernel=k, initrd=i, cmdline=cmdline, flags=K.KEXEC_FILE_ON_CRASH if crash else 0)
 
 
-LIMITS = FileLimits(kernel_memory=64 * MiB, kernel_align=2 * MiB, cmdline_max=2047 - 30)
+LIMITS = FileInputs(kernel_memory=64 * MiB, kernel_align=2 * MiB, cmdline_max=2047 - 30)
 
 
 def test_file_plan_passes(tmp_path):
-    check_file_plan(file_plan(tmp_path), LIMITS, crash_region=CRASH)
-    check_file_plan(file_plan(tmp_path, initrd=None), LIMITS, crash_region=None)
+    check_file_plan(file_plan(tmp_path), LIMITS, crash_region=CRASH, page_size=4096)
+    check_file_plan(file_plan(tmp_path, initrd=None), LIMITS, crash_region=None, page_size=4096)
 
 
 def test_file_plan_cmdline_limit_counts_the_nul_and_elfcorehdr(tmp_path):
-    check_file_plan(file_plan(tmp_path, cmdline="x" * (2047 - 30 - 1)), LIMITS, crash_region=CRASH)
+    check_file_plan(file_plan(tmp_path, cmdline="x" * (2047 - 30 - 1)), LIMITS, crash_region=CRASH, page_size=4096)
     with pytest.raises(UsageError, match="at most 2016"):
-        check_file_plan(file_plan(tmp_path, cmdline="x" * (2047 - 30)), LIMITS, crash_region=CRASH)
+        check_file_plan(file_plan(tmp_path, cmdline="x" * (2047 - 30)), LIMITS, crash_region=CRASH, page_size=4096)
 
 
 def test_file_plan_empty_initrd(tmp_path):
     with pytest.raises(ImageError, match="empty"):
-        check_file_plan(file_plan(tmp_path, initrd=b""), LIMITS, crash_region=CRASH)
+        check_file_plan(file_plan(tmp_path, initrd=b""), LIMITS, crash_region=CRASH, page_size=4096)
 
 
 def test_file_plan_initrd_must_fit_the_crash_region(tmp_path):
@@ -136,8 +159,8 @@ def test_file_plan_initrd_must_fit_the_crash_region(tmp_path):
     with open(plan.initrd, "r+b") as f:
         f.truncate(CRASH.size - 64 * MiB)
     with pytest.raises(PlacementError, match="do not fit in the crash region"):
-        check_file_plan(plan, LIMITS, crash_region=CRASH)
-    check_file_plan(plan, LIMITS, crash_region=None)      # -l: the kernel finds room in RAM
+        check_file_plan(plan, LIMITS, crash_region=CRASH, page_size=4096)
+    check_file_plan(plan, LIMITS, crash_region=None, page_size=4096)      # -l: the kernel finds room in RAM
 
 
 def test_file_plan_initrd_over_4g(tmp_path):
@@ -145,31 +168,27 @@ def test_file_plan_initrd_over_4g(tmp_path):
     with open(plan.initrd, "r+b") as f:
         f.truncate(5 * GiB)
     with pytest.raises(ImageError, match="at most 4 GiB"):
-        check_file_plan(plan, LIMITS, crash_region=None)
+        check_file_plan(plan, LIMITS, crash_region=None, page_size=4096)
 
 
 def test_file_plan_unreadable_and_not_regular(tmp_path):
     plan = file_plan(tmp_path)
     with pytest.raises(ImageError, match="no such initrd"):
-        check_file_plan(replace(plan, initrd=tmp_path / "gone"), LIMITS, crash_region=CRASH)
+        check_file_plan(replace(plan, initrd=tmp_path / "gone"), LIMITS, crash_region=CRASH, page_size=4096)
     with pytest.raises(ImageError, match="directory"):
-        check_file_plan(replace(plan, initrd=tmp_path), LIMITS, crash_region=CRASH)
+        check_file_plan(replace(plan, initrd=tmp_path), LIMITS, crash_region=CRASH, page_size=4096)
 
 
-def test_file_plan_refusal_is_a_file_syscall_error(tmp_path):
-    with pytest.raises(FileSyscallUnavailable) as info:
-        check_file_plan(file_plan(tmp_path), replace(LIMITS, refusal="no"), crash_region=CRASH)
-    assert info.value.errno == errno.ENOEXEC and info.value.userspace
-
-
-def test_file_limits_of_a_bzimage(debian_kernel):
+def test_file_inputs_of_a_bzimage(debian_kernel):
     from kexec_py.image.bzimage import parse_bzimage
     image = parse_bzimage(debian_kernel.read_bytes(), path=str(debian_kernel))
-    limits = file_limits(image, arch="x86_64")
+    limits = X86.file_inputs(image)
     assert limits.cmdline_max == image.cmdline_size - 30
-    assert limits.kernel_memory >= image.init_size and limits.refusal is None
+    assert limits.kernel_memory >= image.init_size and limits.kernel is None
     no4g = replace(image, xloadflags=image.xloadflags & ~0x2)
-    assert "XLF_CAN_BE_LOADED_ABOVE_4G" in file_limits(no4g, arch="x86_64").refusal
+    with pytest.raises(FileSyscallUnavailable, match="XLF_CAN_BE_LOADED_ABOVE_4G") as info:
+        X86.file_inputs(no4g)
+    assert info.value.errno == errno.ENOEXEC and info.value.userspace
 
 
 def test_pe_signature(debian_kernel):

@@ -49,7 +49,7 @@ def test_segment_buffers_are_not_copied(tmp_path):
     original = syscalls._call
     syscalls._call = fake_call
     try:
-        syscalls.kexec_load("x86_64", 0x1000, [(view, 0x100000, 8192)], 0)
+        syscalls.kexec_load(0x1000, [(view, 0x100000, 8192)], 0)
     finally:
         syscalls._call = original
     assert seen == {"buf": int(ffi.cast("uintptr_t", ffi.from_buffer(view))), "bufsz": 8192}
