@@ -32,6 +32,7 @@ from kexec_py.arch.i386 import ENTRY32_REGS, link_purgatory32
 from kexec_py.plan.plan import Segment
 from kexec_py.plan.purgatory import load_purgatory
 from kexec_py.plan.ranges import Range
+from tests.arch.test_purgatory_x86_64 import LCR_8N1, LCR_DLAB, Uart16550, uart_divisor
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "kexec_py" / "data" / "purgatory" / "i386.o"
@@ -64,14 +65,16 @@ class Outcome:
     eflags: int
     serial: bytes
     ports: set[int]
+    uart: Uart16550
     uc: Uc
 
     def read(self, addr: int, size: int) -> bytes:
         return bytes(self.uc.mem_read(addr, size))
 
 
-def machine() -> tuple[Uc, bytearray, set[int]]:
-    """An i386 CPU as relocate_kernel hands it over: protected mode, paging off, nothing else."""
+def machine(serial_base: int = 0x3f8) -> tuple[Uc, Uart16550, set[int]]:
+    """An i386 CPU as relocate_kernel hands it over: protected mode, paging off, nothing else;
+    a 16550 UART at ``serial_base``."""
     uc = Uc(UC_ARCH_X86, UC_MODE_32)
     uc.mem_map(0, LOW_MEM.size)
     uc.mem_map(CRASH_BASE, CRASH_SIZE)
@@ -80,20 +83,20 @@ def machine() -> tuple[Uc, bytearray, set[int]]:
     uc.reg_write(UC_X86_REG_GDTR, (0, 0x7654_3000, 0x17, 0))   # a table that is not there
     uc.reg_write(UC_X86_REG_ESP, 0x7fff_f000)                  # unmapped: a push before lss faults
     uc.reg_write(UC_X86_REG_EFLAGS, 0x2)
-    serial, ports = bytearray(), set()
+    uart, ports = Uart16550(serial_base), set()
 
     def port_in(uc, port, size, _):
         ports.add(port)
-        return 0x60 if port % 8 == 5 else 0xFF                # LSR: transmitter empty
+        return uart.read(port) if uart.owns(port) else 0xFF
 
     def port_out(uc, port, size, value, _):
         ports.add(port)
-        if port % 8 == 0:
-            serial.append(value & 0xFF)
+        if uart.owns(port):
+            uart.write(port, value & 0xFF)
 
     uc.hook_add(UC_HOOK_INSN, port_in, None, 1, 0, UC_X86_INS_IN)
     uc.hook_add(UC_HOOK_INSN, port_out, None, 1, 0, UC_X86_INS_OUT)
-    return uc, serial, ports
+    return uc, uart, ports
 
 
 def world(seed: int = 1) -> list[Segment]:
@@ -109,7 +112,7 @@ def obj():
 
 
 def run(obj, *, regs=None, corrupt=None, digest=None, regions=None, skip_checks=False, backup=True,
-        console_serial=0, serial_base=None, segments=None) -> Outcome:
+        console_serial=0, serial_base=None, serial_baud=None, segments=None) -> Outcome:
     segments = world() if segments is None else segments
     regs = dict(esi=BOOT_PARAMS, eip=KERNEL) if regs is None else regs
     seg, entry = link_purgatory32(obj, PURGATORY, segments, regs=regs, skip_checks=skip_checks,
@@ -124,7 +127,9 @@ def run(obj, *, regs=None, corrupt=None, digest=None, regions=None, skip_checks=
     linked.set_int("console_serial", console_serial)
     if serial_base is not None:
         linked.set_int("serial_base", serial_base)
-    uc, serial, ports = machine()
+    if serial_baud is not None:
+        linked.set_int("serial_baud", serial_baud)
+    uc, uart, ports = machine(0x3f8 if serial_base is None else serial_base)
     uc.mem_write(0, LOW_MEM_PATTERN)
     for s in segments:
         uc.mem_write(s.mem, bytes(s.buf))
@@ -136,7 +141,8 @@ def run(obj, *, regs=None, corrupt=None, digest=None, regions=None, skip_checks=
     return Outcome(reached_kernel=uc.reg_read(UC_X86_REG_EIP) == kernel_entry,
                    regs={n: uc.reg_read(r) for n, r in UC_REG.items()},
                    segs={n: uc.reg_read(r) for n, r in UC_SEG.items()},
-                   eflags=uc.reg_read(UC_X86_REG_EFLAGS), serial=bytes(serial), ports=ports, uc=uc)
+                   eflags=uc.reg_read(UC_X86_REG_EFLAGS), serial=bytes(uart.text), ports=ports,
+                   uart=uart, uc=uc)
 
 
 def assert_halted(out: Outcome, obj) -> None:
@@ -231,9 +237,45 @@ def test_serial_console(obj):
     assert out.ports == {0x2f8, 0x2fd}
 
 
+PROGRESS = ("kexec-py purgatory: started\r\nkexec-py purgatory: sha256 ok\r\n"
+            "kexec-py purgatory: low memory backed up\r\nkexec-py purgatory: jumping to kernel\r\n")
+
+
+@pytest.mark.parametrize("baud", [9600, 57600, 115200, 300])      # 300: a divisor high byte (0x01)
+def test_serial_baud_programs_the_uart_before_the_first_character(obj, baud):
+    out = run(obj, console_serial=1, serial_base=0x2f8, serial_baud=baud)
+    assert out.reached_kernel
+    divisor, writes = uart_divisor(baud), out.uart.writes
+    first_char = [reg for reg, _ in writes].index("THR")
+    setup, after = writes[:first_char], writes[first_char:]
+    assert [w for w in setup if w[0] in ("LCR", "DLL", "DLM")] == [
+        ("LCR", LCR_DLAB), ("DLL", divisor & 0xFF), ("DLM", divisor >> 8), ("LCR", LCR_8N1)]
+    assert {reg for reg, _ in setup} <= {"LCR", "DLL", "DLM", "IER", "FCR"}
+    assert all(value == 0 for reg, value in setup if reg == "IER"), "interrupts off"
+    assert all(value & 0x01 for reg, value in setup if reg == "FCR"), "FIFOs on"
+    assert {reg for reg, _ in after} == {"THR"}, "the UART is set up once, before the first character"
+    assert out.uart.line == {(LCR_8N1, divisor)}, "every character goes out at the new rate, 8N1"
+    assert out.serial.decode() == PROGRESS
+    assert out.ports <= set(range(0x2f8, 0x2fe))
+
+
+@pytest.mark.parametrize("baud", [0, 230400, 1])                 # keep / no 16-bit divisor
+def test_serial_baud_without_a_divisor_leaves_the_uart_alone(obj, baud):
+    out = run(obj, console_serial=1, serial_base=0x2f8, serial_baud=baud)
+    assert out.reached_kernel
+    assert {reg for reg, _ in out.uart.writes} == {"THR"}, "no LCR, DLL or DLM write (nor any other)"
+    assert out.serial.decode() == PROGRESS
+    assert out.ports == {0x2f8, 0x2fd}
+
+
+def test_serial_baud_without_console_serial_touches_no_port(obj):
+    out = run(obj, console_serial=0, serial_base=0x2f8, serial_baud=9600)
+    assert out.reached_kernel and out.ports == set()
+
+
 ABI_SYMBOLS = {"sha256_regions": 256, "sha256_digest": 32, "skip_checks": 1, "backup_src": 8,
                "backup_dst": 8, "backup_size": 8, "console_serial": 1, "serial_base": 2,
-               "entry32_regs": 36}
+               "serial_baud": 4, "entry32_regs": 36}
 
 
 def test_object_symbols_are_the_loader_abi():

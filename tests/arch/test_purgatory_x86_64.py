@@ -80,6 +80,65 @@ def pack_regs(regs: dict[str, int]) -> bytes:
     return struct.pack("<17Q", *(regs[name] for name in REG_ORDER))
 
 
+# --- a 16550 UART, from its datasheet ----------------------------------------------------
+# Register offsets from the base port; at offsets 0 and 1 the register depends on LCR's
+# divisor latch access bit (DLAB).
+UART_REGS = {0: ("THR", "DLL"), 1: ("IER", "DLM"), 2: ("FCR", "FCR"), 3: ("LCR", "LCR"),
+             4: ("MCR", "MCR"), 5: ("LSR", "LSR"), 6: ("MSR", "MSR"), 7: ("SCR", "SCR")}
+LCR_DLAB = 0x80
+LCR_8N1 = 0b0000_0011        # word length 8 (bits 1:0 = 11), 1 stop bit (bit 2 = 0), no parity (bit 3 = 0)
+LSR_THRE, LSR_TEMT = 0x20, 0x40
+UART_CLOCK_HZ = 1_843_200    # the PC's UART crystal; the 16550 samples each bit 16 times
+
+
+def uart_divisor(baud: int) -> int:
+    """The divisor latch value for ``baud``: clock / (16 x divisor) = baud."""
+    divisor, rest = divmod(UART_CLOCK_HZ, 16 * baud)
+    assert rest == 0 and 1 <= divisor <= 0xFFFF, f"no exact 16-bit divisor for {baud} baud"
+    return divisor
+
+
+class Uart16550:
+    """The UART at ``base`` as the purgatory's port writes program it.
+
+    ``writes`` lists every write as (register, value), the register named by offset and
+    DLAB as the chip would decode it; ``text`` holds what went to THR, and ``line`` the
+    (LCR, divisor latch) each of those characters was sent with. The transmitter is
+    always idle (LSR: THRE and TEMT)."""
+
+    def __init__(self, base: int) -> None:
+        self.base = base
+        self.writes: list[tuple[str, int]] = []
+        self.text = bytearray()
+        self.line: set[tuple[int, int | None]] = set()
+        self.lcr = LCR_8N1                       # as some earlier owner left it
+        self.dll: int | None = None              # unknown until written
+        self.dlm: int | None = None
+
+    def owns(self, port: int) -> bool:
+        return self.base <= port < self.base + 8
+
+    @property
+    def divisor(self) -> int | None:
+        return None if self.dll is None or self.dlm is None else self.dlm << 8 | self.dll
+
+    def read(self, port: int) -> int:
+        return LSR_THRE | LSR_TEMT if UART_REGS[port - self.base][0] == "LSR" else 0xFF
+
+    def write(self, port: int, value: int) -> None:
+        reg = UART_REGS[port - self.base][1 if self.lcr & LCR_DLAB else 0]
+        self.writes.append((reg, value))
+        if reg == "LCR":
+            self.lcr = value
+        elif reg == "DLL":
+            self.dll = value
+        elif reg == "DLM":
+            self.dlm = value
+        elif reg == "THR":
+            self.text.append(value)
+            self.line.add((self.lcr, self.divisor))
+
+
 @dataclass
 class Outcome:
     reached_kernel: bool
@@ -89,6 +148,7 @@ class Outcome:
     eflags: int
     serial: bytes
     port_io: list[tuple[str, int]]
+    uart: Uart16550
     machine: "Machine"
     seconds: float
 
@@ -96,7 +156,7 @@ class Outcome:
 class Machine:
     """An x86_64 CPU as the old kernel's relocate_kernel hands it to the purgatory."""
 
-    def __init__(self) -> None:
+    def __init__(self, serial_base: int = 0x3f8) -> None:
         uc = Uc(UC_ARCH_X86, UC_MODE_64)
         self.uc = uc
         uc.mem_map(0, LOW_MEM_SIZE)
@@ -118,22 +178,19 @@ class Machine:
         uc.reg_write(UC_X86_REG_GDTR, (0, 0x7654_3000, 0x17, 0))
         uc.reg_write(UC_X86_REG_RSP, 0x7fff_f000)
         uc.reg_write(UC_X86_REG_EFLAGS, 0x2)
-        self.serial = bytearray()
         self.port_io: list[tuple[str, int]] = []
-        self.serial_base = 0x3f8
+        self.uart = Uart16550(serial_base)
         uc.hook_add(UC_HOOK_INSN, self._port_in, None, 1, 0, UC_X86_INS_IN)
         uc.hook_add(UC_HOOK_INSN, self._port_out, None, 1, 0, UC_X86_INS_OUT)
 
     def _port_in(self, uc, port, size, user_data):
         self.port_io.append(("in", port))
-        if port == self.serial_base + 5:
-            return 0x60                               # LSR: transmitter empty
-        return 0xFF
+        return self.uart.read(port) if self.uart.owns(port) else 0xFF
 
     def _port_out(self, uc, port, size, value, user_data):
         self.port_io.append(("out", port))
-        if port == self.serial_base:
-            self.serial.append(value & 0xFF)
+        if self.uart.owns(port):
+            self.uart.write(port, value & 0xFF)
 
     def load(self, seg: Seg | LinkedPurgatory) -> None:
         if isinstance(seg, LinkedPurgatory):
@@ -156,8 +213,8 @@ class Machine:
             segs={name: uc.reg_read(r) for name, r in (("cs", UC_X86_REG_CS), ("ds", UC_X86_REG_DS),
                                                          ("es", UC_X86_REG_ES), ("ss", UC_X86_REG_SS),
                                                          ("fs", UC_X86_REG_FS), ("gs", UC_X86_REG_GS))},
-            eflags=uc.reg_read(UC_X86_REG_EFLAGS), serial=bytes(self.serial), port_io=list(self.port_io),
-            machine=self, seconds=seconds)
+            eflags=uc.reg_read(UC_X86_REG_EFLAGS), serial=bytes(self.uart.text), port_io=list(self.port_io),
+            uart=self.uart, machine=self, seconds=seconds)
 
 
 LOW_MEM_PATTERN = bytes((i * 7 + (i >> 8) * 13) & 0xFF for i in range(LOW_MEM_SIZE))
@@ -181,7 +238,8 @@ def kexec_world(*, seed: int = 1):
 
 
 def run_purgatory(obj, *, segments=None, corrupt=None, regs=None, skip_checks=0, console_serial=0,
-                  serial_base=None, backup=True, regions=None, digest=None, setup=None) -> Outcome:
+                  serial_base=None, serial_baud=None, backup=True, regions=None, digest=None,
+                  setup=None) -> Outcome:
     segments = kexec_world() if segments is None else segments
     purgatory = obj.link(PURGATORY)
     computed_regions, computed_digest = sha256_of_segments(segments)
@@ -193,15 +251,15 @@ def run_purgatory(obj, *, segments=None, corrupt=None, regs=None, skip_checks=0,
     purgatory.set_symbol("console_serial", bytes([console_serial]))
     if serial_base is not None:
         purgatory.set_symbol("serial_base", struct.pack("<H", serial_base))
+    if serial_baud is not None:
+        purgatory.set_symbol("serial_baud", struct.pack("<I", serial_baud))
     if backup:
         purgatory.set_symbol("backup_src", struct.pack("<Q", 0))
         purgatory.set_symbol("backup_dst", struct.pack("<Q", BACKUP_DST))
         purgatory.set_symbol("backup_size", struct.pack("<Q", LOW_MEM_SIZE))
     purgatory.set_symbol("entry64_regs", pack_regs(boot_regs() if regs is None else regs))
 
-    machine = Machine()
-    if serial_base is not None:
-        machine.serial_base = serial_base
+    machine = Machine(0x3f8 if serial_base is None else serial_base)
     machine.uc.mem_write(0, LOW_MEM_PATTERN)
     for seg in segments:
         machine.load(seg)
@@ -344,14 +402,16 @@ def test_sha256_matches_hashlib(purgatory_object, case):
 # --- serial console -------------------------------------------------------------------
 
 
+PROGRESS = ("kexec-py purgatory: started\r\n"
+            "kexec-py purgatory: sha256 ok\r\n"
+            "kexec-py purgatory: low memory backed up\r\n"
+            "kexec-py purgatory: jumping to kernel\r\n")
+
+
 def test_serial_console_reports_progress(purgatory_object):
     out = run_purgatory(purgatory_object, console_serial=1)
     assert out.reached_kernel
-    assert out.serial.decode() == (
-        "kexec-py purgatory: started\r\n"
-        "kexec-py purgatory: sha256 ok\r\n"
-        "kexec-py purgatory: low memory backed up\r\n"
-        "kexec-py purgatory: jumping to kernel\r\n")
+    assert out.serial.decode() == PROGRESS
     assert {port for _, port in out.port_io} == {0x3f8, 0x3fd}
 
 
@@ -367,11 +427,48 @@ def test_serial_console_reports_mismatch_at_other_port(purgatory_object):
     assert {port for _, port in out.port_io} == {0x2f8, 0x2fd}
 
 
+# 9600 to 115200 are the rates kexec-tools' --serial-baud takes; 300 (divisor 0x180) also
+# checks the divisor's high byte, which is 0 for all of those.
+@pytest.mark.parametrize("baud", [9600, 57600, 115200, 300])
+def test_serial_baud_programs_the_uart_before_the_first_character(purgatory_object, baud):
+    out = run_purgatory(purgatory_object, console_serial=1, serial_base=0x2f8, serial_baud=baud)
+    assert out.reached_kernel
+    uart, divisor = out.uart, uart_divisor(baud)
+    first_char = [reg for reg, _ in uart.writes].index("THR")
+    setup, after = uart.writes[:first_char], uart.writes[first_char:]
+    assert [w for w in setup if w[0] in ("LCR", "DLL", "DLM")] == [
+        ("LCR", LCR_DLAB), ("DLL", divisor & 0xFF), ("DLM", divisor >> 8), ("LCR", LCR_8N1)]
+    # Besides the line settings, the setup may only turn the UART's interrupts off and its FIFOs on.
+    assert {reg for reg, _ in setup} <= {"LCR", "DLL", "DLM", "IER", "FCR"}
+    assert all(value == 0 for reg, value in setup if reg == "IER")
+    assert all(value & 0x01 for reg, value in setup if reg == "FCR")
+    assert {reg for reg, _ in after} == {"THR"}, "the UART is set up once, before the first character"
+    assert uart.line == {(LCR_8N1, divisor)}, "every character goes out at the new rate, 8N1"
+    assert uart.text.decode() == PROGRESS
+    assert {port for _, port in out.port_io} <= set(range(0x2f8, 0x2fe))
+
+
+# 0: keep the running kernel's settings; 230400 and 1 have no 16-bit divisor of 115200.
+@pytest.mark.parametrize("baud", [0, 230400, 1])
+def test_serial_baud_without_a_divisor_leaves_the_uart_alone(purgatory_object, baud):
+    out = run_purgatory(purgatory_object, console_serial=1, serial_base=0x2f8, serial_baud=baud)
+    assert out.reached_kernel
+    assert {reg for reg, _ in out.uart.writes} == {"THR"}, "no LCR, DLL or DLM write (nor any other)"
+    assert out.uart.text.decode() == PROGRESS
+    assert {port for _, port in out.port_io} == {0x2f8, 0x2fd}
+
+
+def test_serial_baud_without_console_serial_touches_no_port(purgatory_object):
+    out = run_purgatory(purgatory_object, console_serial=0, serial_base=0x2f8, serial_baud=9600)
+    assert out.reached_kernel
+    assert out.port_io == []
+
+
 # --- the object itself ----------------------------------------------------------------
 
 ABI_SYMBOLS = {
     "sha256_regions": 256, "sha256_digest": 32, "skip_checks": 1, "backup_src": 8, "backup_dst": 8,
-    "backup_size": 8, "console_serial": 1, "serial_base": 2, "entry64_regs": 136,
+    "backup_size": 8, "console_serial": 1, "serial_base": 2, "serial_baud": 4, "entry64_regs": 136,
 }
 
 
