@@ -18,6 +18,18 @@ capture kernel the ELF core header and the memory it may use.
 ``DeviceTree.boot_cpuid_phys`` is None when the header's boot CPU is not known
 (a tree built from /proc/device-tree, which has no header): ``build_dtb``
 refuses such a tree until the arch sets it.
+
+Why not a library: PyPI's ``fdt`` (pyFDT, pure Python, last release 0.3.3 in
+2022) raises "Unknown Tag: 4" on the kernel's own /sys/firmware/fdt, because it
+does not accept FDT_NOP tokens, which the kernel leaves where it removed
+``rng-seed``; on a NOP-free copy it parses about 9 times slower than this module
+and turns values into typed objects (strings, words, bytes) that the /chosen
+edits would have to turn back. pylibfdt (Debian's python3-libfdt, libfdt's SWIG
+binding) reads and edits the same trees, but it is C: PyPI has it only as a
+source package that needs a compiler and SWIG, and Debian's build is for the
+system interpreter, so ``pip install .`` could not depend on it. What arm64
+needs (read a DTB, change /chosen properties, drop reservations, write a compact
+DTB, encode cells) is the code below.
 """
 
 from __future__ import annotations
