@@ -13,7 +13,7 @@ for its ``-I fs`` input, so that ``dtc -I fs`` and this reader agree:
   (``cpu`` for ``cpu@0``, empty for the root) is dropped: the kernel makes one up
   for every node of a version-16+ tree, which has no such property (its node
   names carry it), and dtc deletes it as redundant; a ``name`` that says
-  something else is kept, as dtc keeps it.
+  something else is kept (dtc keeps it too, and reports it as an error).
 
 What a directory cannot carry, and what becomes of it:
 
@@ -22,17 +22,18 @@ What a directory cannot carry, and what becomes of it:
   addresses compared as numbers (``cpu@2`` before ``cpu@10``), so CPUs and
   memory nodes keep their address order.
 * the header's boot CPU id (``boot_cpuid_phys``): the devicetree specification
-  makes it the physical id of the CPU that enters the kernel (that CPU node's
-  ``reg``). No file holds it, and for a kexec it is not a fact of the running
-  system: the CPU that runs the kexec (or the crash) enters the next kernel, so
-  ppc64's purgatory writes its own id there at that moment. It is left None,
-  and ``build_dtb`` refuses the tree until the arch sets it.
+  makes it the physical id of the boot CPU (the ``reg`` of that CPU's node).
+  No file holds it, and for a kexec it is not a fact of the running
+  system: the CPU that runs the kexec (or the crash) enters the next kernel,
+  which is why kexec-tools' ppc64 purgatory writes the id of the CPU that
+  enters it there. It is left None, and ``build_dtb`` refuses the tree until
+  the arch sets it.
 * the memory reservation block: not shown anywhere in the directory.
   Reservations made in the tree itself stay visible (the ``/reserved-memory``
   node; on OPAL/PowerNV machines the root's ``reserved-ranges`` property,
   which skiboot also copies into the reservation block); the kernel's own
   memblock reservations (debugfs ``memblock/reserved``) mix the boot map with
-  the kernel's allocations, and /proc/iomem's "reserved" ranges likewise. So
+  the kernel's allocations, and so do arm64's "reserved" ranges in /proc/iomem. So
   ``reservations`` is empty: the arch adds what its next kernel must not touch.
 
 The directory is the live tree, which may differ from the tree the kernel was
