@@ -67,8 +67,7 @@ def node_order(name: str) -> tuple:
 
 
 def read_device_tree_dir(sys: SystemView, top: str) -> DeviceTree:
-    """The tree under the directory ``top`` of ``sys`` (read through it, so every
-    property file lands in ``sys.paths_read``)."""
+    """The tree under the directory ``top`` of ``sys``, every file read through ``sys``."""
     top = "/" + top.strip("/")
     if not sys.path(top).is_dir():
         raise SnapshotError(f"{top} is not a directory",
