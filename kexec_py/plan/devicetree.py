@@ -11,8 +11,25 @@ its bytes), so a tree read from ``dtc -O dtb`` output is written back byte for
 byte.
 
 ``kexec_chosen`` is what the loaders use: the running kernel's tree
-(/sys/firmware/fdt) with the next kernel's command line, initrd, and for a
+(/sys/firmware/fdt; ``SystemView.device_tree()`` also builds it from
+/proc/device-tree) with the next kernel's command line, initrd, and for a
 capture kernel the ELF core header and the memory it may use.
+
+``DeviceTree.boot_cpuid_phys`` is None when the header's boot CPU is not known
+(a tree built from /proc/device-tree, which has no header): ``build_dtb``
+refuses such a tree until the arch sets it.
+
+Why not a library: PyPI's ``fdt`` (pyFDT, pure Python, last release 0.3.3 in
+2022) raises "Unknown Tag: 4" on the kernel's own /sys/firmware/fdt, because it
+does not accept FDT_NOP tokens, which the kernel leaves where it removed
+``rng-seed``; on a NOP-free copy it parses about 9 times slower than this module
+and turns values into typed objects (strings, words, bytes) that the /chosen
+edits would have to turn back. pylibfdt (Debian's python3-libfdt, libfdt's SWIG
+binding) reads and edits the same trees, but it is C: PyPI has it only as a
+source package that needs a compiler and SWIG, and Debian's build is for the
+system interpreter, so ``pip install .`` could not depend on it. What arm64
+needs (read a DTB, change /chosen properties, drop reservations, write a compact
+DTB, encode cells) is the code below.
 """
 
 from __future__ import annotations
@@ -58,7 +75,7 @@ class Node:
 class DeviceTree:
     root: Node
     reservations: list[tuple[int, int]] = field(default_factory=list)   # (address, size)
-    boot_cpuid_phys: int = 0
+    boot_cpuid_phys: int | None = 0     # None: not known (a tree built from a directory)
 
     def cells(self) -> tuple[int, int]:
         """The root's #address-cells and #size-cells (2 and 1 when absent, as the spec says)."""
@@ -163,6 +180,9 @@ def _align4(n: int) -> int:
 
 def build_dtb(tree: DeviceTree) -> bytes:
     """The tree as a compact version-17 DTB."""
+    if tree.boot_cpuid_phys is None:
+        raise ValueError("the device tree's boot_cpuid_phys is not known: the arch must set it "
+                         "(the physical id of the CPU that will enter the kernel)")
     strings = bytearray()
     struct_block = bytearray()
 

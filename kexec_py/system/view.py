@@ -12,12 +12,18 @@ import re
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from kexec_py.errors import SnapshotError
 from kexec_py.plan.ranges import Range
 from kexec_py.system.iomem import IoMem, parse_iomem
 
+if TYPE_CHECKING:
+    from kexec_py.plan.devicetree import DeviceTree
+
 KCORE_HEADER_BYTES = 64 * 1024
+FDT_PATH = "/sys/firmware/fdt"
+DEVICE_TREE_DIRS = ("/proc/device-tree", "/sys/firmware/devicetree/base")
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +201,32 @@ class SystemView:
         kernel's ELF core header on hotplug wants for it; 0 when missing or unusable."""
         text = (self.read_optional("/sys/kernel/crash_elfcorehdr_size") or "").strip()
         return int(text) if text.isdigit() else 0
+
+    def device_tree(self) -> DeviceTree:
+        """The running machine's device tree, a new ``DeviceTree`` on every call (callers edit it).
+
+        /sys/firmware/fdt when the kernel shows it: the tree it was booted with, header
+        and reservation block included (arm64). Else the live tree, built from the
+        directory form (``live_device_tree``: ppc64 has no /sys/firmware/fdt), whose
+        ``boot_cpuid_phys`` is None and ``reservations`` empty: see
+        ``kexec_py.system.devicetree_dir`` for why and what the arch must add.
+        """
+        from kexec_py.plan.devicetree import parse_dtb
+
+        if self.exists(FDT_PATH):
+            return parse_dtb(self.read_bytes(FDT_PATH), what=FDT_PATH)
+        if not any(self.path(d).is_dir() for d in DEVICE_TREE_DIRS):
+            raise SnapshotError(f"the running kernel shows no device tree ({FDT_PATH}, "
+                                f"{' and '.join(DEVICE_TREE_DIRS)} are absent)",
+                                "pass one with --dtb, or boot with a device tree (an ACPI-only machine has none)")
+        return self.live_device_tree()
+
+    def live_device_tree(self) -> DeviceTree:
+        """The kernel's live tree, from /proc/device-tree (else /sys/firmware/devicetree/base)."""
+        from kexec_py.system.devicetree_dir import read_device_tree_dir
+
+        top = next((d for d in DEVICE_TREE_DIRS if self.path(d).is_dir()), DEVICE_TREE_DIRS[0])
+        return read_device_tree_dir(self, top)
 
     def efi_systab(self) -> dict[str, int]:
         text = self.read_optional("/sys/firmware/efi/systab") or ""

@@ -27,6 +27,9 @@ SINGLE_FILES = (
     "/proc/self/auxv",          # AT_PAGESZ: the page size (of the reading process, which is the kernel's)
 )
 
+# The list of device-tree node directories (a host-side helper file, not a guest path).
+DT_DIRS = "/kexec-py-capture/device-tree-dirs"
+
 # The guest step: kpy_put (see init.sh) sends each file over the console.
 SNAPSHOT_STEP = f"""\
 # Keep kernel messages off the console while files go through it.
@@ -42,6 +45,17 @@ if [ -d /sys/firmware/efi ]; then
 fi
 kpy_put /proc/kcore /proc/kcore 65536
 [ -e /sys/firmware/fdt ] && kpy_put /sys/firmware/fdt
+# The unflattened tree, one file per property (raw bytes, often binary, some empty),
+# one directory per node; hidden names included. Sent as /proc/device-tree/...
+# (on the guest a symlink to /sys/firmware/devicetree/base). The directory list
+# goes first so that a node without files would still be recreated.
+if [ -d /proc/device-tree/ ]; then
+    (cd /proc/device-tree/ && find . -type d) >/tmp/dt-dirs
+    kpy_put {DT_DIRS} /tmp/dt-dirs
+    (cd /proc/device-tree/ && find . -type f) | while read -r f; do
+        kpy_put "/proc/device-tree/${{f#./}}" "/proc/device-tree/$f"
+    done
+fi
 grep -E ' (_text|_stext|_end|__init_begin)$' /proc/kallsyms >/tmp/kallsyms
 kpy_put /proc/kallsyms /tmp/kallsyms
 """
@@ -89,6 +103,23 @@ def captured_fixtures(root: Path = FIXTURES) -> list[str]:
     return sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}"))
 
 
+def _device_tree_dirs(dir_list: str, files: dict[str, bytes]) -> list[str]:
+    """The node directories the guest listed (``find . -type d`` output), relative to
+    /proc/device-tree. Refuses a capture where one holds no file: git keeps no empty
+    directory, so that node would be lost. (The kernel gives every node a ``name`` file.)"""
+    holders = {Path(p).parent for p in files}
+    dirs = []
+    for line in dir_list.splitlines():
+        if not line.strip():
+            continue
+        rel = line.strip().removeprefix(".").strip("/")
+        guest = Path("/proc/device-tree") / rel
+        if not any(h == guest or guest in h.parents for h in holders):
+            raise SnapshotError(f"{guest} holds no file: git would not keep it")
+        dirs.append(rel)
+    return dirs
+
+
 def capture(name: str, params: Params = Params(), *, dest_root: Path = FIXTURES) -> Path:
     """Boot a guest, collect its files, and write them (and the manifest) under dest_root/name."""
     scenario = harness.Scenario(f"snapshot-{name}", [("snapshot", SNAPSHOT_STEP)])
@@ -100,13 +131,18 @@ def capture(name: str, params: Params = Params(), *, dest_root: Path = FIXTURES)
     if "Crash kernel" not in iomem:
         raise SnapshotError(f"{name}: the guest reserved no crash memory (no 'Crash kernel' in /proc/iomem) "
                             f"with crashkernel={params.crashkernel} {params.append}; log: {result.log_path}")
+    files = dict(result.files)
+    dt_list = files.pop(DT_DIRS, None)
+    dt_dirs = _device_tree_dirs(dt_list.decode(), files) if dt_list is not None else []
     dest = dest_root / name
     shutil.rmtree(dest, ignore_errors=True)
-    for guest_path, data in sorted(result.files.items()):
+    for guest_path, data in sorted(files.items()):
         target = dest / guest_path.lstrip("/")
         target.parent.mkdir(parents=True, exist_ok=True)
         target.write_bytes(data)
+    for rel in dt_dirs:
+        (dest / "proc/device-tree" / rel).mkdir(parents=True, exist_ok=True)
     params.dump(dest)
     absent = [m.value for m in result.events if m.key in ("FILE-ABSENT", "FILE-ERROR")]
-    print(f"{name}: {len(result.files)} files in {dest}; absent or unreadable: {absent or 'none'}")
+    print(f"{name}: {len(files)} files in {dest}; absent or unreadable: {absent or 'none'}")
     return dest
