@@ -38,7 +38,6 @@ from kexec_py.system.view import SystemView
 EM_AARCH64 = 183
 KERNEL_ALIGN = 2 * MiB              # the Image's base: 2 MiB aligned
 INITRD_WINDOW = 32 * GiB            # from the kernel's 1 GiB aligned base
-FDT_PATH = "/sys/firmware/fdt"
 COMMAND_LINE_SIZE = 2048            # the kernel's limit, NUL included
 
 
@@ -100,10 +99,11 @@ class Arm64:
 # -- facts -----------------------------------------------------------------------------
 
 def read_fdt(sys: SystemView) -> bytes:
-    if not sys.exists(FDT_PATH):
-        raise SnapshotError(f"{FDT_PATH} does not exist: the running kernel's device tree is needed",
-                            "pass one with --dtb, or boot with a device tree (ACPI-only is not supported)")
-    return sys.read_bytes(FDT_PATH)
+    """The running kernel's device tree, flattened: /sys/firmware/fdt, else the live tree."""
+    tree = sys.device_tree()
+    if tree.boot_cpuid_phys is None:
+        tree.boot_cpuid_phys = 0            # arm64 kernels find their CPUs by MPIDR, not by this field
+    return build_dtb(tree)
 
 
 def read_load_facts(sys: SystemView) -> Arm64Facts:

@@ -128,3 +128,34 @@ def test_hotplug_cli(debian_kernel, tmp_path):
     assert code == 0, err
     (call,) = [json.loads(line) for line in rec.read_text().splitlines()]
     assert call["flags"] == 0x3E0005
+
+
+def test_serial_baud_reaches_the_purgatory(debian_kernel):
+    """--serial-baud sets the rate the purgatory programs the UART to (0: left as it was)."""
+    from kexec_py.arch.x86_options import parse
+    from tests.test_request import _values
+    opts = parse(_values(console_serial=True, serial="ttyS1", serial_baud=57600))
+    assert (opts.serial_port, opts.serial_baud) == (0x2F8, 57600)
+    p = plan(debian_kernel, options=opts)
+    assert symbol(p, "serial_baud") == (57600).to_bytes(4, "little")
+    assert symbol(plan(debian_kernel, options=X86Options(serial_port=0x3F8)), "serial_baud") == bytes(4)
+    assert parse(_values(serial_baud=57600)).serial_baud is None     # no console, nothing to program
+
+
+def test_noefi_passes_no_efi_and_says_so(debian_kernel):
+    """kexec-tools' --noefi: efi_info stays empty and the capture kernel finds ACPI by acpi_rsdp=."""
+    p = plan(debian_kernel, options=X86Options(noefi=True))
+    setup = seg(p, "setup")
+    assert bytes(setup.buf[0x1C0:0x1E0]) == bytes(32)                # boot_params.efi_info
+    assert " acpi_rsdp=0x" in p.cmdline
+    assert any("--noefi" in n for n in p.notes)
+    assert not any("--noefi" in n for n in plan(debian_kernel).notes)
+
+
+def test_the_boot_video_type_is_kept_as_with_reuse_video_type(debian_kernel):
+    """kexec-tools without a framebuffer, and with --reuse-video-type, hand on the boot-time
+    screen_info (orig_video_isVGA at 0x0f among it); kexec-py always does."""
+    running = SystemView(ROOT).boot_params()
+    setup = bytes(seg(plan(debian_kernel, crash=False), "setup").buf)
+    assert setup[0x0F] == running[0x0F]
+    assert setup[:2] + setup[4:0x40] == running[:2] + running[4:0x40]  # all but ext_mem_k (0x02)
