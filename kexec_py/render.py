@@ -45,11 +45,20 @@ def render_plan(plan) -> str:
 
 
 def render_segments_kexec_tools(plan: SegmentPlan) -> str:
-    """The segment dump kexec-tools prints with -d, field for field."""
+    """The segment dump kexec-tools prints with -d, field for field: buf is the address
+    of the bytes in this process that the kernel will copy (NULL for none)."""
     lines = [f"nr_segments = {len(plan.segments)}"]
     for i, s in enumerate(plan.segments):
-        lines += [f"segment[{i}].buf   = {id(s.buf):#x}",
+        lines += [f"segment[{i}].buf   = {_address(s.buf):#x}",
                   f"segment[{i}].bufsz = {s.bufsz:#x}",
                   f"segment[{i}].mem   = {s.mem:#x}",
                   f"segment[{i}].memsz = {s.memsz:#x}"]
     return "\n".join(lines)
+
+
+def _address(buf) -> int:
+    """Where ``buf``'s bytes are in memory: what kexec_load is handed (no copy is made)."""
+    if not len(buf):
+        return 0
+    from kexec_py.submit._ffi import ffi
+    return int(ffi.cast("uintptr_t", ffi.from_buffer(buf)))

@@ -184,10 +184,6 @@ def _drop_overlaps(entries: list[tuple[Range, str]]) -> list[tuple[Range, str]]:
     return out
 
 
-def make_backup(src: Range, dst: int) -> Backup:
-    return Backup(src=src, dst=dst)
-
-
 # -- helpers for the bzImage planners (i386 uses them; the logic is x86_64's too) --
 
 def check_cmdline(image, cmdline: str) -> None:

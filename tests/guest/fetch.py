@@ -23,6 +23,7 @@ import re
 import shutil
 import subprocess
 import sys
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -99,9 +100,10 @@ def _run(cmd: list[str], **kw) -> str:
 _apt_updated = False
 
 
-def apt_update() -> None:
+def apt_update(*, again: bool = False) -> None:
+    """apt-get update, once per process (``again``: once more, for lists that came back short)."""
     global _apt_updated
-    if not _apt_updated:
+    if again or not _apt_updated:
         try:
             _run(["apt-get", "update"])
         except FetchError as err:
@@ -163,8 +165,12 @@ def _apt_depends(packages: list[str], deb_arch: str) -> dict[str, list[str]]:
 
 def _depends_with_update(packages: list[str], deb_arch: str) -> dict[str, list[str]]:
     found = _apt_depends(packages, deb_arch)
-    if set(packages) - set(found):      # no or stale package lists: update once
-        apt_update()
+    for attempt in range(3):            # no or stale package lists: update; a foreign-arch index
+        if not set(packages) - set(found):      # that failed to download transiently gets more tries
+            break
+        if attempt:
+            time.sleep(10 * attempt)
+        apt_update(again=attempt > 0)
         found = _apt_depends(packages, deb_arch)
     missing = sorted(set(packages) - set(found))
     if missing:
