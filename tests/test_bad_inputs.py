@@ -326,8 +326,9 @@ CASES = [
          root=ARM64_ROOT, arch="arm64"),
     Case("arm64-dtb-missing", P + ["-c", "{kernel}", "--dtb", "/nonexistent/board.dtb"], EXIT_FATAL,
          "/nonexistent/board.dtb", "path", files={"kernel": raw(make_image())}, root=ARM64_ROOT, arch="arm64"),
-    Case("arm64-no-fdt-in-sysfs", P + ["-c", "{kernel}"], EXIT_FATAL, "/sys/firmware/fdt", "--dtb",
-         files={"kernel": raw(make_image())}, root=ARM64_ROOT, arch="arm64", tweak=remove("/sys/firmware/fdt")),
+    Case("arm64-no-device-tree", P + ["-c", "{kernel}"], EXIT_FATAL, "/sys/firmware/fdt", "--dtb",
+         files={"kernel": raw(make_image())}, root=ARM64_ROOT, arch="arm64",
+         tweak=remove("/sys/firmware/fdt", "/proc/device-tree")),
     # -- the initrd ------------------------------------------------------------------------------
     Case("initrd-missing", P + ["{kernel}", "--initrd", "/nonexistent/initrd.img"], EXIT_FATAL,
          "/nonexistent/initrd.img", "check the initrd path"),

@@ -173,3 +173,24 @@ def test_a_64k_page_kernel_gets_64k_aligned_segments(tmp_path, capsys, monkeypat
         assert CRASH.contains(Range(mem, mem + memsz))
     assert any(mem % 0x10000 or memsz % 0x10000 for mem, memsz in segments[0x1000].values()), \
         "on 4 KiB pages the same load packs tighter"
+
+
+def test_without_sys_firmware_fdt_the_live_tree_is_used(tmp_path):
+    """/proc/device-tree alone (as on ppc64) gives the same capture-kernel device tree."""
+    import shutil
+    root = tmp_path / "root"
+    shutil.copytree(FIXTURE, root)
+    (root / "sys/firmware/fdt").unlink()
+    arch = Arm64()
+    image = parse_arm64_image(make_image(image_size=24 * MiB, size=1 * MiB), path="Image")
+    trees = []
+    for where in (FIXTURE, root):
+        sys = SystemView(where)
+        plan = arch.plan_crash(image, LoadInputs(cmdline="console=ttyAMA0", initrd=INITRD, page_size=sys.page_size),
+                               arch.read_crash_facts(sys), load_purgatory("arm64"))
+        check_plan(plan, arch)
+        trees.append(parse_dtb(bytes(seg(plan, "dtb").buf)))
+    chosen = [t.root.child("chosen").props for t in trees]
+    for name in ("bootargs", "linux,elfcorehdr", "linux,usable-memory-range", "linux,initrd-start"):
+        assert chosen[1][name] == chosen[0][name]
+    assert trees[1].root.child("memory@40000000").props == trees[0].root.child("memory@40000000").props
