@@ -12,26 +12,34 @@ import os
 import subprocess
 import sys
 
-import click
 import pytest
+import typer
 import typer.main
 from hypothesis import given, settings
 from hypothesis import strategies as st
+# typer (since 0.26) carries its own copy of click and raises that copy's exceptions, not click's
+# (which is no dependency of kexec-py's): a usage error is one of these
+from typer._click.exceptions import UsageError
 
 from kexec_py import cli
 from kexec_py.cli_typer import app
 from tests.test_manpage import KEXEC_TOOLS_OPTIONS
 
 COMMAND = typer.main.get_command(app())
+TYPER_OWN = ("install_completion", "show_completion")
 
 
 def typer_parse(argv: list[str]):
-    """(actions, values) as the typer command sees them, or None if typer refuses argv."""
+    """What the typer command makes of argv: (actions, values) as the command would run with them,
+    "usage error" if typer refuses argv, or "exit N" if an eager option (--help, --version) ends
+    the parse. Parses only: nothing is run."""
     try:
         ctx = COMMAND.make_context("kexec-py", list(argv))
-    except (click.UsageError, click.exceptions.Exit):
-        return None
-    values = {k: v for k, v in ctx.params.items() if k not in ("install_completion", "show_completion")}
+    except UsageError:
+        return "usage error"
+    except typer.Exit as e:
+        return f"exit {e.exit_code}"
+    values = {k: v for k, v in ctx.params.items() if k not in TYPER_OWN}
     return ctx.meta.get("kexec_py_actions", []), values
 
 
@@ -45,7 +53,8 @@ def test_the_table_is_the_typer_command():
         table[p.name] = (tuple(p.opts) + tuple(p.secondary_opts), kind)
         assert cli.DEFAULTS[p.name] == p.default, p.name
     assert table == {name: (opts, kind) for name, (opts, kind, _) in cli.OPTIONS.items()}
-    assert set(cli.DEFAULTS) == {p.name for p in COMMAND.params} - {"install_completion", "show_completion"}
+    assert set(cli.DEFAULTS) == {p.name for p in COMMAND.params} - set(TYPER_OWN)
+    assert typer_parse([]) == ([], cli.DEFAULTS)
 
 
 SERVICE_LINES = [
@@ -79,36 +88,61 @@ def test_every_kexec_tools_option_agrees_in_every_spelling():
             assert fast == typer_parse([*argv, "/boot/vmlinuz"]), argv
 
 
-LEFT_TO_TYPER = [
-    ["--help"], ["-h"], ["-v"], ["--version"], ["-p", "--help"], ["-pc", "/k"], ["-tbzImage64", "/k"],
-    ["/k", "/k2"], ["--bogus"], ["-p", "-p"], ["--initrd"], ["--append", "-x"], ["--dry-run=1"],
-    ["--serial-baud", "fast"], ["--serial-baud", "0115200"], ["--", "/k"], ["-"], [""],
-    ["--install-completion"], ["--initrd=a", "--initrd=b"], ["/k\udcff"],
-]
+def accepted(actions: list[str], **values) -> tuple[list[str], dict]:
+    return actions, {**cli.DEFAULTS, **values}
+
+
+# command lines the fast parser leaves to typer, and what typer does with each
+LEFT_TO_TYPER = {
+    ("--help",): "exit 0", ("-h",): "exit 0", ("-v",): "exit 0", ("--version",): "exit 0",
+    ("-p", "--help"): "exit 0",
+    ("-pc", "/k"): accepted(["load_panic", "kexec_syscall"], load_panic=True, load_syscall=True, kernel="/k"),
+    ("-tbzImage64", "/k"): accepted([], image_type="bzImage64", kernel="/k"),
+    ("/k", "/k2"): "usage error", ("--bogus",): "usage error",
+    ("-p", "-p"): accepted(["load_panic"], load_panic=True),
+    ("--initrd",): "usage error", ("--append", "-x"): accepted([], append="-x"), ("--dry-run=1",): "usage error",
+    ("--serial-baud", "fast"): "usage error", ("--serial-baud", "0115200"): accepted([], serial_baud=115200),
+    ("--", "/k"): accepted([], kernel="/k"), ("-",): accepted([], kernel="-"), ("",): accepted([], kernel=""),
+    ("--initrd=a", "--initrd=b"): accepted([], initrd="b"), ("/k\udcff",): accepted([], kernel="/k\udcff"),
+    ("--install-completion",): None,        # not run here: typer would write to the user's shell startup file
+}
 
 
 @pytest.mark.parametrize("argv", LEFT_TO_TYPER, ids=repr)
 def test_unusual_command_lines_are_left_to_typer(argv):
-    assert cli.fast_parse(argv) is None
+    """The fast parser declines each, and typer does what is listed (so declining loses nothing)."""
+    assert cli.fast_parse(list(argv)) is None
+    if LEFT_TO_TYPER[argv] is None:
+        assert argv[0] in {name for p in COMMAND.params if p.name in TYPER_OWN for name in p.opts}
+        return
+    assert typer_parse(list(argv)) == LEFT_TO_TYPER[argv]
 
 
 WORDS = sorted({o for o in KEXEC_TOOLS_OPTIONS if o not in ("-h", "--help", "-v", "--version")}
                | {"--root", "--arch", "--dry-run", "/boot/vmlinuz", "/k2", "x86_64", "0x1000", "115200", "0",
                   "ttyS0", "", "-", "--", "-pc", "-x5", "--append=", "--initrd=/i", "--serial-baud=9600",
-                  "--serial-baud=07", "--bogus", "a=b", "-1"})
+                  "--serial-baud=07", "--bogus", "a=b", "-1", "--dry-run=1", "-p=", "--help", "-v"})
+assert "--install-completion" not in WORDS          # typer would write to the user's shell startup file
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(WORDS), max_size=7))
 def test_wherever_the_fast_parser_answers_typer_agrees(argv):
     fast = cli.fast_parse(argv)
+    typer_outcome = typer_parse(argv)
     if fast is not None:
-        assert fast == typer_parse(argv)
+        assert fast == typer_outcome
 
 
 def test_completion_requests_are_left_to_typer(monkeypatch):
-    monkeypatch.setenv("_KEXEC_PY_COMPLETE", "bash_source")
+    """A shell's completion request (typer's variable set) is typer's to answer: it prints the
+    completion script."""
+    monkeypatch.setenv(cli.COMPLETE_VAR, "source_bash")
     assert cli.fast_parse(["-S"]) is None
+    assert cli._fast_help(["--help"]) is None
+    out = subprocess.run([sys.executable, "-m", "kexec_py", "-S"], capture_output=True, text=True,
+                         env={**os.environ, cli.COMPLETE_VAR: "source_bash"}, check=True).stdout
+    assert "_kexec_py_completion" in out and "complete " in out
 
 
 def test_fast_help_is_typers_help():
