@@ -22,11 +22,12 @@ from hypothesis import strategies as st
 from typer._click.exceptions import UsageError
 
 from kexec_py import cli
+from kexec_py import options as T
 from kexec_py.cli_typer import app
 from tests.test_manpage import KEXEC_TOOLS_OPTIONS
 
 COMMAND = typer.main.get_command(app())
-TYPER_OWN = ("install_completion", "show_completion")
+TYPER_OWN = {o.name for o in T.OPTIONS if o.kind == T.TYPER}      # --install-completion, --show-completion
 
 
 def typer_parse(argv: list[str]):
@@ -34,7 +35,7 @@ def typer_parse(argv: list[str]):
     "usage error" if typer refuses argv, or "exit N" if an eager option (--help, --version) ends
     the parse. Parses only: nothing is run."""
     try:
-        ctx = COMMAND.make_context("kexec-py", list(argv))
+        ctx = COMMAND.make_context(T.PROG, list(argv))
     except UsageError:
         return "usage error"
     except typer.Exit as e:
@@ -44,17 +45,53 @@ def typer_parse(argv: list[str]):
 
 
 def test_the_table_is_the_typer_command():
-    """Every parameter of the typer command, with its option names, kind and default."""
-    table = {}
-    for p in COMMAND.params:
-        if p.name in ("install_completion", "show_completion", "version", "kernel"):
+    """Typer's command has one parameter per parameter of the table, each with the table's option
+    names, kind, default, help, metavar and visibility; its help option is the table's."""
+    params = {p.name: p for p in COMMAND.params}
+    assert list(params) == [T.KERNEL.name] + [o.name for o in T.OPTIONS if o.name != "help"]
+    assert params[T.KERNEL.name].param_type_name == "argument"
+    assert set(T.DEFAULTS) == set(params) - TYPER_OWN
+    for option in T.OPTIONS:
+        if option.name == "help":
+            ctx = COMMAND.make_context(T.PROG, [])
+            assert tuple(ctx.help_option_names) == option.names
             continue
-        kind = cli.FLAG if p.is_flag else cli.NUMBER if p.name == "serial_baud" else cli.TEXT
-        table[p.name] = (tuple(p.opts) + tuple(p.secondary_opts), kind)
-        assert cli.DEFAULTS[p.name] == p.default, p.name
-    assert table == {name: (opts, kind) for name, (opts, kind, _) in cli.OPTIONS.items()}
-    assert set(cli.DEFAULTS) == {p.name for p in COMMAND.params} - set(TYPER_OWN)
-    assert typer_parse([]) == ([], cli.DEFAULTS)
+        p = params[option.name]
+        assert tuple(p.opts) + tuple(p.secondary_opts) == option.names, option.name
+        if option.kind == T.TYPER:
+            assert p.help == option.help, option.name
+            continue
+        assert (p.help, p.hidden, p.rich_help_panel) == (option.help, option.hidden, option.panel), option.name
+        assert p.is_flag == (option.kind in (T.FLAG, T.VERSION)), option.name
+        assert p.is_eager == (option.kind == T.VERSION), option.name
+        given = {T.FLAG: [], T.TEXT: ["12"], T.NUMBER: ["12"]}.get(option.kind)
+        if given is not None:                   # the kind, as typer parses it
+            parsed = {T.FLAG: True, T.TEXT: "12", T.NUMBER: 12}[option.kind]
+            assert typer_parse([option.names[-1], *given])[1][option.name] == parsed, option.name
+            assert p.default == T.DEFAULTS[option.name] == option.default, option.name
+        if option.kind in (T.TEXT, T.NUMBER):
+            assert p.metavar == option.metavar, option.name
+        if option.kind == T.NUMBER:
+            assert typer_parse([option.names[-1], "twelve"]) == "usage error", option.name
+    assert T.DEFAULTS["version"] is None                 # the value typer gives it: _version's None
+    assert typer_parse([]) == ([], T.DEFAULTS)
+
+
+def test_the_table_names_each_option_once():
+    spellings = [spelling for o in T.OPTIONS for spelling in o.names]
+    assert len(spellings) == len(set(spellings)) == len(T.BY_SPELLING)
+    assert len(T.BY_NAME) == len(T.OPTIONS) and T.KERNEL.name not in T.BY_NAME
+    assert all(s.startswith("--") or (len(s) == 2 and s[0] == "-") for s in spellings)
+
+
+def test_every_action_option_is_one_the_request_understands():
+    """The actions the table records are the ones the request builder applies, in order."""
+    from kexec_py.request import steps_from_options
+    actions = [o.action for o in T.OPTIONS if o.action]
+    assert sorted(o.names[0] for o in T.OPTIONS if o.action) == sorted("-l -p -u -e -f -S -s -c -a".split())
+    for action in actions:
+        steps_from_options([action])
+    assert [o.kind for o in T.OPTIONS if o.action] == [T.FLAG] * len(actions)
 
 
 SERVICE_LINES = [
@@ -89,7 +126,7 @@ def test_every_kexec_tools_option_agrees_in_every_spelling():
 
 
 def accepted(actions: list[str], **values) -> tuple[list[str], dict]:
-    return actions, {**cli.DEFAULTS, **values}
+    return actions, {**T.DEFAULTS, **values}
 
 
 # command lines the fast parser leaves to typer, and what typer does with each
@@ -113,7 +150,7 @@ def test_unusual_command_lines_are_left_to_typer(argv):
     """The fast parser declines each, and typer does what is listed (so declining loses nothing)."""
     assert cli.fast_parse(list(argv)) is None
     if LEFT_TO_TYPER[argv] is None:
-        assert argv[0] in {name for p in COMMAND.params if p.name in TYPER_OWN for name in p.opts}
+        assert argv[0] in {name for o in T.OPTIONS if o.kind == T.TYPER for name in o.names}
         return
     assert typer_parse(list(argv)) == LEFT_TO_TYPER[argv]
 
