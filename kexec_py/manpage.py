@@ -20,15 +20,22 @@ def _roff(text: str) -> str:
 
 
 def cli_options():
-    """(option names, metavar or None, help) for every visible option, in --help order."""
-    from kexec_py.options import NUMBER, OPTIONS, TEXT
-    return [(option.names, option.metavar if option.kind in (TEXT, NUMBER) else None, option.help)
-            for option in OPTIONS if not option.hidden]
+    """(panel, option names, metavar or None, help) for every visible option: the panels in the
+    table's order (generic, loader, x86 options), each panel's options in the table's order."""
+    from kexec_py.options import NUMBER, OPTIONS, PANELS, TEXT
+    return [(option.panel, option.names, option.metavar if option.kind in (TEXT, NUMBER) else None, option.help)
+            for panel in PANELS for option in OPTIONS if option.panel == panel and not option.hidden]
 
 
 def options_section() -> str:
+    """One subsection per panel: --help shows no panels (typer draws them only in its rich mode,
+    which kexec-py leaves off), so the man page is where a reader learns which options are x86's."""
     lines = [BEGIN]
-    for names, metavar, help_text in cli_options():
+    current = None
+    for panel, names, metavar, help_text in cli_options():
+        if panel != current:
+            lines.append(f".SS {_roff(panel)}")
+            current = panel
         names_roff = ", ".join(f"\\fB{_roff(n)}\\fR" + (f" \\fI{metavar}\\fR" if metavar else "")
                                for n in names)
         lines += [".TP", names_roff, _roff(help_text)]

@@ -39,7 +39,8 @@ PROG = "kexec-py"
 FLAG, TEXT, NUMBER, VERSION, TYPER = "flag", "text", "number", "version", "typer"
 PARAMETER_KINDS = (FLAG, TEXT, NUMBER, VERSION)     # the kinds that are parameters of the command
 
-GENERIC, LOADER, X86 = "Options", "Loader options", "x86 options"
+GENERIC, LOADER, X86 = "Generic options", "Loader options", "x86 options"
+PANELS = (GENERIC, LOADER, X86)             # the man page's subsections, in this order
 
 DESCRIPTION = """Load a new kernel for a later reboot (-l), or a crash-capture kernel (-p).
 

@@ -53,35 +53,44 @@ def help_entries(text: str) -> list[tuple[str, str]]:
     return [(names, help_text) for names, help_text in entries]
 
 
-def man_entries() -> list[tuple[tuple[tuple[str, str | None], ...], str]]:
-    """((name, metavar or None) for each spelling, help) of each .TP entry of the generated section."""
+def man_entries() -> list[tuple[str, tuple[tuple[str, str | None], ...], str]]:
+    """(subsection, (name, metavar or None) for each spelling, help) of each .TP entry of the
+    generated section."""
     text = PAGE.read_text()
-    section = text[text.index(".\\\" BEGIN GENERATED"):text.index(".\\\" END GENERATED")].split("\n.TP\n")[1:]
+    lines = text[text.index(".\\\" BEGIN GENERATED"):text.index(".\\\" END GENERATED")].splitlines()[1:]
 
     def plain(roff: str) -> str:
         return roff.replace("\\-", "-").replace("\\e", "\\").removeprefix("\\&")
-    out = []
-    for entry in section:
-        names_line, help_line = entry.strip().split("\n")
+    out, subsection = [], None
+    while lines:
+        line = lines.pop(0)
+        if line.startswith(".SS "):
+            subsection = plain(line[4:])
+            continue
+        assert line == ".TP", line
+        names_line, help_line = lines.pop(0), lines.pop(0)
         names = tuple((plain(name), plain(metavar) or None) for name, metavar in
                       re.findall(r"\\fB(.*?)\\fR(?: \\fI(.*?)\\fR)?(?:, |$)", names_line))
-        out.append((names, plain(help_line)))
+        out.append((subsection, names, plain(help_line)))
     return out
 
 
 def test_the_table_help_and_man_page_agree():
     """Every option of the table that is not hidden is in --help (the stored text) and in the man
-    page, in the table's order, with the table's names, metavar and help; nothing else is. The one
+    page with the table's names, metavar and help, and nothing else is: in --help in the table's
+    order, in the man page under its panel's subsection (panels in the table's order). The one
     line typer words itself is its own --help's."""
     from kexec_py.help_text import HELP_TEXT
-    from kexec_py.options import DESCRIPTION, KERNEL, NUMBER, OPTIONS, TEXT
+    from kexec_py.options import DESCRIPTION, KERNEL, NUMBER, OPTIONS, PANELS, TEXT
     visible = [o for o in OPTIONS if not o.hidden]
     metavars = {o.name: o.metavar if o.kind in (TEXT, NUMBER) else None for o in visible}
     assert all(metavars[o.name] for o in visible if o.kind in (TEXT, NUMBER))
     assert help_entries(HELP_TEXT) == [
         (", ".join(o.names) + (f" {metavars[o.name]}" if metavars[o.name] else ""),
          "Show this message and exit." if o.name == "help" else o.help) for o in visible]
-    assert man_entries() == [(tuple((n, metavars[o.name]) for n in o.names), o.help) for o in visible]
+    assert man_entries() == [(o.panel, tuple((n, metavars[o.name]) for n in o.names), o.help)
+                             for panel in PANELS for o in visible if o.panel == panel]
+    assert {o.panel for o in OPTIONS} == set(PANELS)
     assert f"  {KERNEL.name} <str>  {KERNEL.help}\n" in HELP_TEXT
     assert " ".join(HELP_TEXT.split("\nArguments:")[0].split()[4:]) == " ".join(DESCRIPTION.split())
 
