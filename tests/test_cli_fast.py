@@ -11,6 +11,7 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 import typer
@@ -228,3 +229,21 @@ def test_initrd_hashing_starts_early_only_for_kexec_load(tmp_path):
         assert P._prehashes
     finally:
         P._prehashes.clear()
+
+
+FAST_LINES = [["--help"], ["-S", "--root", "ROOT"],
+              ["-p", "-c", "--dry-run", "--root", "ROOT", "/nonexistent/k", "--initrd=/nonexistent/i"]]
+
+
+@pytest.mark.parametrize("argv", FAST_LINES, ids=" ".join)
+def test_the_fast_path_imports_neither_typer_nor_click(argv):
+    """--help, -S and a service's load line read the option table, not typer (a tenth of a second)."""
+    root = str(Path(__file__).parent / "fixtures" / "systems" / "x86_64-qemu-2cpu")
+    argv = [root if a == "ROOT" else a for a in argv]
+    env = {k: v for k, v in os.environ.items() if k != cli.COMPLETE_VAR}
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "kexec_py", *argv], capture_output=True,
+                       text=True, env={**env, "COLUMNS": "80"})
+    assert p.returncode in (0, 1), p.stderr[-2000:]
+    imported = {line.rpartition("|")[2].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+    assert "kexec_py.options" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("typer", "click", "rich", "pydantic")}
