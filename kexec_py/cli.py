@@ -1,16 +1,17 @@
 """The kexec-py command line: kexec-tools' options and meanings.
 
-The options are a typer command (``kexec_py.cli_typer``): it renders --help and
-the man page, and parses any command line with something unusual in it. The
-command lines a service runs (``-p -c KERNEL --initrd=FILE ...``, ``-S``) are
-parsed here instead, by a small table-driven parser that gives exactly what typer
+The options are defined once, in ``kexec_py.options``. Two parsers are derived
+from that table. The command lines a service runs (``-p -c KERNEL --initrd=FILE
+...``, ``-S``) are parsed here, by a small parser that gives exactly what typer
 would (a test holds the two together) without importing typer and what it pulls
-in, which costs a tenth of a second. ``--help`` alone prints the text typer
-renders at 80 columns, kept in ``kexec_py/help_text.py`` (``scripts/gen-manpage``
-writes it, a test checks it). Action options (-l -p -u -e -f -S -s -c -a) are
-recorded in the order they are given, because kexec-tools gives that order a
-meaning (``-p -u`` vs ``-u -p``). The loader's modules are imported only when an
-action needs them.
+in, which costs a tenth of a second. Anything unusual in a command line leaves it
+to the typer command (``kexec_py.cli_typer``), imported only then, which parses
+it into the same actions and values and hands them back to ``_run_reporting``.
+``--help`` alone prints the text typer renders at 80 columns, kept in
+``kexec_py/help_text.py`` (``scripts/gen-manpage`` writes it, a test checks it).
+Action options (-l -p -u -e -f -S -s -c -a) are recorded in the order they are
+given, because kexec-tools gives that order a meaning (``-p -u`` vs ``-u -p``).
+The loader's modules are imported only when an action needs them.
 """
 
 from __future__ import annotations
@@ -18,78 +19,10 @@ from __future__ import annotations
 import os
 import sys
 
-HELP = """Load a new kernel for a later reboot (-l), or a crash-capture kernel (-p).
+from kexec_py.options import BY_SPELLING, DEFAULTS, FLAG, HELP_OPTION, KERNEL, NUMBER, PROG, TEXT
 
-kexec-py is a drop-in for kexec-tools' kexec: the same options with the same
-meanings and exit codes. With a kernel and no action option it loads the kernel
-and then runs `shutdown -r now`, like kexec. The default syscall mode is
-upstream kexec-tools' -a: kexec_file_load first, kexec_load if the kernel
-refuses that with ENOSYS, EINVAL, ENOEXEC or EOPNOTSUPP.
-
-Exit status: 0 success; 1 a fatal error before any system call (no crash
-memory reserved, a bad image, ...) and -S when a kernel is loaded; 253 -s
-without kexec_file_load; 255 the kernel refused the call, or no kernel was
-given.
-"""
-
-FLAG, TEXT, NUMBER = "flag", "text", "number"
-
-# parameter -> (option names, kind, action recorded in command-line order), as in cli_typer.command
-OPTIONS = {
-    "force": (("-f", "--force"), FLAG, "force"),
-    "no_checks": (("-i", "--no-checks"), FLAG, None),
-    "no_ifdown": (("-x", "--no-ifdown"), FLAG, None),
-    "no_sync": (("-y", "--no-sync"), FLAG, None),
-    "load": (("-l", "--load"), FLAG, "load"),
-    "load_panic": (("-p", "--load-panic"), FLAG, "load_panic"),
-    "unload": (("-u", "--unload"), FLAG, "unload"),
-    "exec_": (("-e", "--exec"), FLAG, "exec"),
-    "image_type": (("-t", "--type"), TEXT, None),
-    "mem_min": (("--mem-min",), TEXT, None),
-    "mem_max": (("--mem-max",), TEXT, None),
-    "reuseinitrd": (("--reuseinitrd",), FLAG, None),
-    "print_ckr_size": (("--print-ckr-size",), FLAG, None),
-    "load_preserve_context": (("--load-preserve-context",), FLAG, None),
-    "load_jump_back_helper": (("--load-jump-back-helper",), FLAG, None),
-    "entry": (("--entry",), TEXT, None),
-    "file_syscall": (("-s", "--kexec-file-syscall"), FLAG, "kexec_file_syscall"),
-    "load_syscall": (("-c", "--kexec-syscall"), FLAG, "kexec_syscall"),
-    "auto_syscall": (("-a", "--kexec-syscall-auto"), FLAG, "kexec_syscall_auto"),
-    "debug": (("-d", "--debug"), FLAG, None),
-    "status": (("-S", "--status"), FLAG, "status"),
-    "hotplug": (("--hotplug",), FLAG, None),
-    "no_cma": (("--no-cma",), FLAG, None),
-    "force_dtb": (("--force-dtb",), FLAG, None),
-    "exec_live_update": (("--exec-live-update",), FLAG, None),
-    "load_live_update": (("--load-live-update",), FLAG, None),
-    "dry_run": (("--dry-run",), FLAG, None),
-    "append": (("--append", "--command-line"), TEXT, None),
-    "reuse_cmdline": (("--reuse-cmdline",), FLAG, None),
-    "initrd": (("--initrd", "--ramdisk"), TEXT, None),
-    "dtb": (("--dtb",), TEXT, None),
-    "args_elf": (("--args-elf",), FLAG, None),
-    "args_linux": (("--args-linux",), FLAG, None),
-    "args_none": (("--args-none",), FLAG, None),
-    "module": (("--module",), TEXT, None),
-    "real_mode": (("--real-mode",), FLAG, None),
-    "entry_32bit": (("--entry-32bit",), FLAG, None),
-    "reset_vga": (("--reset-vga",), FLAG, None),
-    "serial": (("--serial",), TEXT, None),
-    "serial_baud": (("--serial-baud",), NUMBER, None),
-    "console_vga": (("--console-vga",), FLAG, None),
-    "console_serial": (("--console-serial",), FLAG, None),
-    "elf32_core_headers": (("--elf32-core-headers",), FLAG, None),
-    "elf64_core_headers": (("--elf64-core-headers",), FLAG, None),
-    "pass_memmap_cmdline": (("--pass-memmap-cmdline",), FLAG, None),
-    "noefi": (("--noefi",), FLAG, None),
-    "reuse_video_type": (("--reuse-video-type",), FLAG, None),
-    "root": (("--root",), TEXT, None),
-    "arch": (("--arch",), TEXT, None),
-}
-DEFAULTS = {"kernel": None, **{name: False if kind == FLAG else None for name, (_, kind, _) in OPTIONS.items()},
-            "root": "/", "version": None}         # _version returns None
-_BY_NAME = {opt: name for name, (opts, _, _) in OPTIONS.items() for opt in opts}
-COMPLETE_VAR = "_KEXEC_PY_COMPLETE"
+COMPLETE_VAR = "_" + PROG.replace("-", "_").upper() + "_COMPLETE"     # typer's completion request
+_PARSED_HERE = (FLAG, TEXT, NUMBER)         # -v and typer's own options are left to typer
 
 
 def fast_parse(args: list[str]) -> tuple[list[str], dict] | None:
@@ -112,7 +45,7 @@ def fast_parse(args: list[str]) -> tuple[list[str], dict] | None:
         if not arg.startswith("-"):
             if kernel_seen:
                 return None
-            values["kernel"], kernel_seen = arg, True
+            values[KERNEL.name], kernel_seen = arg, True
             continue
         if arg.startswith("--"):
             opt, eq, value = arg.partition("=")
@@ -120,17 +53,17 @@ def fast_parse(args: list[str]) -> tuple[list[str], dict] | None:
             opt, eq, value = arg, "", ""
         else:
             return None                     # -pc, -tbzImage
-        name = _BY_NAME.get(opt)
-        if name is None or name in seen:
+        option = BY_SPELLING.get(opt)
+        if option is None or option.kind not in _PARSED_HERE or option.name in seen:
             return None
-        seen.add(name)
-        _, kind, action = OPTIONS[name]
+        seen.add(option.name)
+        name, kind = option.name, option.kind
         if kind == FLAG:
             if eq:
                 return None
             values[name] = True
-            if action:
-                actions.append(action)
+            if option.action:
+                actions.append(option.action)
             continue
         if not eq:
             if i == len(args):
@@ -218,7 +151,7 @@ def _hash_initrd_early(actions: list[str], v: dict) -> None:
 
 def _fast_help(args: list[str]) -> str | None:
     """The --help text, when typer would render exactly the stored one (80 columns or more)."""
-    if args not in (["--help"], ["-h"]) or COMPLETE_VAR in os.environ:
+    if len(args) != 1 or args[0] not in HELP_OPTION.names or COMPLETE_VAR in os.environ:
         return None
     import shutil
     if shutil.get_terminal_size().columns < 80:
@@ -235,7 +168,7 @@ def main(argv: list[str] | None = None) -> None:
     parsed = fast_parse(args)
     if parsed is None:
         from kexec_py.cli_typer import main as typer_main
-        typer_main(args)
+        typer_main(args, run=_run_reporting)
         return
     actions, values = parsed
     sys.exit(_standalone(lambda: _run_reporting(actions, values)))
@@ -285,10 +218,3 @@ class _Pacified:
     def __getattr__(self, name):
         return getattr(self._stream, name)
 
-
-def __getattr__(name: str):
-    """``command`` and the rest of the typer side, imported on first use."""
-    if name in ("command", "app"):
-        from kexec_py import cli_typer
-        return getattr(cli_typer, name)
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -1,7 +1,8 @@
-"""The OPTIONS section of man/kexec-py.8, generated from the CLI's own parameters,
-so that the man page and --help cannot disagree. ``scripts/gen-manpage`` writes it,
-and ``kexec_py/help_text.py`` (typer's --help at 80 columns, which ``kexec-py
---help`` prints without importing typer); tests check both are current."""
+"""The OPTIONS section of man/kexec-py.8, generated from the option table
+(``kexec_py.options``), the table typer's --help is built from too, so that the man
+page and --help cannot disagree. ``scripts/gen-manpage`` writes it, and
+``kexec_py/help_text.py`` (typer's --help at 80 columns, which ``kexec-py --help``
+prints without importing typer); tests check both are current."""
 
 from __future__ import annotations
 
@@ -19,26 +20,22 @@ def _roff(text: str) -> str:
 
 
 def cli_options():
-    """(option names, metavar or None, help) for every visible option, in --help order."""
-    import typer.main
-
-    from kexec_py.cli_typer import HELP, command
-    app = typer.Typer(add_completion=True)
-    app.command(help=HELP)(command)
-    cmd = typer.main.get_command(app)
-    out = []
-    for p in cmd.params:
-        if getattr(p, "hidden", False) or not getattr(p, "opts", None) or p.param_type_name != "option":
-            continue
-        metavar = None if p.is_flag else (p.metavar or p.name.upper())
-        out.append((tuple(p.opts) + tuple(p.secondary_opts), metavar, p.help or ""))
-    out.append((("-h", "--help"), None, "Print the help and exit."))
-    return out
+    """(panel, option names, metavar or None, help) for every visible option: the panels in the
+    table's order (generic, loader, x86 options), each panel's options in the table's order."""
+    from kexec_py.options import NUMBER, OPTIONS, PANELS, TEXT
+    return [(option.panel, option.names, option.metavar if option.kind in (TEXT, NUMBER) else None, option.help)
+            for panel in PANELS for option in OPTIONS if option.panel == panel and not option.hidden]
 
 
 def options_section() -> str:
+    """One subsection per panel: --help shows no panels (typer draws them only in its rich mode,
+    which kexec-py leaves off), so the man page is where a reader learns which options are x86's."""
     lines = [BEGIN]
-    for names, metavar, help_text in cli_options():
+    current = None
+    for panel, names, metavar, help_text in cli_options():
+        if panel != current:
+            lines.append(f".SS {_roff(panel)}")
+            current = panel
         names_roff = ", ".join(f"\\fB{_roff(n)}\\fR" + (f" \\fI{metavar}\\fR" if metavar else "")
                                for n in names)
         lines += [".TP", names_roff, _roff(help_text)]

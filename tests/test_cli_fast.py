@@ -11,41 +11,88 @@ from __future__ import annotations
 import os
 import subprocess
 import sys
+from pathlib import Path
 
-import click
 import pytest
+import typer
 import typer.main
 from hypothesis import given, settings
 from hypothesis import strategies as st
+# typer (since 0.26) carries its own copy of click and raises that copy's exceptions, not click's
+# (which is no dependency of kexec-py's): a usage error is one of these
+from typer._click.exceptions import UsageError
 
 from kexec_py import cli
+from kexec_py import options as T
 from kexec_py.cli_typer import app
 from tests.test_manpage import KEXEC_TOOLS_OPTIONS
 
 COMMAND = typer.main.get_command(app())
+TYPER_OWN = {o.name for o in T.OPTIONS if o.kind == T.TYPER}      # --install-completion, --show-completion
 
 
 def typer_parse(argv: list[str]):
-    """(actions, values) as the typer command sees them, or None if typer refuses argv."""
+    """What the typer command makes of argv: (actions, values) as the command would run with them,
+    "usage error" if typer refuses argv, or "exit N" if an eager option (--help, --version) ends
+    the parse. Parses only: nothing is run."""
     try:
-        ctx = COMMAND.make_context("kexec-py", list(argv))
-    except (click.UsageError, click.exceptions.Exit):
-        return None
-    values = {k: v for k, v in ctx.params.items() if k not in ("install_completion", "show_completion")}
+        ctx = COMMAND.make_context(T.PROG, list(argv))
+    except UsageError:
+        return "usage error"
+    except typer.Exit as e:
+        return f"exit {e.exit_code}"
+    values = {k: v for k, v in ctx.params.items() if k not in TYPER_OWN}
     return ctx.meta.get("kexec_py_actions", []), values
 
 
 def test_the_table_is_the_typer_command():
-    """Every parameter of the typer command, with its option names, kind and default."""
-    table = {}
-    for p in COMMAND.params:
-        if p.name in ("install_completion", "show_completion", "version", "kernel"):
+    """Typer's command has one parameter per parameter of the table, each with the table's option
+    names, kind, default, help, metavar and visibility; its help option is the table's."""
+    params = {p.name: p for p in COMMAND.params}
+    assert list(params) == [T.KERNEL.name] + [o.name for o in T.OPTIONS if o.name != "help"]
+    assert params[T.KERNEL.name].param_type_name == "argument"
+    assert set(T.DEFAULTS) == set(params) - TYPER_OWN
+    for option in T.OPTIONS:
+        if option.name == "help":
+            ctx = COMMAND.make_context(T.PROG, [])
+            assert tuple(ctx.help_option_names) == option.names
             continue
-        kind = cli.FLAG if p.is_flag else cli.NUMBER if p.name == "serial_baud" else cli.TEXT
-        table[p.name] = (tuple(p.opts) + tuple(p.secondary_opts), kind)
-        assert cli.DEFAULTS[p.name] == p.default, p.name
-    assert table == {name: (opts, kind) for name, (opts, kind, _) in cli.OPTIONS.items()}
-    assert set(cli.DEFAULTS) == {p.name for p in COMMAND.params} - {"install_completion", "show_completion"}
+        p = params[option.name]
+        assert tuple(p.opts) + tuple(p.secondary_opts) == option.names, option.name
+        if option.kind == T.TYPER:
+            assert p.help == option.help, option.name
+            continue
+        assert (p.help, p.hidden, p.rich_help_panel) == (option.help, option.hidden, option.panel), option.name
+        assert p.is_flag == (option.kind in (T.FLAG, T.VERSION)), option.name
+        assert p.is_eager == (option.kind == T.VERSION), option.name
+        given = {T.FLAG: [], T.TEXT: ["12"], T.NUMBER: ["12"]}.get(option.kind)
+        if given is not None:                   # the kind, as typer parses it
+            parsed = {T.FLAG: True, T.TEXT: "12", T.NUMBER: 12}[option.kind]
+            assert typer_parse([option.names[-1], *given])[1][option.name] == parsed, option.name
+            assert p.default == T.DEFAULTS[option.name] == option.default, option.name
+        if option.kind in (T.TEXT, T.NUMBER):
+            assert p.metavar == option.metavar, option.name
+        if option.kind == T.NUMBER:
+            assert typer_parse([option.names[-1], "twelve"]) == "usage error", option.name
+    assert T.DEFAULTS["version"] is None                 # the value typer gives it: _version's None
+    assert typer_parse([]) == ([], T.DEFAULTS)
+
+
+def test_the_table_names_each_option_once():
+    spellings = [spelling for o in T.OPTIONS for spelling in o.names]
+    assert len(spellings) == len(set(spellings)) == len(T.BY_SPELLING)
+    assert len(T.BY_NAME) == len(T.OPTIONS) and T.KERNEL.name not in T.BY_NAME
+    assert all(s.startswith("--") or (len(s) == 2 and s[0] == "-") for s in spellings)
+
+
+def test_every_action_option_is_one_the_request_understands():
+    """The actions the table records are the ones the request builder applies, in order."""
+    from kexec_py.request import steps_from_options
+    actions = [o.action for o in T.OPTIONS if o.action]
+    assert sorted(o.names[0] for o in T.OPTIONS if o.action) == sorted("-l -p -u -e -f -S -s -c -a".split())
+    for action in actions:
+        steps_from_options([action])
+    assert [o.kind for o in T.OPTIONS if o.action] == [T.FLAG] * len(actions)
 
 
 SERVICE_LINES = [
@@ -79,36 +126,61 @@ def test_every_kexec_tools_option_agrees_in_every_spelling():
             assert fast == typer_parse([*argv, "/boot/vmlinuz"]), argv
 
 
-LEFT_TO_TYPER = [
-    ["--help"], ["-h"], ["-v"], ["--version"], ["-p", "--help"], ["-pc", "/k"], ["-tbzImage64", "/k"],
-    ["/k", "/k2"], ["--bogus"], ["-p", "-p"], ["--initrd"], ["--append", "-x"], ["--dry-run=1"],
-    ["--serial-baud", "fast"], ["--serial-baud", "0115200"], ["--", "/k"], ["-"], [""],
-    ["--install-completion"], ["--initrd=a", "--initrd=b"], ["/k\udcff"],
-]
+def accepted(actions: list[str], **values) -> tuple[list[str], dict]:
+    return actions, {**T.DEFAULTS, **values}
+
+
+# command lines the fast parser leaves to typer, and what typer does with each
+LEFT_TO_TYPER = {
+    ("--help",): "exit 0", ("-h",): "exit 0", ("-v",): "exit 0", ("--version",): "exit 0",
+    ("-p", "--help"): "exit 0",
+    ("-pc", "/k"): accepted(["load_panic", "kexec_syscall"], load_panic=True, load_syscall=True, kernel="/k"),
+    ("-tbzImage64", "/k"): accepted([], image_type="bzImage64", kernel="/k"),
+    ("/k", "/k2"): "usage error", ("--bogus",): "usage error",
+    ("-p", "-p"): accepted(["load_panic"], load_panic=True),
+    ("--initrd",): "usage error", ("--append", "-x"): accepted([], append="-x"), ("--dry-run=1",): "usage error",
+    ("--serial-baud", "fast"): "usage error", ("--serial-baud", "0115200"): accepted([], serial_baud=115200),
+    ("--", "/k"): accepted([], kernel="/k"), ("-",): accepted([], kernel="-"), ("",): accepted([], kernel=""),
+    ("--initrd=a", "--initrd=b"): accepted([], initrd="b"), ("/k\udcff",): accepted([], kernel="/k\udcff"),
+    ("--install-completion",): None,        # not run here: typer would write to the user's shell startup file
+}
 
 
 @pytest.mark.parametrize("argv", LEFT_TO_TYPER, ids=repr)
 def test_unusual_command_lines_are_left_to_typer(argv):
-    assert cli.fast_parse(argv) is None
+    """The fast parser declines each, and typer does what is listed (so declining loses nothing)."""
+    assert cli.fast_parse(list(argv)) is None
+    if LEFT_TO_TYPER[argv] is None:
+        assert argv[0] in {name for o in T.OPTIONS if o.kind == T.TYPER for name in o.names}
+        return
+    assert typer_parse(list(argv)) == LEFT_TO_TYPER[argv]
 
 
 WORDS = sorted({o for o in KEXEC_TOOLS_OPTIONS if o not in ("-h", "--help", "-v", "--version")}
                | {"--root", "--arch", "--dry-run", "/boot/vmlinuz", "/k2", "x86_64", "0x1000", "115200", "0",
                   "ttyS0", "", "-", "--", "-pc", "-x5", "--append=", "--initrd=/i", "--serial-baud=9600",
-                  "--serial-baud=07", "--bogus", "a=b", "-1"})
+                  "--serial-baud=07", "--bogus", "a=b", "-1", "--dry-run=1", "-p=", "--help", "-v"})
+assert "--install-completion" not in WORDS          # typer would write to the user's shell startup file
 
 
 @settings(max_examples=400, deadline=None)
 @given(st.lists(st.sampled_from(WORDS), max_size=7))
 def test_wherever_the_fast_parser_answers_typer_agrees(argv):
     fast = cli.fast_parse(argv)
+    typer_outcome = typer_parse(argv)
     if fast is not None:
-        assert fast == typer_parse(argv)
+        assert fast == typer_outcome
 
 
 def test_completion_requests_are_left_to_typer(monkeypatch):
-    monkeypatch.setenv("_KEXEC_PY_COMPLETE", "bash_source")
+    """A shell's completion request (typer's variable set) is typer's to answer: it prints the
+    completion script."""
+    monkeypatch.setenv(cli.COMPLETE_VAR, "source_bash")
     assert cli.fast_parse(["-S"]) is None
+    assert cli._fast_help(["--help"]) is None
+    out = subprocess.run([sys.executable, "-m", "kexec_py", "-S"], capture_output=True, text=True,
+                         env={**os.environ, cli.COMPLETE_VAR: "source_bash"}, check=True).stdout
+    assert "_kexec_py_completion" in out and "complete " in out
 
 
 def test_fast_help_is_typers_help():
@@ -157,3 +229,21 @@ def test_initrd_hashing_starts_early_only_for_kexec_load(tmp_path):
         assert P._prehashes
     finally:
         P._prehashes.clear()
+
+
+FAST_LINES = [["--help"], ["-S", "--root", "ROOT"],
+              ["-p", "-c", "--dry-run", "--root", "ROOT", "/nonexistent/k", "--initrd=/nonexistent/i"]]
+
+
+@pytest.mark.parametrize("argv", FAST_LINES, ids=" ".join)
+def test_the_fast_path_imports_neither_typer_nor_click(argv):
+    """--help, -S and a service's load line read the option table, not typer (a tenth of a second)."""
+    root = str(Path(__file__).parent / "fixtures" / "systems" / "x86_64-qemu-2cpu")
+    argv = [root if a == "ROOT" else a for a in argv]
+    env = {k: v for k, v in os.environ.items() if k != cli.COMPLETE_VAR}
+    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "kexec_py", *argv], capture_output=True,
+                       text=True, env={**env, "COLUMNS": "80"})
+    assert p.returncode in (0, 1), p.stderr[-2000:]
+    imported = {line.rpartition("|")[2].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
+    assert "kexec_py.options" in imported
+    assert not {m for m in imported if m.split(".")[0] in ("typer", "click", "rich", "pydantic")}

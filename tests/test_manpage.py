@@ -40,6 +40,61 @@ def test_help_and_man_page_list_the_same_options():
     assert help_options() == man_options()
 
 
+def help_entries(text: str) -> list[tuple[str, str]]:
+    """(names and metavar, help) of each line of --help's Options section, wrapped lines joined."""
+    entries: list[list[str]] = []
+    for line in text[text.index("\nOptions:\n"):].splitlines()[2:]:
+        if line.startswith("  -"):
+            names, _, help_text = line.strip().partition("  ")
+            entries.append([names, help_text.strip()])
+        else:
+            assert line.startswith("      "), line
+            entries[-1][1] = f"{entries[-1][1]} {line.strip()}".strip()
+    return [(names, help_text) for names, help_text in entries]
+
+
+def man_entries() -> list[tuple[str, tuple[tuple[str, str | None], ...], str]]:
+    """(subsection, (name, metavar or None) for each spelling, help) of each .TP entry of the
+    generated section."""
+    text = PAGE.read_text()
+    lines = text[text.index(".\\\" BEGIN GENERATED"):text.index(".\\\" END GENERATED")].splitlines()[1:]
+
+    def plain(roff: str) -> str:
+        return roff.replace("\\-", "-").replace("\\e", "\\").removeprefix("\\&")
+    out, subsection = [], None
+    while lines:
+        line = lines.pop(0)
+        if line.startswith(".SS "):
+            subsection = plain(line[4:])
+            continue
+        assert line == ".TP", line
+        names_line, help_line = lines.pop(0), lines.pop(0)
+        names = tuple((plain(name), plain(metavar) or None) for name, metavar in
+                      re.findall(r"\\fB(.*?)\\fR(?: \\fI(.*?)\\fR)?(?:, |$)", names_line))
+        out.append((subsection, names, plain(help_line)))
+    return out
+
+
+def test_the_table_help_and_man_page_agree():
+    """Every option of the table that is not hidden is in --help (the stored text) and in the man
+    page with the table's names, metavar and help, and nothing else is: in --help in the table's
+    order, in the man page under its panel's subsection (panels in the table's order). The one
+    line typer words itself is its own --help's."""
+    from kexec_py.help_text import HELP_TEXT
+    from kexec_py.options import DESCRIPTION, KERNEL, NUMBER, OPTIONS, PANELS, TEXT
+    visible = [o for o in OPTIONS if not o.hidden]
+    metavars = {o.name: o.metavar if o.kind in (TEXT, NUMBER) else None for o in visible}
+    assert all(metavars[o.name] for o in visible if o.kind in (TEXT, NUMBER))
+    assert help_entries(HELP_TEXT) == [
+        (", ".join(o.names) + (f" {metavars[o.name]}" if metavars[o.name] else ""),
+         "Show this message and exit." if o.name == "help" else o.help) for o in visible]
+    assert man_entries() == [(o.panel, tuple((n, metavars[o.name]) for n in o.names), o.help)
+                             for panel in PANELS for o in visible if o.panel == panel]
+    assert {o.panel for o in OPTIONS} == set(PANELS)
+    assert f"  {KERNEL.name} <str>  {KERNEL.help}\n" in HELP_TEXT
+    assert " ".join(HELP_TEXT.split("\nArguments:")[0].split()[4:]) == " ".join(DESCRIPTION.split())
+
+
 def test_every_kexec_tools_x86_option_is_documented():
     """kexec-tools' generic and x86 options (kexec/kexec.h, arch/i386/include/arch/options.h)."""
     kexec_tools = """-h --help -v --version -f --force -i --no-checks -x --no-ifdown -y --no-sync -l --load
@@ -79,13 +134,11 @@ KEXEC_TOOLS_OPTIONS = {   # kexec-tools' generic + x86 option table; value-takin
 
 def test_every_kexec_tools_option_is_accepted_by_the_parser():
     """Each option parses, in both spellings kexec-tools takes (--opt=value and --opt value)."""
-    import click
     import typer.main
+    from typer._click.exceptions import UsageError      # what typer (since 0.26, its own click) raises
 
-    from kexec_py.cli_typer import HELP, command
-    app = typer.Typer()
-    app.command(help=HELP)(command)
-    cmd = typer.main.get_command(app)
+    from kexec_py.cli_typer import app
+    cmd = typer.main.get_command(app())
     for opt, value in KEXEC_TOOLS_OPTIONS.items():
         if opt in ("-h", "--help", "-v", "--version"):
             continue                                        # eager: they print and exit
@@ -94,6 +147,6 @@ def test_every_kexec_tools_option_is_accepted_by_the_parser():
         for argv in forms:
             try:
                 ctx = cmd.make_context("kexec-py", [*argv, "/boot/vmlinuz"], resilient_parsing=False)
-            except click.UsageError as e:
+            except UsageError as e:
                 raise AssertionError(f"{argv} rejected: {e}") from None
             assert ctx.params["kernel"] == "/boot/vmlinuz", argv
