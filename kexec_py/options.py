@@ -60,13 +60,16 @@ given.
 class Option:
     """One command-line option (see the module's docstring for the fields)."""
 
-    __slots__ = ("name", "names", "kind", "help", "metavar", "panel", "action", "hidden", "default", "note")
+    __slots__ = ("name", "names", "kind", "help", "metavar", "panel", "action", "hidden", "default", "note",
+                 "group")
 
     def __init__(self, name: str, names: tuple[str, ...], kind: str, help: str, *, metavar: str | None = None,
                  panel: str = GENERIC, action: str | None = None, hidden: bool = False,
-                 default: object = None, note: str = "") -> None:
+                 default: object = None, note: str = "", group: str | None = None) -> None:
         self.name, self.names, self.kind, self.help = name, names, kind, help
         self.metavar, self.panel, self.action, self.hidden, self.note = metavar, panel, action, hidden, note
+        # the architecture option group that reads it (kexec_py.arch.OPTION_GROUPS); None: generic
+        self.group = "x86" if panel == X86 else group
         self.default = False if kind == FLAG else default
 
     def __repr__(self) -> str:
@@ -175,10 +178,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("args_elf", ("--args-elf",), FLAG, panel=LOADER,
            help="ELF kernels: pass ELF boot notes.",
            note="refused by kexec-py"),
-    Option("args_linux", ("--args-linux",), FLAG, panel=LOADER,
+    Option("args_linux", ("--args-linux",), FLAG, panel=LOADER, group="x86",
            help="ELF kernels: pass Linux boot parameters.",
            note="kexec-py's default for a Linux vmlinux"),
-    Option("args_none", ("--args-none",), FLAG, panel=LOADER,
+    Option("args_none", ("--args-none",), FLAG, panel=LOADER, group="x86",
            help="ELF kernels: jump to the entry, pass nothing."),
     Option("module", ("--module",), TEXT, metavar="FILE", panel=LOADER,
            help="Multiboot: load FILE as a module.",
@@ -196,7 +199,7 @@ OPTIONS: tuple[Option, ...] = (
     Option("serial", ("--serial",), TEXT, metavar="PORT", panel=X86,
            help="Purgatory console on ttyS0, ttyS1 or an I/O port (0x3f8)."),
     Option("serial_baud", ("--serial-baud",), NUMBER, metavar="BAUD", panel=X86,
-           help="Baud rate of the purgatory's serial console.",
+           help="Program the purgatory's serial console to BAUD (8N1).",
            note="a divisor of 115200, from 9600"),
     Option("console_vga", ("--console-vga",), FLAG, panel=X86,
            help="Purgatory messages on the VGA console.",
@@ -211,9 +214,11 @@ OPTIONS: tuple[Option, ...] = (
     Option("pass_memmap_cmdline", ("--pass-memmap-cmdline",), FLAG, panel=X86,
            help="Also give the capture kernel its memory map as memmap= options."),
     Option("noefi", ("--noefi",), FLAG, panel=X86,
-           help="Do not pass EFI information to the new kernel."),
+           help="Do not pass EFI information to the new kernel.",
+           note="kexec_load passes none yet; the capture kernel gets acpi_rsdp= either way"),
     Option("reuse_video_type", ("--reuse-video-type",), FLAG, panel=X86,
-           help="Reuse the boot video type."),
+           help="Keep the boot video type (kexec-py always hands on the boot screen_info).",
+           note="what kexec-tools does with it, or without a framebuffer, kexec-py always does"),
     # -- kexec-py's own, for tests ------------------------------------------------------------------
     Option("root", ("--root",), TEXT, hidden=True, default="/",
            help="Read /proc and /sys under this directory.",

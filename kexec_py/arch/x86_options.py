@@ -8,12 +8,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from kexec_py import options
 from kexec_py.errors import UsageError
 
-TITLE = "x86 options"
-# the parsed command line's keys of the options in this group
-NAMES = ("reset_vga", "serial", "serial_baud", "console_vga", "console_serial", "elf32_core_headers",
-         "elf64_core_headers", "pass_memmap_cmdline", "noefi", "reuse_video_type", "args_linux", "args_none")
+TITLE = options.X86
+# the options of this group, as the option table marks them (their keys in the parsed command line)
+NAMES = tuple(o.name for o in options.OPTIONS if o.group == "x86")
 SERIAL_PORTS = {"ttyS0": 0x3F8, "ttyS1": 0x2F8}
 DEFAULT_SERIAL_PORT = 0x3F8            # --console-serial without --serial: ttyS0
 UART_CLOCK_BAUD = 115200               # the 8250's base rate: the baud is 115200 / divisor
