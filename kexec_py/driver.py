@@ -104,8 +104,7 @@ def _status(req: Request, ctx: Context) -> int:
     try:
         loaded = ctx.sys.kexec_loaded() if req.steps.load_given else ctx.sys.kexec_crash_loaded()
     except SnapshotError as e:
-        e.exit_code = 255          # kexec-tools: -S with an unreadable /sys file
-        raise
+        raise e.amended(exit_code=255) from None      # kexec-tools: -S with an unreadable /sys file
     if req.debug:
         print(f"{'crash' if req.crash else 'kexec'} kernel {'loaded' if loaded else 'not loaded'}",
               file=ctx.err)
@@ -353,9 +352,9 @@ class _Submitter:
         try:
             submit(plan, self.ctx.backend)
         except SubmitError as e:
-            if self.crash:
-                e.hint = (e.hint + "; " if e.hint else "") + self._crash_state()
-            raise
+            if not self.crash:
+                raise
+            raise e.amended(hint=(e.hint + "; " if e.hint else "") + self._crash_state()) from None
 
     def _crash_state(self) -> str:
         try:
@@ -391,11 +390,11 @@ class _naming_inputs:
             return False
         paths = {"initrd": self.req.initrd, "kernel": self.req.kernel, "dtb": self.req.dtb}
         path = paths.get(e.what) if isinstance(e, NoSpace) else self.req.kernel
-        if path and path not in e.message:
-            e.message = f"{path}: {e.message}"
+        message = f"{path}: {e.message}" if path and path not in e.message else e.message
+        hint = e.hint
         if self.req.crash and "crashkernel=" not in e.hint and isinstance(e, NoSpace):
-            e.hint = "reserve more memory with crashkernel= or use a smaller initrd"
-        return False
+            hint = "reserve more memory with crashkernel= or use a smaller initrd"
+        raise e.amended(message=message, hint=hint) from None
 
 
 def _check_file(path: str, what: str) -> None:

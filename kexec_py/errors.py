@@ -40,6 +40,18 @@ class KexecError(Exception):
     def __str__(self) -> str:
         return self.one_line()
 
+    def amended(self, *, message: str | None = None, hint: str | None = None,
+                exit_code: int | None = None) -> "KexecError":
+        """A new error of the same kind with more said (raise it ``from None``): the path
+        of the file it is about, what it cost. The original is left as it was raised."""
+        import copy
+        new = copy.copy(self)
+        new.args = (message if message is not None else self.message,)
+        new.message = new.args[0]
+        new.hint = hint if hint is not None else self.hint
+        new.exit_code = exit_code if exit_code is not None else self.exit_code
+        return new
+
     def one_line(self) -> str:
         text = self.message
         if self.hint:
@@ -104,7 +116,9 @@ class PlacementError(KexecError):
 
 
 class NoSpace(PlacementError):
-    what = ""               # the segment that found no room ("kernel", "initrd", ...)
+    def __init__(self, message: str, hint: str = "", *, what: str = ""):
+        super().__init__(message, hint)
+        self.what = what    # the segment that found no room ("kernel", "initrd", ...)
 
 
 class SubmitError(KexecError):

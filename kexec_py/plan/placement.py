@@ -45,12 +45,10 @@ class Allocator:
                 self.taken.append(r)
                 return r
         total = sum(h.size for h in holes)
-        err = NoSpace(f"no room for the {what} ({size:#x} bytes, align {align:#x}) in "
+        raise NoSpace(f"no room for the {what} ({size:#x} bytes, align {align:#x}) in "
                       f"{', '.join(f'{h.start:#x}-{h.last:#x}' for h in self.free)}; "
                       f"{total:#x} bytes are still free there",
-                      "reserve more memory with crashkernel= or use a smaller initrd")
-        err.what = what
-        raise err
+                      "reserve more memory with crashkernel= or use a smaller initrd", what=what)
 
     def reserve(self, r: Range) -> None:
         self.taken.append(r)
