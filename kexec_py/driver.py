@@ -25,12 +25,15 @@ from kexec_py.structs import kexec_uapi as K
 
 FILE, LOAD = Syscall.FILE, Syscall.LOAD
 
-# (failed call, next call): the kernel's errnos after which the next call is made, and
-# the line said when it is
+# (failed call, next call): the kernel's errnos after which the next call is made, the
+# line said when it is, and whether it is said only with -d (-a's fallback happens on
+# every boot of a kernel without kexec_file_load: kexec-tools is silent there, and a
+# kdump service's journal should be too)
 _FALLBACKS = {
-    (FILE, LOAD): ({E.ENOSYS, E.EINVAL, E.ENOEXEC, E.EOPNOTSUPP}, "kexec-py: {message}; retrying with kexec_load"),
+    (FILE, LOAD): ({E.ENOSYS, E.EINVAL, E.ENOEXEC, E.EOPNOTSUPP}, "kexec-py: {message}; retrying with kexec_load",
+                   True),
     (LOAD, FILE): ({E.EPERM}, "kexec-py: kexec_load was refused (EPERM), as a locked-down kernel does: loading "
-                              "with kexec_file_load instead (the kernel must be signed)"),
+                              "with kexec_file_load instead (the kernel must be signed)", False),
 }
 
 
@@ -166,10 +169,11 @@ def _load(req: Request, ctx: Context) -> None:
         except SubmitError as e:
             if i + 1 == len(attempts):
                 raise
-            errnos, said = _FALLBACKS[(syscall, attempts[i + 1])]
+            errnos, said, debug_only = _FALLBACKS[(syscall, attempts[i + 1])]
             if e.errno not in errnos:
                 raise
-            print(said.format(message=e.message), file=ctx.err)
+            if req.debug or not debug_only:
+                print(said.format(message=e.message), file=ctx.err)
 
 
 def _read_inputs(req: Request, ctx: Context) -> Inputs:

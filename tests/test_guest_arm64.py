@@ -140,7 +140,7 @@ def test_reboot_image_kexec_load():
 def test_reboot_vmlinux_gz_default_syscall(vmlinux_files):
     """A gzip'd vmlinux with the default -a: kexec_file_load gets the Image laid out from it, the
     kernel has no such call (ENOSYS), and kexec-py goes on with kexec_load by itself."""
-    command, append = reboot_command("/boot/vmlinux.gz", "vmlinux-gz")
+    command, append = reboot_command("/boot/vmlinux.gz", "vmlinux-gz", "d")      # -d: say the fallback
     result = harness.run(harness.reboot(command, "arm64-reboot-vmlinux-gz"), ARCH,
                          extra_files={"/boot/vmlinux.gz": vmlinux_files[1]})
     assert_rebooted(result, append)
