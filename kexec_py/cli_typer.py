@@ -11,7 +11,7 @@ from typing import Callable, Optional
 
 import typer
 
-from kexec_py import __version__
+from kexec_py import version_line
 from kexec_py.options import (DESCRIPTION, FLAG, HELP_OPTION, KERNEL, NUMBER, OPTIONS, PARAMETER_KINDS, PROG,
                               VERSION, Option)
 
@@ -30,7 +30,7 @@ def _record(action: str):
 
 def _version(value: bool) -> None:
     if value:
-        print(f"{PROG} {__version__} (kexec-tools compatible)")
+        print(version_line())
         raise typer.Exit(0)
 
 

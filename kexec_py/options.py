@@ -228,7 +228,8 @@ OPTIONS: tuple[Option, ...] = (
            note="default: the machine's"),
     # -- handled by typer ---------------------------------------------------------------------------
     Option("version", ("-v", "--version"), VERSION,
-           help="Print the version of kexec-py."),
+           help="Print the kexec-tools version whose interface kexec-py follows, and kexec-py's own.",
+           note='"kexec-tools-compatible 2.0.32 (kexec-py 0.1.0)": scripts match kexec-tools\' first word and number'),
     Option("install_completion", ("--install-completion",), TYPER,
            help="Install completion for the current shell."),
     Option("show_completion", ("--show-completion",), TYPER,
