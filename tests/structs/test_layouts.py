@@ -1,0 +1,119 @@
+"""The construct definitions in kexec_py.structs against the specifications' offsets,
+and every fast path (struct forms, single-field reads) against those definitions.
+
+Expected offsets are the documents' own (ELF: the System V ABI; PE: Microsoft's PE
+format; the zero page: Documentation/arch/x86/boot.rst and zero-page.rst; arm64:
+booting.rst; zboot: zboot-header.S). Reference byte layouts below are packed by
+hand with ``struct`` from those documents, independently of kexec_py.structs.
+"""
+
+from __future__ import annotations
+
+import struct
+
+import pytest
+from construct import ConstError, Int8ul, Int16ub, Int32ul, Int64ul, StreamError, Struct, VarInt
+from hypothesis import HealthCheck, given, settings, strategies as st
+
+from kexec_py.structs import bootparam as BP, elf as E, pe as PE
+from kexec_py.structs.elf_core import PHDR32, PHDR64, phdr_struct
+from kexec_py.structs.layout import fast_struct, offset_of, read_field
+
+GENERATED = settings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck), database=None)
+COMBOS = [(32, "little"), (32, "big"), (64, "little"), (64, "big")]
+U32 = st.integers(0, (1 << 32) - 1)
+
+
+def words(bits: int):
+    return st.integers(0, (1 << bits) - 1)
+
+
+# -- offsets: the definitions say what the documents say ------------------------------------
+
+@pytest.mark.parametrize("bits, offsets", [
+    (32, dict(e_type=0x10, e_machine=0x12, e_entry=0x18, e_phoff=0x1C, e_flags=0x24, e_phentsize=0x2A,
+              e_phnum=0x2C, e_shstrndx=0x32)),
+    (64, dict(e_type=0x10, e_machine=0x12, e_entry=0x18, e_phoff=0x20, e_flags=0x30, e_phentsize=0x36,
+              e_phnum=0x38, e_shstrndx=0x3E)),
+])
+def test_elf_header_offsets(bits, offsets):
+    for byteorder in ("little", "big"):
+        ehdr = E.layouts(bits, byteorder).ehdr
+        assert {name: offset_of(ehdr, name) for name in offsets} == offsets
+    assert offset_of(E.e_ident, "ei_class") == 4 and offset_of(E.e_ident, "ei_data") == 5
+
+
+def test_program_header_offsets():
+    p32, p64 = E.layouts(32).phdr, E.layouts(64).phdr
+    assert [offset_of(p32, n) for n in ("p_offset", "p_vaddr", "p_paddr", "p_filesz", "p_memsz", "p_flags")] == \
+        [4, 8, 12, 16, 20, 24]
+    assert [offset_of(p64, n) for n in ("p_flags", "p_offset", "p_vaddr", "p_paddr", "p_filesz", "p_memsz")] == \
+        [4, 8, 16, 24, 32, 40]
+    assert E.layouts(64, "big").nhdr.sizeof() == 12
+
+
+def test_zero_page_offsets():
+    assert offset_of(BP.boot_params, "acpi_rsdp_addr") == 0x070
+    assert offset_of(BP.boot_params, "e820_entries") == 0x1E8
+    assert offset_of(BP.boot_params, "hdr") == BP.SETUP_HEADER_OFFSET
+    assert offset_of(BP.boot_params, "e820_table") == 0x2D0
+    hdr = {n: BP.SETUP_HEADER_OFFSET + offset_of(BP.setup_header, n)
+           for n in ("boot_flag", "jump", "header", "version", "xloadflags", "pref_address", "init_size")}
+    assert hdr == dict(boot_flag=0x1FE, jump=0x200, header=0x202, version=0x206, xloadflags=0x236,
+                       pref_address=0x258, init_size=0x260)
+
+
+# -- fast_struct: the struct form of the program header is the construct definition's ------
+
+@pytest.mark.parametrize("bits, byteorder", COMBOS)
+@GENERATED
+@given(data=st.data())
+def test_program_header_struct_form_builds_and_parses_like_construct(bits, byteorder, data):
+    phdr = E.layouts(bits, byteorder).phdr
+    fast = phdr_struct(bits, byteorder)
+    values = {n: data.draw(U32 if n in ("p_type", "p_flags") else words(bits), label=n) for n in fast.names}
+    built = fast.struct.pack(*(values[n] for n in fast.names))
+    assert built == phdr.build(values)
+    raw = data.draw(st.binary(min_size=fast.size, max_size=fast.size), label="raw")
+    parsed = phdr.parse(raw)
+    assert fast.struct.unpack(raw) == tuple(parsed[n] for n in fast.names)
+    assert fast.byteorder == byteorder
+
+
+def test_the_little_endian_names_are_the_derived_forms():
+    assert PHDR64 is phdr_struct(64).struct and PHDR32 is phdr_struct(32).struct
+    values = (1, 2, 3, 4, 5, 6, 7, 8)
+    for fast, by_hand in ((PHDR64, "<IIQQQQQQ"), (PHDR32, "<IIIIIIII"), (phdr_struct(64, "big").struct, ">IIQQQQQQ"),
+                          (phdr_struct(32, "big").struct, ">IIIIIIII")):
+        assert fast.pack(*values) == struct.pack(by_hand, *values)
+
+
+def test_fast_struct_refuses_what_it_cannot_express():
+    for bad in (Struct("a" / VarInt), Struct("a" / Int32ul, "b" / Int16ub), Struct("n" / E.e_ident)):
+        with pytest.raises(TypeError):
+            fast_struct(bad)
+    s = Struct("a" / Int8ul, "b" / Int64ul)
+    assert fast_struct(s).struct.unpack(bytes([1]) + (2).to_bytes(8, "little")) == (1, 2)
+
+
+# -- read_field: one field without the whole parse --------------------------------------------
+
+@GENERATED
+@given(page=st.binary(min_size=BP.ZERO_PAGE_SIZE, max_size=BP.ZERO_PAGE_SIZE))
+def test_read_field_is_the_full_parse_field(page):
+    whole = BP.boot_params.parse(page)
+    for name in ("acpi_rsdp_addr", "ext_cmd_line_ptr", "e820_entries", "alt_mem_k"):
+        assert read_field(BP.boot_params, name, page) == whole[name]
+    for name in ("version", "jump", "xloadflags", "pref_address", "init_size"):
+        assert read_field(BP.setup_header, name, page, BP.SETUP_HEADER_OFFSET) == whole.hdr[name]
+
+
+def test_read_field_when_the_data_ends_early():
+    with pytest.raises(StreamError):
+        read_field(BP.boot_params, "acpi_rsdp_addr", bytes(0x77))
+    assert read_field(BP.boot_params, "acpi_rsdp_addr", bytes(0x77), default=0) == 0
+    assert read_field(BP.boot_params, "acpi_rsdp_addr", bytes(0x70) + (0xF59D0).to_bytes(8, "little")) == 0xF59D0
+    with pytest.raises(ConstError):
+        read_field(PE.dos_header, "e_magic", b"ZM" + bytes(62))
+    with pytest.raises(KeyError):
+        read_field(PE.dos_header, "nothing", bytes(64))
