@@ -15,7 +15,7 @@ import pytest
 from construct import ConstError, Int8ul, Int16ub, Int32ul, Int64ul, StreamError, Struct, VarInt
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from kexec_py.structs import bootparam as BP, elf as E, pe as PE
+from kexec_py.structs import arm64 as A, bootparam as BP, elf as E, pe as PE, zboot as Z
 from kexec_py.structs.elf_core import PHDR32, PHDR64, phdr_struct
 from kexec_py.structs.layout import fast_struct, offset_of, read_field
 
@@ -61,6 +61,23 @@ def test_zero_page_offsets():
            for n in ("boot_flag", "jump", "header", "version", "xloadflags", "pref_address", "init_size")}
     assert hdr == dict(boot_flag=0x1FE, jump=0x200, header=0x202, version=0x206, xloadflags=0x236,
                        pref_address=0x258, init_size=0x260)
+
+
+def test_arm64_image_header_offsets_and_the_probes_constants():
+    from kexec_py.image import arm64_image as I
+    assert [offset_of(A.image_header, n) for n in ("text_offset", "image_size", "flags", "magic", "res5")] == \
+        [0x08, 0x10, 0x18, 0x38, 0x3C]
+    assert (offset_of(A.image_header, "magic"), A.HEADER_SIZE) == (I.MAGIC_OFFSET, I.HEADER_SIZE)
+    assert A.image_header.parse(bytes(0x38) + I.MAGIC + bytes(4)).magic == I.MAGIC
+
+
+def test_zboot_header_offsets_and_the_readers_constants():
+    from kexec_py.image import zboot as I
+    assert [offset_of(Z.zboot_header, n) for n in ("image_type", "payload_offset", "payload_size", "compression",
+                                                   "e_lfanew")] == [4, 8, 0xC, 0x18, 0x3C]
+    assert offset_of(Z.zboot_header, "compression") == I.COMPRESSION_NAME_OFFSET
+    assert offset_of(Z.zboot_header, "linux_pe_magic") - I.COMPRESSION_NAME_OFFSET == I.COMPRESSION_NAME_MAX
+    assert Z.HEADER_SIZE == I.HEADER_SIZE
 
 
 # -- fast_struct: the struct form of the program header is the construct definition's ------
@@ -117,3 +134,39 @@ def test_read_field_when_the_data_ends_early():
         read_field(PE.dos_header, "e_magic", b"ZM" + bytes(62))
     with pytest.raises(KeyError):
         read_field(PE.dos_header, "nothing", bytes(64))
+
+
+# -- headers read by the image readers, generated and packed by hand -------------------------
+
+@GENERATED
+@given(text_offset=st.integers(0, 0x1FF) .map(lambda n: n * 4096), image_size=st.integers(1 << 20, 1 << 40),
+       flags=st.integers(0, 15), code0=U32, res5=U32)
+def test_arm64_image_header_fields(text_offset, image_size, flags, code0, res5):
+    from kexec_py.errors import UnsupportedImage
+    from kexec_py.image.arm64_image import parse_arm64_image
+    head = struct.pack("<IIQQQQQQ4sI", code0, 0, text_offset, image_size, flags, 0, 0, 0, b"ARM\x64", res5)
+    data = head + bytes(4096)
+    if flags & 1:
+        with pytest.raises(UnsupportedImage):
+            parse_arm64_image(data, path="Image")
+        return
+    img = parse_arm64_image(data, path="Image")
+    assert (img.text_offset, img.image_size, img.flags) == (text_offset, image_size, flags)
+
+
+@GENERATED
+@given(offset=st.integers(0, 0x2000), size=st.integers(0, 0x2000),
+       name=st.sampled_from([b"gzip", b"zstd22", b"xzkern", b"lz4", b"", b"x" * 0x20]))
+def test_zboot_payload_info(offset, size, name):
+    from kexec_py.errors import CorruptImage, UnsupportedImage
+    from kexec_py.image.zboot import COMPRESSIONS, payload_info
+    head = struct.pack("<4s4sII8s32sII", b"MZ\0\0", b"zimg", offset, size, bytes(8), name, 0, 0x40)
+    data = head + bytes(0x1000)
+    try:
+        got = payload_info(data, what="vmlinuz")
+    except (CorruptImage, UnsupportedImage) as e:
+        inside = 0x40 <= offset and size and offset + size <= len(data)
+        assert (isinstance(e, CorruptImage) and not inside) or \
+            (isinstance(e, UnsupportedImage) and name.decode() not in COMPRESSIONS)
+        return
+    assert got == (offset, size, COMPRESSIONS[name.decode()])
