@@ -80,6 +80,15 @@ def test_zboot_header_offsets_and_the_readers_constants():
     assert Z.HEADER_SIZE == I.HEADER_SIZE
 
 
+def test_pe_offsets():
+    assert offset_of(PE.dos_header, "e_lfanew") == PE.E_LFANEW_OFFSET == 0x3C
+    assert offset_of(PE.coff_header, "machine") == 4 and offset_of(PE.coff_header, "size_of_optional_header") == 0x14
+    assert offset_of(PE.optional_header_pe32, "data_directories") == 0x60
+    assert offset_of(PE.optional_header_pe32plus, "data_directories") == 0x70
+    assert offset_of(PE.optional_header_pe32, "number_of_rva_and_sizes") == 0x5C
+    assert offset_of(PE.optional_header_pe32plus, "number_of_rva_and_sizes") == 0x6C
+
+
 # -- fast_struct: the struct form of the program header is the construct definition's ------
 
 @pytest.mark.parametrize("bits, byteorder", COMBOS)
@@ -136,6 +145,69 @@ def test_read_field_when_the_data_ends_early():
         read_field(PE.dos_header, "nothing", bytes(64))
 
 
+# -- the PE signature check against a reading of the PE format by hand ------------------------
+
+def reference_has_pe_signature(data: bytes) -> bool:
+    """Certificate table (data directory 4) present and inside the file, read by hand."""
+    if len(data) < 0x40 or data[:2] != b"MZ":
+        return False
+    lfanew = struct.unpack_from("<I", data, 0x3C)[0]
+    if data[lfanew:lfanew + 4] != b"PE\0\0":
+        return False
+    opt = lfanew + 24
+    if opt + 2 > len(data):
+        return False
+    magic = struct.unpack_from("<H", data, opt)[0]
+    dirs = opt + (0x70 if magic == 0x20B else 0x60)
+    if dirs + 5 * 8 > len(data) or struct.unpack_from("<I", data, dirs - 4)[0] < 5:
+        return False
+    offset, size = struct.unpack_from("<II", data, dirs + 4 * 8)
+    return size > 0 and offset + size <= len(data)
+
+
+@st.composite
+def pe_files(draw):
+    lfanew = draw(st.sampled_from([0x40, 0x80, 0x3C, 0x10]) | st.integers(0, 0x400))
+    magic = draw(st.sampled_from([0x20B, 0x10B, 0x0]))
+    size = draw(st.integers(0, 0x600))
+    data = bytearray(draw(st.binary(min_size=size, max_size=size)))
+    full = bytearray(max(size, 0x600))
+    full[:len(data)] = data
+    full[0:2] = draw(st.sampled_from([b"MZ", b"MZ", b"ZM"]))
+    struct.pack_into("<I", full, 0x3C, lfanew)
+    full[lfanew:lfanew + 4] = draw(st.sampled_from([b"PE\0\0", b"PE\0\0", b"PE\0\1"]))
+    opt = lfanew + 24
+    struct.pack_into("<H", full, opt, magic)
+    dirs = opt + (0x70 if magic == 0x20B else 0x60)
+    struct.pack_into("<I", full, dirs - 4, draw(st.sampled_from([16, 5, 4, 0])))
+    struct.pack_into("<II", full, dirs + 32, draw(st.integers(0, 0x600)), draw(st.integers(0, 0x200)))
+    return bytes(full[:draw(st.integers(0, len(full)))])
+
+
+@GENERATED
+@given(pe_files())
+def test_has_pe_signature_agrees_with_a_reading_by_hand(data):
+    from kexec_py.plan.segments import has_pe_signature
+    assert has_pe_signature(data) == reference_has_pe_signature(data)
+    assert has_pe_signature(memoryview(data)) == reference_has_pe_signature(data)
+
+
+def test_has_pe_signature_on_pe32_and_pe32plus():
+    from kexec_py.plan.segments import has_pe_signature
+    for magic, dirs in ((0x20B, 0x70), (0x10B, 0x60)):
+        data = bytearray(0x400)
+        data[0:2] = b"MZ"
+        struct.pack_into("<I", data, 0x3C, 0x80)
+        data[0x80:0x84] = b"PE\0\0"
+        struct.pack_into("<H", data, 0x98, magic)
+        struct.pack_into("<I", data, 0x98 + dirs - 4, 16)
+        struct.pack_into("<II", data, 0x98 + dirs + 32, 0x300, 0x100)
+        assert has_pe_signature(bytes(data))
+        assert not has_pe_signature(bytes(data[:0x3FF]))                # the certificates run past the end
+        struct.pack_into("<I", data, 0x98 + dirs - 4, 4)                  # no directory 4
+        assert not has_pe_signature(bytes(data))
+
+
 # -- headers read by the image readers, generated and packed by hand -------------------------
 
 @GENERATED
@@ -170,3 +242,26 @@ def test_zboot_payload_info(offset, size, name):
             (isinstance(e, UnsupportedImage) and name.decode() not in COMPRESSIONS)
         return
     assert got == (offset, size, COMPRESSIONS[name.decode()])
+
+
+@pytest.mark.parametrize("ident_class, order", [(1, "<"), (1, ">"), (2, "<"), (2, ">")])
+def test_elf_machine_and_describe_in_either_byte_order(ident_class, order):
+    from kexec_py.image.open import describe
+    from kexec_py.image.vmlinux import elf_machine
+    head = b"\x7fELF" + bytes([ident_class, 1 if order == "<" else 2, 1]) + bytes(9) + \
+        struct.pack(order + "HH", 2, 22) + bytes(64)
+    assert elf_machine(head) == 22
+    assert describe(head) == "an ELF file for s390"
+    assert elf_machine(head[:19]) is None and elf_machine(head[:5] + b"\x03" + head[6:]) is None
+
+
+def test_describe_pe_machine():
+    from kexec_py.image.open import describe
+    head = bytearray(0x100)
+    head[0:2] = b"MZ"
+    struct.pack_into("<I", head, 0x3C, 0x80)
+    head[0x80:0x86] = b"PE\0\0" + struct.pack("<H", 0xAA64)
+    assert describe(bytes(head)) == "a PE/COFF (EFI) image for arm64"
+    assert describe(bytes(head[:0x85])) is None
+    struct.pack_into("<I", head, 0x3C, 0xFFFFFFF0)
+    assert describe(bytes(head)) is None
