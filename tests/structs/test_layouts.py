@@ -145,6 +145,28 @@ def test_read_field_when_the_data_ends_early():
         read_field(PE.dos_header, "nothing", bytes(64))
 
 
+def test_running_acpi_rsdp_reads_the_zero_page_field():
+    from types import SimpleNamespace
+
+    from kexec_py.arch.x86 import running_acpi_rsdp
+    page = bytearray(BP.ZERO_PAGE_SIZE)
+    struct.pack_into("<Q", page, 0x70, 0x7FE1014)                  # boot_params.acpi_rsdp_addr (zero-page.rst)
+    assert running_acpi_rsdp(SimpleNamespace(boot_params=bytes(page), acpi_rsdp=0xF0000)) == 0x7FE1014
+    assert running_acpi_rsdp(SimpleNamespace(boot_params=bytes(page[:0x77]), acpi_rsdp=0xF0000)) == 0xF0000
+    assert running_acpi_rsdp(SimpleNamespace(boot_params=None, acpi_rsdp=0)) == 0
+
+
+@pytest.mark.parametrize("version, seeded", [(0x0208, False), (0x0209, True), (0x020F, True)])
+def test_setup_bytes_reads_the_protocol_version(version, seeded):
+    from kexec_py.arch.x86 import setup_bytes
+    from kexec_py.plan.ranges import Range
+    header = bytearray(BP.SETUP_HEADER_SIZE)
+    struct.pack_into("<H", header, 0x206 - 0x1F1, version)        # boot.rst: version at 0x206
+    out = setup_bytes(bytes(header), Range(0x1000000, 0x1004000), b"quiet\0", None, e820=(), running=None,
+                      acpi_rsdp=0, rng_seed=bytes(range(32)))
+    assert (bytes(range(32)) in out) is seeded
+
+
 # -- the PE signature check against a reading of the PE format by hand ------------------------
 
 def reference_has_pe_signature(data: bytes) -> bool:
