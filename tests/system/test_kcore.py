@@ -33,8 +33,9 @@ def note(name: bytes, desc: bytes, n_type: int = 0, *, order: str = "<") -> byte
 # ``order`` is struct's "<" (ELFDATA2LSB) or ">" (ELFDATA2MSB).
 
 def elf64(loads: list[tuple[int, int, int]], notes: bytes = b"", *, ident_class: int = 2,
-          data: int | None = None, phentsize: int = 56, order: str = "<") -> bytes:
-    """A little ELF64 core file: PT_NOTE (if ``notes``) then one PT_LOAD per (vaddr, paddr, size)."""
+          data: int | None = None, phentsize: int = 56, order: str = "<", filesz: int | None = None) -> bytes:
+    """A little ELF64 core file: PT_NOTE (if ``notes``) then one PT_LOAD per (vaddr, paddr, size);
+    p_filesz is the size too (as in /proc/kcore), or ``filesz``."""
     data = data if data is not None else (1 if order == "<" else 2)
     phdrs = ([(4, 0, notes)] if notes else []) + [(1, ld, b"") for ld in loads]
     phoff = 64
@@ -46,12 +47,14 @@ def elf64(loads: list[tuple[int, int, int]], notes: bytes = b"", *, ident_class:
             ph = struct.pack(order + "IIQQQQQQ", 4, 0, note_off, 0, 0, len(blob), 0, 4)
         else:
             vaddr, paddr, size = ld
-            ph = struct.pack(order + "IIQQQQQQ", 1, 7, 0, vaddr, paddr, size, size, 4096)
+            file_bytes = size if filesz is None else filesz
+            ph = struct.pack(order + "IIQQQQQQ", 1, 7, 0, vaddr, paddr, file_bytes, size, 4096)
         out += ph.ljust(phentsize, b"\0")
     return out + notes
 
 
-def elf32(loads: list[tuple[int, int, int]], notes: bytes = b"", *, order: str = "<") -> bytes:
+def elf32(loads: list[tuple[int, int, int]], notes: bytes = b"", *, order: str = "<",
+          filesz: int | None = None) -> bytes:
     phdrs = ([(4, 0, notes)] if notes else []) + [(1, ld, b"") for ld in loads]
     note_off = 52 + 32 * len(phdrs)
     head = b"\x7fELF" + bytes([1, 1 if order == "<" else 2, 1]) + bytes(9)
@@ -61,7 +64,8 @@ def elf32(loads: list[tuple[int, int, int]], notes: bytes = b"", *, order: str =
             out += struct.pack(order + "IIIIIIII", 4, note_off, 0, 0, len(blob), 0, 0, 4)
         else:
             vaddr, paddr, size = ld
-            out += struct.pack(order + "IIIIIIII", 1, 0, vaddr, paddr, size, size, 7, 4096)
+            file_bytes = size if filesz is None else filesz
+            out += struct.pack(order + "IIIIIIII", 1, 0, vaddr, paddr, file_bytes, size, 7, 4096)
     return out + notes
 
 
@@ -279,7 +283,7 @@ def test_generated_headers_in_every_word_size_and_byte_order(bits, order):
     def check(loads, info):
         text = "".join(f"{k}={v}\n" for k, v in info.items()).encode()
         notes = note(b"CORE", b"\x01" * 7, 1, order=order) + note(b"VMCOREINFO", text, order=order)
-        data = (elf64 if bits == 64 else elf32)(loads, notes, order=order)
+        data = (elf64 if bits == 64 else elf32)(loads, notes, order=order, filesz=0x5A5A)     # the size is p_memsz
         core = parse_kcore(data)
         ones = (1 << bits) - 1
         assert core.elf_class == bits
