@@ -40,6 +40,9 @@ def seeds(debian_kernel_bytes: bytes) -> dict[str, list[bytes]]:
     mini = mini_bzimage(debian_kernel_bytes)
     kcore = [p.read_bytes() for p in SYSTEMS.glob("x86_64*/proc/kcore")]
     arm_kcore = [p.read_bytes() for p in SYSTEMS.glob("arm64*/proc/kcore")]
+    from tests.system.test_kcore import byte_swapped
+    big_kcore = [byte_swapped((SYSTEMS / name / "proc/kcore").read_bytes())     # ELF64 and ELF32, big-endian
+                 for name in ("x86_64-qemu-2cpu", "i386-qemu-1cpu")]
     elf_x86 = make_elf(GOOD_ELF_LOADS + [(24 * MiB, 8 * MiB, b"\xcc" * 512)])
     image = make_image(size=8192)
     elf_arm64 = _arm64_elf(image)
@@ -53,7 +56,7 @@ def seeds(debian_kernel_bytes: bytes) -> dict[str, list[bytes]]:
     cmdlines = [p.read_bytes().strip() + b"\0irqpoll nr_cpus=1" for p in SYSTEMS.glob("*/proc/cmdline")]
     cmdlines.append(b"BOOT_IMAGE=/vmlinuz root=/dev/vda1 crashkernel=1G-4G:192M,4G-:512M\0console=ttyS0 a=\"b c\"")
     return {"iomem": iomem, "bzimage": [mini], "kernel-file": [mini, gzip.compress(mini), elf_x86, uki],
-            "purgatory": [purg], "kcore": kcore + arm_kcore, "vmlinux": [elf_x86, elf_arm64], "uki": [uki],
+            "purgatory": [purg], "kcore": kcore + arm_kcore + big_kcore, "vmlinux": [elf_x86, elf_arm64], "uki": [uki],
             "arm64-image": [image, make_image(size=4096, efi=False, image_size=0)],
             "zboot": [make_zboot(gzip.compress(image), b"gzip"),
                       make_zboot(zstandard.ZstdCompressor().compress(image), b"zstd22")],

@@ -266,7 +266,8 @@ def setup_bytes(setup_header: bytes, setup: Range, cmd_bytes: bytes, initrd: Ran
     from kexec_py.arch.zeropage import ZeroPageSpec, build_zero_page
     from kexec_py.structs import bootparam as bp
     tail, setup_data = b"", 0
-    version = int.from_bytes(setup_header[0x206 - 0x1F1:0x208 - 0x1F1], "little")
+    from kexec_py.structs.layout import read_field
+    version = read_field(bp.setup_header, "version", setup_header, default=0)
     if rng_seed and version >= 0x0209:
         pad = bytes(align_up(PAGE_SIZE + len(cmd_bytes), 16) - PAGE_SIZE - len(cmd_bytes))
         setup_data = setup.start + PAGE_SIZE + len(cmd_bytes) + len(pad)
@@ -306,8 +307,10 @@ def crash_flags(inputs, kexec_arch: int) -> int:
 def running_acpi_rsdp(facts: CrashFacts) -> int:
     """The ACPI RSDP's physical address: the running zero page's, else the EFI
     system table's; 0 when neither knows it."""
+    from kexec_py.structs.bootparam import boot_params
+    from kexec_py.structs.layout import read_field
     bp = facts.boot_params
-    from_zero_page = int.from_bytes(bp[0x70:0x78], "little") if bp and len(bp) >= 0x78 else 0
+    from_zero_page = read_field(boot_params, "acpi_rsdp_addr", bp, default=0) if bp else 0
     return from_zero_page or facts.acpi_rsdp
 
 

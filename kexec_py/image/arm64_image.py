@@ -1,6 +1,7 @@
 """The arm64 ``Image``: the flat kernel binary that Documentation/arch/arm64/booting.rst describes.
 
-Its 64-byte header (all fields little-endian) holds, among others:
+Its 64-byte header (all fields little-endian; the layout is
+``kexec_py.structs.arm64.image_header``) holds, among others:
 
     0x08  text_offset   where in a 2 MiB aligned block the image expects to sit
     0x10  image_size    bytes the image occupies once running (bss included); 0 before 3.17
@@ -23,7 +24,6 @@ only an Image on arm64) gets those bytes too.
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass
 
 from kexec_py.errors import CorruptImage, UnsupportedImage
@@ -73,7 +73,9 @@ def parse_arm64_image(data: bytes, *, path: str) -> Arm64Image:
     if not looks_like_arm64_image(data):
         raise CorruptImage(f"{path} is not an arm64 Image (no 'ARM\\x64' magic at 0x38)",
                            "pass the kernel's Image, Image.gz or vmlinuz")
-    text_offset, image_size, flags = struct.unpack_from("<QQQ", data, 8)
+    from kexec_py.structs.arm64 import image_header
+    hdr = image_header.parse(bytes(data[:HEADER_SIZE]))        # looks_like_arm64_image checked the length
+    text_offset, image_size, flags = hdr.text_offset, hdr.image_size, hdr.flags
     legacy = image_size == 0
     if legacy:
         # Kernels before 3.17 leave image_size at 0; booting.rst says to assume these.

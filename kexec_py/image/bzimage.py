@@ -76,7 +76,10 @@ def read_setup_header(data: bytes, *, path: str):
 def header_len(data: bytes) -> int:
     """Setup-header bytes to copy into the zero page: up to the end the jump at 0x200 skips."""
     from kexec_py.structs import bootparam as bp
-    return min(0x202 + data[0x201] - bp.SETUP_HEADER_OFFSET, bp.SETUP_HEADER_SIZE)
+    from kexec_py.structs.layout import offset_of, read_field
+    jump = read_field(bp.setup_header, "jump", data, bp.SETUP_HEADER_OFFSET)   # a short jmp: 0xeb, offset
+    after_jump = offset_of(bp.setup_header, "header")          # where the jump's offset counts from
+    return min(after_jump + (jump >> 8), bp.SETUP_HEADER_SIZE)
 
 
 def parse_bzimage(data: bytes, *, path: str) -> BzImage:

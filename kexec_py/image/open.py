@@ -131,20 +131,33 @@ ELF_MACHINES = {3: "i386", 62: "x86_64", 40: "arm", 183: "arm64", 21: "ppc64", 2
 
 def describe(head: bytes) -> str | None:
     """What a kernel of some architecture looks like, for a clear refusal ("an arm64 Image")."""
-    import struct
     if len(head) >= 0x206 and head[0x202:0x206] == b"HdrS":
         return "an x86 bzImage"
     if len(head) >= 0x40 and head[0x38:0x3C] == b"ARM\x64":
         return "an arm64 Image"
     if len(head) >= 0x40 and head[0x24:0x28] == b"\x18\x28\x6f\x01":
         return "an arm zImage"
-    if len(head) >= 20 and head[:4] == b"\x7fELF" and head[5] in (1, 2):
-        machine = struct.unpack_from("<H" if head[5] == 1 else ">H", head, 18)[0]
+    from kexec_py.image.vmlinux import elf_machine
+    machine = elf_machine(head)
+    if machine is not None:
         return f"an ELF file for {ELF_MACHINES.get(machine, f'machine {machine}')}"
-    if len(head) >= 0x40 and head[:2] == b"MZ":
-        lfanew = struct.unpack_from("<I", head, 0x3C)[0]
-        if head[lfanew:lfanew + 4] == b"PE\0\0" and lfanew + 6 <= len(head):
-            from kexec_py.structs.pe import MACHINES
-            machine = struct.unpack_from("<H", head, lfanew + 4)[0]
-            return f"a PE/COFF (EFI) image for {MACHINES.get(machine, f'machine {machine:#x}')}"
+    machine = _pe_machine(head)
+    if machine is not None:
+        from kexec_py.structs.pe import MACHINES
+        return f"a PE/COFF (EFI) image for {MACHINES.get(machine, f'machine {machine:#x}')}"
     return None
+
+
+def _pe_machine(head: bytes) -> int | None:
+    """The COFF machine of a PE/COFF file, or None."""
+    from construct import ConstructError
+
+    from kexec_py.structs import pe
+    from kexec_py.structs.layout import read_field
+    try:
+        read_field(pe.dos_header, "e_magic", head)              # Consts: raise unless "MZ" ...
+        lfanew = read_field(pe.dos_header, "e_lfanew", head)
+        read_field(pe.coff_header, "signature", head, lfanew)   # ... and "PE\0\0"
+        return read_field(pe.coff_header, "machine", head, lfanew)
+    except ConstructError:
+        return None

@@ -54,17 +54,22 @@ def looks_like_pe(head: bytes) -> bool:
 
 def pe_sections(data: bytes, *, path: str) -> tuple[int, list[PeSection]]:
     """The COFF machine and the section table of a PE file, every offset checked."""
+    from construct import ConstError, StreamError
+
     from kexec_py.structs import pe
     size = len(data)
-    if size < pe.DOS_HEADER_SIZE or data[:2] != pe.DOS_MAGIC:
-        raise CorruptImage(f"{path}: truncated DOS header ({size} bytes)", "re-copy the image")
-    lfanew = pe.dos_header.parse(data[:pe.DOS_HEADER_SIZE]).e_lfanew
+    try:
+        lfanew = pe.dos_header.parse(bytes(data[:pe.DOS_HEADER_SIZE])).e_lfanew
+    except (ConstError, StreamError):
+        raise CorruptImage(f"{path}: truncated DOS header ({size} bytes)", "re-copy the image") from None
     if lfanew < pe.DOS_HEADER_SIZE or lfanew + pe.COFF_HEADER_SIZE > size:
         raise CorruptImage(f"{path}: e_lfanew {lfanew:#x} points outside the {size:#x}-byte file",
                            "the PE header is damaged; re-copy the image")
-    if data[lfanew:lfanew + 4] != pe.PE_SIGNATURE:
-        raise CorruptImage(f"{path}: no PE signature at e_lfanew {lfanew:#x} (an MZ file that is not PE/COFF)")
-    coff = pe.coff_header.parse(data[lfanew:lfanew + pe.COFF_HEADER_SIZE])
+    try:
+        coff = pe.coff_header.parse(bytes(data[lfanew:lfanew + pe.COFF_HEADER_SIZE]))
+    except ConstError:
+        raise CorruptImage(f"{path}: no PE signature at e_lfanew {lfanew:#x} (an MZ file that is not PE/COFF)") \
+            from None
     table = lfanew + pe.COFF_HEADER_SIZE + coff.size_of_optional_header
     count = coff.number_of_sections
     if count > pe.MAX_SECTIONS or table + count * pe.SECTION_HEADER_SIZE > size:

@@ -84,9 +84,17 @@ def looks_like_elf(head: bytes) -> bool:
 
 def elf_machine(data: bytes) -> int | None:
     """e_machine of an ELF file, in the byte order its e_ident says (None if not ELF)."""
-    if len(data) < 20 or data[:4] != ELF_MAGIC or data[5] not in (1, 2):
+    from construct import ConstructError
+
+    from kexec_py.structs import elf as E
+    from kexec_py.structs.layout import read_field
+    try:
+        ident = E.e_ident.parse(bytes(data[:E.EI_NIDENT]))      # a Const: raises unless "\x7fELF"
+        byteorder = E.DATA_BYTEORDER[ident.ei_data]
+        # e_machine comes before the first word-sized field: the same place in ELF32 and ELF64
+        return read_field(E.layouts(E.CLASS_BITS.get(ident.ei_class, 64), byteorder).ehdr, "e_machine", data)
+    except (ConstructError, KeyError):
         return None
-    return int.from_bytes(data[18:20], "little" if data[5] == 1 else "big")
 
 
 def describe_machine(e_machine: int) -> str:

@@ -2,7 +2,8 @@
 
 Kernels built with CONFIG_EFI_ZBOOT (arm64, riscv, loongarch) ship as such a
 ``vmlinuz``. Its DOS header is reused as a description of the payload (all
-little-endian; drivers/firmware/efi/libstub/zboot-header.S):
+little-endian; drivers/firmware/efi/libstub/zboot-header.S; the layout is
+``kexec_py.structs.zboot.zboot_header``):
 
     0x00  "MZ\\0\\0"
     0x04  "zimg"              the image type
@@ -15,8 +16,6 @@ result is the plain kernel image (an arm64 ``Image``).
 """
 
 from __future__ import annotations
-
-import struct
 
 from kexec_py.errors import CorruptImage, UnsupportedImage
 
@@ -38,9 +37,10 @@ def payload_info(data: bytes, *, what: str) -> tuple[int, int, str]:
     """(offset, size, compression) of the payload; checks every bound."""
     if len(data) < HEADER_SIZE or not looks_like_zboot(data):
         raise CorruptImage(f"{what} is not an EFI zboot image (no 'zimg' at offset 4)")
-    offset, size = struct.unpack_from("<II", data, 8)
-    raw_name = data[COMPRESSION_NAME_OFFSET:COMPRESSION_NAME_OFFSET + COMPRESSION_NAME_MAX]
-    name = raw_name.split(b"\0", 1)[0].decode("ascii", "replace")
+    from kexec_py.structs.zboot import zboot_header
+    hdr = zboot_header.parse(bytes(data[:HEADER_SIZE]))         # the length was checked above
+    offset, size = hdr.payload_offset, hdr.payload_size
+    name = hdr.compression.split(b"\0", 1)[0].decode("ascii", "replace")
     if offset < HEADER_SIZE or size == 0 or offset + size > len(data):
         raise CorruptImage(f"{what}: zboot payload {offset:#x}+{size:#x} lies outside the "
                            f"file's {len(data):#x} bytes", "the file is truncated: re-copy it")

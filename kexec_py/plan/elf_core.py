@@ -42,6 +42,7 @@ class CoreHeaderSpec:
     backup: Backup | None = None
     lowmem_limit: int | None = None     # 32-bit: RAM above this has no linear vaddr (-1)
     align: int = 1024                   # the buffer is padded to a multiple of this
+    byteorder: str = "little"           # "big" for big-endian machines (s390x)
 
 
 def phdr_count(spec: CoreHeaderSpec) -> int:
@@ -49,15 +50,17 @@ def phdr_count(spec: CoreHeaderSpec) -> int:
 
 
 def build_elf_core_header(spec: CoreHeaderSpec) -> bytes:
-    """The header bytes, padded with zeros to a multiple of ``spec.align``.
+    """The header bytes, padded with zeros to a multiple of ``spec.align``: ELF32 or ELF64
+    (``spec.elf_class``), little- or big-endian (``spec.byteorder``).
 
-    Linear in the number of RAM ranges (a struct pack each). More program headers
-    than e_phnum can count is a SystemStateError: the capture kernel reads no
-    extended numbering."""
+    Linear in the number of RAM ranges (a struct pack each, see
+    ``kexec_py.structs.elf_core.phdr_struct``). More program headers than e_phnum
+    can count is a SystemStateError: the capture kernel reads no extended numbering."""
     from kexec_py.structs import elf_core as E
 
     is64 = spec.elf_class == 64
-    ehdr_t, phdr = (E.Elf64_Ehdr, E.PHDR64) if is64 else (E.Elf32_Ehdr, E.PHDR32)
+    layouts = E.layouts(spec.elf_class, spec.byteorder)
+    phdr = E.phdr_struct(spec.elf_class, spec.byteorder).struct
     count = phdr_count(spec)
     if count >= E.PN_XNUM:
         raise SystemStateError(
@@ -66,7 +69,7 @@ def build_elf_core_header(spec: CoreHeaderSpec) -> bytes:
             "the capture kernel cannot be told about memory this fragmented")
     word_mask = (1 << spec.elf_class) - 1
     rwx = E.PF_R | E.PF_W | E.PF_X
-    ehsize, phentsize = ehdr_t.sizeof(), phdr.size
+    ehsize, phentsize = layouts.ehdr.sizeof(), phdr.size
     buf = bytearray(align_up(ehsize + count * phentsize, spec.align))
     pack_into = phdr.pack_into
     at = ehsize
@@ -89,9 +92,9 @@ def build_elf_core_header(spec: CoreHeaderSpec) -> bytes:
         offset = backup.dst if backup and r.start == backup.src.start and r == backup.src else r.start
         put(E.PT_LOAD, offset, _vaddr(spec, r), r.start, r.size, rwx)
 
-    ident = b"\x7fELF" + bytes([E.ELFCLASS64 if is64 else E.ELFCLASS32, E.ELFDATA2LSB,
-                                E.EV_CURRENT, 0]) + bytes(8)
-    buf[:ehsize] = ehdr_t.build(dict(
+    ident = dict(ei_class=E.BITS_CLASS[spec.elf_class], ei_data=E.BYTEORDER_DATA[spec.byteorder],
+                 ei_version=E.EV_CURRENT, ei_osabi=0, ei_abiversion=0)
+    buf[:ehsize] = layouts.ehdr.build(dict(
         e_ident=ident, e_type=E.ET_CORE, e_machine=spec.machine, e_version=E.EV_CURRENT,
         e_entry=0, e_phoff=ehsize, e_shoff=0, e_flags=0, e_ehsize=ehsize,
         e_phentsize=phentsize, e_phnum=count, e_shentsize=0, e_shnum=0, e_shstrndx=0))
