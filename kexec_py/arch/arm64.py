@@ -92,7 +92,7 @@ class Arm64:
 
     def signed(self, kernel) -> bool:
         """An Authenticode signature (the EFI stub's PE image)."""
-        from kexec_py.plan.segments import has_pe_signature
+        from kexec_py.image.uki import has_pe_signature
         return has_pe_signature(kernel)
 
 

@@ -165,7 +165,7 @@ def _place_boot(alloc: Allocator, image: BzImage, inputs: LoadInputs, cmdline: s
 def _boot_segments(image: BzImage, inputs: LoadInputs, boot: x86.BootLayout, purgatory, *, e820, running, acpi_rsdp,
                    extra: list[Segment], backup: tuple | None) -> tuple[list[Segment], int]:
     initrd = Range.sized(boot.initrd.start, len(inputs.initrd)) if boot.initrd else None
-    setup = x86.setup_bytes(image.data[0x1F1:0x1F1 + image.header_len], boot.setup, boot.cmd_bytes, initrd,
+    setup = x86.setup_bytes(image.setup_header, boot.setup, boot.cmd_bytes, initrd,
                             e820=e820, running=running, acpi_rsdp=acpi_rsdp, rng_seed=inputs.rng_seed)
     segments = [*extra, Segment("setup", setup, boot.setup.start, boot.setup.size),
                 Segment("kernel", image.payload, boot.kernel.start, boot.kernel.size)]

@@ -99,7 +99,7 @@ class X86_64:
 
     def signed(self, kernel) -> bool:
         """An Authenticode signature (an EFI-stub bzImage, a UKI's .linux)."""
-        from kexec_py.plan.segments import has_pe_signature
+        from kexec_py.image.uki import has_pe_signature
         return has_pe_signature(kernel)
 
 
@@ -133,7 +133,7 @@ def bzimage_part(image: BzImage) -> KernelPart:
     return KernelPart(
         path=image.path,
         placement=Placement(size=size, align=image.kernel_alignment, min_addr=max(MiB, image.pref_address)),
-        header=image.data[0x1F1:0x1F1 + image.header_len], cmdline_size=image.cmdline_size,
+        header=image.setup_header, cmdline_size=image.cmdline_size,
         above_4g=bool(image.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G),
         segments=lambda at: [Segment("kernel", image.payload, at, size)],
         entry=lambda at: at + ENTRY64_OFFSET)

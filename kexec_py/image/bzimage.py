@@ -37,6 +37,12 @@ class BzImage:
         """The protected-mode kernel, what gets loaded at the kernel address."""
         return memoryview(self.data)[self.setup_size:]
 
+    @property
+    def setup_header(self) -> bytes:
+        """The setup header's bytes, as the zero page takes them (from offset 0x1f1)."""
+        from kexec_py.structs.bootparam import SETUP_HEADER_OFFSET
+        return bytes(self.data[SETUP_HEADER_OFFSET:SETUP_HEADER_OFFSET + self.header_len])
+
     def __repr__(self) -> str:
         return (f"<BzImage {self.path} protocol={self.version >> 8}.{self.version & 0xff:02d} "
                 f"xloadflags={self.xloadflags:#x} init_size={self.init_size:#x}>")

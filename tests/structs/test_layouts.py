@@ -209,13 +209,13 @@ def pe_files(draw):
 @GENERATED
 @given(pe_files())
 def test_has_pe_signature_agrees_with_a_reading_by_hand(data):
-    from kexec_py.plan.segments import has_pe_signature
+    from kexec_py.image.uki import has_pe_signature
     assert has_pe_signature(data) == reference_has_pe_signature(data)
     assert has_pe_signature(memoryview(data)) == reference_has_pe_signature(data)
 
 
 def test_has_pe_signature_on_pe32_and_pe32plus():
-    from kexec_py.plan.segments import has_pe_signature
+    from kexec_py.image.uki import has_pe_signature
     for magic, dirs in ((0x20B, 0x70), (0x10B, 0x60)):
         data = bytearray(0x400)
         data[0:2] = b"MZ"

@@ -15,7 +15,7 @@ from kexec_py.arch.arm64 import Arm64
 from kexec_py.arch.base import FileInputs
 from kexec_py.arch.i386 import I386
 from kexec_py.arch.x86_64 import X86_64
-from kexec_py.plan.segments import has_pe_signature
+from kexec_py.image.uki import has_pe_signature
 from kexec_py.preflight import check_file_plan
 from kexec_py.preflight import check_plan as _check_plan
 from kexec_py.structs import kexec_uapi as K
