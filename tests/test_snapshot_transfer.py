@@ -69,3 +69,13 @@ def test_the_snapshot_step_sends_the_directory_list_then_every_property_file():
     assert f"kpy_put {snapshot.DT_DIRS} /tmp/dt-dirs" in step
     assert 'kpy_put "/proc/device-tree/${f#./}" "/proc/device-tree/$f"' in step
     assert step.index("find . -type d") < step.index("find . -type f")
+
+
+def test_a_crash_reservation_shows_in_iomem_or_only_in_the_device_tree():
+    """x86 and arm64 show a "Crash kernel" range in /proc/iomem; ppc64 only /chosen's properties."""
+    reserved = snapshot.crash_memory_reserved
+    assert reserved({"/proc/iomem": b"00001000-5fffffff : System RAM\n  20000000-37ffffff : Crash kernel\n"})
+    size = "/proc/device-tree/chosen/linux,crashkernel-size"
+    assert reserved({"/proc/iomem": b"00000000-5fffffff : System RAM\n", size: (384 << 20).to_bytes(8, "big")})
+    assert not reserved({"/proc/iomem": b"00000000-5fffffff : System RAM\n", size: bytes(8)})
+    assert not reserved({"/proc/iomem": b"00000000-5fffffff : System RAM\n"})

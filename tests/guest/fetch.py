@@ -38,6 +38,14 @@ class Arch:
     qemu_binary: str
     qemu_package: str
     console: str
+    console_options: str = "115200"      # after "console=NAME,"; "" for none (a hypervisor console)
+    kernel_glob: str = "vmlinuz-*"       # the kernel image under the package's /boot
+    extra_packages: tuple[str, ...] = ()     # guest packages this arch adds to GUEST_PACKAGES
+
+    def console_param(self) -> str:
+        """The kernel's console= parameter for the guest's console."""
+        return f"console={self.console},{self.console_options}" if self.console_options \
+            else f"console={self.console}"
 
 
 ARCHES = {
@@ -49,6 +57,12 @@ ARCHES = {
     # arm64: Debian 12's cloud kernel (a plain EFI-stub Image) in qemu-system-aarch64 -M virt.
     "aarch64": Arch("aarch64", "arm64", "aarch64-linux-gnu", "linux-image-cloud-arm64",
                     "manylinux2014_aarch64", "qemu-system-aarch64", "qemu-system-arm", "ttyAMA0"),
+    # ppc64le: Debian 12's powerpc64le kernel (an ELF vmlinux of about 45 MB, 64 KiB pages)
+    # in qemu-system-ppc64 -M pseries, console on the hypervisor's virtual terminal.
+    # makedumpfile reads the capture kernel's /proc/vmcore (init.sh runs it when present).
+    "ppc64le": Arch("ppc64le", "ppc64el", "powerpc64le-linux-gnu", "linux-image-powerpc64le",
+                    "manylinux2014_ppc64le", "qemu-system-ppc64", "qemu-system-ppc", "hvc0",
+                    console_options="", kernel_glob="vmlinux-*", extra_packages=("makedumpfile",)),
 }
 
 # Packages the guest needs besides the kernel.  Their library dependencies
@@ -186,7 +200,7 @@ def resolve_packages(arch: Arch) -> list[str]:
     if not kernels:
         raise FetchError(f"{arch.kernel_meta} depends on no linux-image package")
     seen = [kernels[0]]
-    level = list(GUEST_PACKAGES)
+    level = [*GUEST_PACKAGES, *arch.extra_packages]
     while level:                 # breadth first, one apt-cache call per level
         seen += level
         found = _depends_with_update(level, arch.deb)
@@ -325,7 +339,7 @@ def fetch(arch_name: str = "x86_64", refresh: bool = False) -> Inputs:
         fcntl.flock(lock, fcntl.LOCK_EX)     # concurrent test runs share the cache
         root = unpack_debs(arch, fetch_debs(arch, refresh))
         pydeps = fetch_pydeps(arch)
-    kernels = sorted((root / "boot").glob("vmlinuz-*"))
+    kernels = sorted((root / "boot").glob(arch.kernel_glob))
     if len(kernels) != 1:
         raise FetchError(f"expected one kernel image under {root / 'boot'}, found {kernels}")
     return Inputs(arch, root, pydeps, kernels[0])

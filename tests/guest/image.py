@@ -1,7 +1,8 @@
 """Assemble the two guest initramfs images from the fetched inputs.
 
-* capture initrd: busybox, Debian's vmcore-dmesg (with its libraries) and
-  the shared /init, which notices /proc/vmcore and runs the capture checks;
+* capture initrd: busybox, Debian's vmcore-dmesg (with its libraries),
+  Debian's makedumpfile where the arch fetches it (fetch.ARCHES), and the
+  shared /init, which notices /proc/vmcore and runs the capture checks;
 * main initrd: the capture initrd's contents plus Python 3.11, kexec_py's
   dependencies, the working tree's kexec_py package, Debian's /sbin/kexec,
   the kernel (/boot/vmlinuz), the capture initrd (/boot/capture.img) and
@@ -26,6 +27,7 @@ HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
 GUEST_PYLIB = "/opt/kpy/lib"      # kexec_py and its pip dependencies
 PYTHON = "/usr/bin/python3.11"
+MAKEDUMPFILE = "/usr/bin/makedumpfile"
 
 KEXEC_PY_WRAPPER = f"""#!/bin/sh
 # kexec-py as the guest runs it: the working tree's kexec_py, precompiled.
@@ -144,6 +146,8 @@ def _base(inputs: fetch.Inputs) -> Staging:
     st = Staging(inputs)
     st.add("/bin/busybox")
     st.add("/sbin/vmcore-dmesg")
+    if os.path.lexists(st.host(MAKEDUMPFILE)):      # fetched for some arches only (fetch.ARCHES)
+        st.add(MAKEDUMPFILE)
     st.archive.add_file("/init", HERE / "init.sh", mode=0o755)
     for d in ("/proc", "/sys", "/dev", "/tmp", "/run", "/root", "/etc",
               "/usr/bin", "/usr/sbin", "/sbin", "/bin", "/mnt"):

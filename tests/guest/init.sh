@@ -6,7 +6,8 @@
 # with markers), then crash through sysrq if /etc/kpy/crash exists, else
 # power off.
 # Capture mode (/proc/vmcore exists, i.e. we are the kdump kernel): read the
-# dead kernel's log with Debian's vmcore-dmesg, look for the token, power off.
+# dead kernel's log with Debian's vmcore-dmesg, look for the token (and, where
+# the image has it, read the dump with Debian's makedumpfile), power off.
 # Second-kernel mode (kpy_stage=2 on the command line, booted by kexec -e):
 # report the command line, power off.
 #
@@ -91,6 +92,27 @@ capture_kernel() {
         mark TOKEN-MISSING
         tail -n 20 /tmp/dmesg.txt
     fi
+    command -v makedumpfile >/dev/null && run_makedumpfile
+}
+
+# Debian's makedumpfile, where the capture image has it: --dump-dmesg reads the log
+# through the kernel's symbols (VMCOREINFO); -l -d 31 (the kdump-tools default) walks
+# the page tables and mem_map, so wrong virtual addresses in the core header fail it.
+# Its output goes through a pipe in the flattened format (-F) and is only counted, so
+# the dump needs no room in the capture kernel's memory.
+run_makedumpfile() {
+    makedumpfile --dump-dmesg /proc/vmcore /tmp/mdf-dmesg.txt >/tmp/mdf.out 2>&1
+    mark MAKEDUMPFILE-DMESG-RC $?
+    tail -c 1500 /tmp/mdf.out
+    token=$(grep -o 'KPY-TOKEN-[0-9a-f]*' /tmp/mdf-dmesg.txt 2>/dev/null | head -n 1)
+    if [ -n "$token" ]; then mark MAKEDUMPFILE-TOKEN-FOUND "$token"; else mark MAKEDUMPFILE-TOKEN-MISSING; fi
+    t0=$(uptime_s)
+    { makedumpfile -F -l -d 31 /proc/vmcore 2>/tmp/mdf.err; echo $? >/tmp/mdf.rc; } | wc -c >/tmp/mdf.size
+    t1=$(uptime_s)
+    mark MAKEDUMPFILE-RC "$(cat /tmp/mdf.rc)"
+    mark MAKEDUMPFILE-BYTES "$(cat /tmp/mdf.size)"
+    mark MAKEDUMPFILE-MS "$(awk "BEGIN { printf \"%d\", ($t1 - $t0) * 1000 }")"
+    tail -c 1500 /tmp/mdf.err
 }
 
 # Second-kernel mode of a reboot scenario (-l then -e): the command line says so.

@@ -29,6 +29,11 @@ SINGLE_FILES = (
 
 # The list of device-tree node directories (a host-side helper file, not a guest path).
 DT_DIRS = "/kexec-py-capture/device-tree-dirs"
+# The guest's kernel log, written as NAME/dmesg.txt: it says where the kernel reserved
+# the crash memory ("Reserving ...MB of memory at ...MB for crashkernel"), which ppc64
+# shows nowhere else but in the device tree.
+DMESG = "/kexec-py-capture/dmesg"
+DMESG_FILE = "dmesg.txt"
 
 # The guest step: kpy_put (see init.sh) sends each file over the console.
 SNAPSHOT_STEP = f"""\
@@ -58,6 +63,8 @@ if [ -d /proc/device-tree/ ]; then
 fi
 grep -E ' (_text|_stext|_end|__init_begin)$' /proc/kallsyms >/tmp/kallsyms
 kpy_put /proc/kallsyms /tmp/kallsyms
+dmesg >/tmp/dmesg
+kpy_put {DMESG} /tmp/dmesg
 """
 
 
@@ -103,6 +110,16 @@ def captured_fixtures(root: Path = FIXTURES) -> list[str]:
     return sorted(p.parent.name for p in root.glob(f"*/{MANIFEST}"))
 
 
+def crash_memory_reserved(files: dict[str, bytes]) -> bool:
+    """Whether the guest's files show a crash reservation: a "Crash kernel" range in
+    /proc/iomem, or (ppc64, whose iomem has none) a non-zero
+    /chosen/linux,crashkernel-size in the device tree."""
+    if b"Crash kernel" in files.get("/proc/iomem", b""):
+        return True
+    size = files.get("/proc/device-tree/chosen/linux,crashkernel-size", b"")
+    return int.from_bytes(size, "big") > 0
+
+
 def _device_tree_dirs(dir_list: str, files: dict[str, bytes]) -> list[str]:
     """The node directories the guest listed (``find . -type d`` output), relative to
     /proc/device-tree. Refuses a capture where one holds no file: git keeps no empty
@@ -127,11 +144,12 @@ def capture(name: str, params: Params = Params(), *, dest_root: Path = FIXTURES)
                          crashkernel=params.crashkernel, append=params.append)
     if result.markers.get("RC-snapshot") != "0" or result.bad_files or not result.files:
         raise SnapshotError(f"snapshot failed (garbled: {result.bad_files})\n{result.explain()}")
-    iomem = result.files.get("/proc/iomem", b"").decode(errors="replace")
-    if "Crash kernel" not in iomem:
-        raise SnapshotError(f"{name}: the guest reserved no crash memory (no 'Crash kernel' in /proc/iomem) "
+    if not crash_memory_reserved(result.files):
+        raise SnapshotError(f"{name}: the guest reserved no crash memory (no 'Crash kernel' in /proc/iomem, "
+                            f"no /chosen/linux,crashkernel-size in the device tree) "
                             f"with crashkernel={params.crashkernel} {params.append}; log: {result.log_path}")
     files = dict(result.files)
+    dmesg = files.pop(DMESG, None)
     dt_list = files.pop(DT_DIRS, None)
     dt_dirs = _device_tree_dirs(dt_list.decode(), files) if dt_list is not None else []
     dest = dest_root / name
@@ -142,6 +160,8 @@ def capture(name: str, params: Params = Params(), *, dest_root: Path = FIXTURES)
         target.write_bytes(data)
     for rel in dt_dirs:
         (dest / "proc/device-tree" / rel).mkdir(parents=True, exist_ok=True)
+    if dmesg is not None:
+        (dest / DMESG_FILE).write_bytes(dmesg)
     params.dump(dest)
     absent = [m.value for m in result.events if m.key in ("FILE-ABSENT", "FILE-ERROR")]
     print(f"{name}: {len(files)} files in {dest}; absent or unreadable: {absent or 'none'}")

@@ -1,0 +1,52 @@
+"""ppc64le kdump in qemu-system-ppc64 (TCG, -M pseries, POWER9) running Debian 12's powerpc64le kernel:
+the reference run that a kexec-py ppc64le loader will be held to.
+
+kexec-py does not load anything on ppc64le yet (kexec_py/arch registers it as not
+implemented), so this runs Debian's kexec-tools 2.0.25 in the guest: the first kernel writes
+a random token to its log, ``kexec -p`` loads the capture kernel (Debian's ELF vmlinux, with
+kexec_load: the kernel is built without CONFIG_KEXEC_FILE, so ``kexec -s`` must exit 253 first
+and load nothing), sysrq crashes it, and the capture kernel reads the dead kernel's log back from
+/proc/vmcore with Debian's vmcore-dmesg and with makedumpfile (``--dump-dmesg``, then a
+``-l -d 31`` dump, which walks the page tables). One guest boot, 25-40 s under TCG on 2 cores.
+
+Run: pytest -m guest tests/test_guest_ppc64le.py
+"""
+
+from __future__ import annotations
+
+import pytest
+
+from tests.guest import harness
+
+pytestmark = pytest.mark.guest
+ARCH = "ppc64le"
+REFERENCE_FILE_LOAD = '/sbin/kexec -p -s "$KERNEL" --initrd="$CAPTURE_INITRD" --append="$CAPTURE_APPEND"'
+
+
+@pytest.fixture(scope="module", autouse=True)
+def guest_inputs():
+    """Install QEMU and fetch the guest inputs once (a failure fails, never skips)."""
+    return harness.prepare(ARCH)
+
+
+def test_the_guest_kernel_is_debians_elf_vmlinux(guest_inputs):
+    assert guest_inputs.kernel.name.startswith("vmlinux-")
+    assert guest_inputs.kernel.read_bytes()[:6] == b"\x7fELF\x02\x01"       # ELF64, little endian
+
+
+def test_reference_kexec_tools_kdump():
+    """Debian's kexec-tools 2.0.25: -s exits 253 (no kexec_file_load), -p with kexec_load
+    loads, and the capture kernel's vmcore-dmesg and makedumpfile find the token."""
+    scenario = harness.Scenario("ppc64le-reference-kdump",
+                                [("file_load", REFERENCE_FILE_LOAD), ("load", harness.REFERENCE_LOAD)],
+                                crash=True)
+    result = harness.run(scenario, ARCH)
+    print("\n" + harness.summary(result, "kexec-tools 2.0.25 (Debian 12)"))
+    m = result.markers
+    assert m.get("RC-file_load") == "253", result.explain()
+    assert m.get("CRASH-LOADED-file_load") == "0", result.explain()
+    assert "kexec_file_load not available" in result.step_output("file_load"), result.explain()
+    assert m.get("CRASH-SIZE") == str(384 << 20), result.explain()         # crashkernel=384M
+    harness.assert_kdump_proof(result)
+    assert "elfcorehdr=" in m.get("CAPTURE-CMDLINE", ""), result.explain()
+    harness.assert_makedumpfile_reads(result)
