@@ -110,6 +110,10 @@ def parse_dtb(data: bytes, *, what: str = "device tree") -> DeviceTree:
                            "pass a .dtb file, e.g. one made by dtc -O dtb")
     (_, total, off_struct, off_strings, off_rsv, version, _last, boot_cpu,
      size_strings, size_struct) = HEADER.unpack_from(data)
+    if version == 16:
+        # size_dt_struct came with version 17: a version-16 block (what ppc64's early boot
+        # code flattens into /sys/firmware/fdt) ends at its FDT_END token, inside the blob
+        size_struct = max(total - off_struct, 0)
     if version < 16 or total > len(data) or max(off_struct + size_struct, off_strings + size_strings) > total:
         raise CorruptImage(f"{what}: bad header (version {version}, {total} bytes, file {len(data)})",
                            "the device tree is truncated or too old (version 16+ needed)")

@@ -207,7 +207,9 @@ class SystemView:
 
         /sys/firmware/fdt when the kernel shows it: the tree it was booted with, header
         and reservation block included (arm64). Else the live tree, built from the
-        directory form (``live_device_tree``: ppc64 has no /sys/firmware/fdt), whose
+        directory form (``live_device_tree``; on ppc64 /sys/firmware/fdt is the tree the
+        early boot code flattened, without what the kernel added to /chosen since, such as
+        the crash reservation: a ppc64 planner wants ``live_device_tree``), whose
         ``boot_cpuid_phys`` is None and ``reservations`` empty: see
         ``kexec_py.system.devicetree_dir`` for why and what the arch must add.
         """

@@ -186,9 +186,6 @@ def test_the_live_device_tree_builds():
     assert tree.cells() == (2, 2)
 
 
-@pytest.mark.xfail(strict=True, reason="kexec_py.plan.devicetree.parse_dtb takes the structure block's "
-                   "length from size_dt_struct, which a version-16 FDT (this one, built by prom_init) "
-                   "does not have: it reads 0 bytes. Remove this mark when parse_dtb handles version 16.")
 def test_device_tree_builds_from_the_boot_fdt():
     """SystemView.device_tree() prefers /sys/firmware/fdt, which this kernel does show: the boot
     tree, with its header's boot CPU and reserve map, but without the crash reservation."""
