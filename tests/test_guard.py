@@ -227,7 +227,8 @@ def probe(spec: str) -> None:
         ffi.memmove(net, code, len(code))
         fprog = ffi.new("struct sock_fprog *", {"len": len(code) // 8, "filter": net})
         before = int(guard.status()["Seccomp_filters"])
-        if libc.prctl(38, ulong(1), ulong(0), ulong(0), ulong(0)) or libc.prctl(22, ulong(2), fprog, ulong(0), ulong(0)):
+        if (libc.prctl(38, ulong(1), ulong(0), ulong(0), ulong(0))                  # PR_SET_NO_NEW_PRIVS
+                or libc.prctl(22, ulong(2), fprog, ulong(0), ulong(0))):            # PR_SET_SECCOMP, FILTER
             raise OSError(ffi.errno, "the safety net was not installed")
         for kw in spec["guards"]:
             guard.install(**kw, tables=guard.TABLES if not spec.get("drop") else
@@ -318,7 +319,8 @@ def test_the_filter_holds_under_strace(tmp_path):
     code, lines = run_probe([{}], outer=["strace", "-f", "-qq", "-e", "trace=kexec_load,kexec_file_load,reboot",
                                          "-o", str(log)])
     assert code == 0 and set(results(lines).values()) - {True} == {"EPERM"}
-    traced = [line for line in log.read_text().splitlines() if re.search(r"\b(kexec_load|kexec_file_load|reboot)\(", line)]
+    traced = [line for line in log.read_text().splitlines()
+              if re.search(r"\b(kexec_load|kexec_file_load|reboot)\(", line)]
     assert len(traced) == len(_harmless_calls()), traced
     assert all(line.endswith("= -1 EPERM (Operation not permitted)") for line in traced), traced
 
