@@ -20,3 +20,18 @@ def debian_kernel() -> Path:
     """The Debian cloud amd64 kernel (fetched into the cache on first use; fails if it cannot be)."""
     from tests.guest.fetch import fetch
     return fetch("x86_64").kernel
+
+
+def pytest_configure(config):
+    """Every test runs under the syscall guard (tests/guard.py): kexec_load,
+    kexec_file_load and reboot fail with EPERM in pytest and in all it starts, however
+    pytest was started. scripts/test-all also starts pytest under it; filters stack."""
+    from tests import guard
+    guard.install()
+
+
+def pytest_report_header(config):
+    from tests import guard
+    st = guard.status()
+    return (f"syscall guard: Seccomp {st.get('Seccomp')}, {st.get('Seccomp_filters', '?')} filter(s), "
+            f"NoNewPrivs {st.get('NoNewPrivs')} (tests/guard.py)")

@@ -16,7 +16,7 @@ snapshot from tests/fixtures/systems, and asserts:
   (lockdown: exactly the fallback to kexec_file_load).
 
 A few cases that need a real process (no CAP_SYS_BOOT, an unreadable file) run
-the CLI as a subprocess under ``setpriv``, behind the strace guard.
+the CLI as a subprocess under ``setpriv``, behind the syscall guard.
 """
 
 from __future__ import annotations
@@ -35,6 +35,7 @@ from typing import Callable
 
 import pytest
 
+from tests import guard
 from tests.conftest import SYSTEMS
 from tests.image.kernels import build_uki
 from tests.image.test_arm64_image import make_image, make_zboot
@@ -515,24 +516,20 @@ def test_bad_input(case: Case, tmp_path, monkeypatch, capsys, no_real_syscalls, 
 # lacking CAP_SYS_BOOT meets (an ordinary user, a container), and files that even
 # root cannot read without CAP_DAC_OVERRIDE.
 
-GUARD = ["strace", "-f", "-qq", "-e", "trace=kexec_load,kexec_file_load,reboot",
-         "-e", "inject=kexec_load,kexec_file_load,reboot:error=EPERM"]
-
-
 def run_without(caps: str, args: list[str], tmp_path: Path):
     """Run the CLI without ``caps``. The recorder stands in for the machine (sync,
-    ifdown, shutdown and the kexec calls: none may reach this host), and the strace
-    guard fails and logs any kexec syscall that would get past it."""
-    assert shutil.which("setpriv") and shutil.which("strace"), "setpriv (util-linux) and strace are needed"
+    ifdown, shutdown and the kexec calls: none may reach this host), and the syscall
+    guard (tests/guard.py) kills kexec-py at any kexec syscall that would get past it."""
+    assert shutil.which("setpriv"), "setpriv (util-linux) is needed"
     repo = Path(__file__).resolve().parent.parent
     record = tmp_path / "record.jsonl"
     env = dict(os.environ, PYTHONPATH=str(repo), KEXEC_PY_RECORD=str(record))
     env.pop("KEXEC_PY_RECORD_FAIL", None)
-    log = tmp_path / "strace.log"
-    cmd = [*GUARD, "-o", str(log), "setpriv", f"--bounding-set={caps}", "--inh-caps=-all",
-           sys.executable, "-m", "kexec_py", *args]
+    cmd = guard.guarded(["setpriv", f"--bounding-set={caps}", "--inh-caps=-all",
+                         sys.executable, "-m", "kexec_py", *args], kill=True)
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
-    traced = [t for t in log.read_text().splitlines() if "kexec" in t or "reboot(" in t]
+    assert p.returncode != guard.GUARD_FAILED, p.stderr
+    traced = ["killed by the guard at a kexec syscall"] if guard.attempted(p.returncode) else []
     assert not record.exists() or record.read_text() == "", f"calls recorded: {record.read_text()}"
     return p.returncode, p.stdout, p.stderr, traced
 

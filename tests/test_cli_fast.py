@@ -25,6 +25,7 @@ from typer._click.exceptions import UsageError
 from kexec_py import cli
 from kexec_py import options as T
 from kexec_py.cli_typer import app
+from tests import guard
 from tests.test_manpage import KEXEC_TOOLS_OPTIONS
 
 COMMAND = typer.main.get_command(app())
@@ -178,7 +179,7 @@ def test_completion_requests_are_left_to_typer(monkeypatch):
     monkeypatch.setenv(cli.COMPLETE_VAR, "source_bash")
     assert cli.fast_parse(["-S"]) is None
     assert cli._fast_help(["--help"]) is None
-    out = subprocess.run([sys.executable, "-m", "kexec_py", "-S"], capture_output=True, text=True,
+    out = subprocess.run(guard.guarded([sys.executable, "-m", "kexec_py", "-S"]), capture_output=True, text=True,
                          env={**os.environ, cli.COMPLETE_VAR: "source_bash"}, check=True).stdout
     assert "_kexec_py_completion" in out and "complete " in out
 
@@ -188,8 +189,8 @@ def test_fast_help_is_typers_help():
     a narrow terminal gets typer's own rendering."""
     def run(args, columns, module="kexec_py"):
         env = {**os.environ, "COLUMNS": str(columns)}
-        return subprocess.run([sys.executable, "-m", module, *args] if module == "kexec_py" else
-                              [sys.executable, "-c", "from kexec_py.cli_typer import main; main(['--help'])"],
+        return subprocess.run(guard.guarded([sys.executable, "-m", module, *args] if module == "kexec_py" else
+                              [sys.executable, "-c", "from kexec_py.cli_typer import main; main(['--help'])"]),
                               capture_output=True, text=True, env=env, check=True).stdout
     for columns in (80, 200):
         typer_text = run([], columns, module="typer")
@@ -241,8 +242,8 @@ def test_the_fast_path_imports_neither_typer_nor_click(argv):
     root = str(Path(__file__).parent / "fixtures" / "systems" / "x86_64-qemu-2cpu")
     argv = [root if a == "ROOT" else a for a in argv]
     env = {k: v for k, v in os.environ.items() if k != cli.COMPLETE_VAR}
-    p = subprocess.run([sys.executable, "-X", "importtime", "-m", "kexec_py", *argv], capture_output=True,
-                       text=True, env={**env, "COLUMNS": "80"})
+    p = subprocess.run(guard.guarded([sys.executable, "-X", "importtime", "-m", "kexec_py", *argv]),
+                       capture_output=True, text=True, env={**env, "COLUMNS": "80"})
     assert p.returncode in (0, 1), p.stderr[-2000:]
     imported = {line.rpartition("|")[2].strip() for line in p.stderr.splitlines() if line.startswith("import time:")}
     assert "kexec_py.options" in imported

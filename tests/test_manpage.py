@@ -7,12 +7,13 @@ import sys
 from pathlib import Path
 
 from kexec_py.manpage import render
+from tests import guard
 
 PAGE = Path(__file__).resolve().parent.parent / "man" / "kexec-py.8"
 
 
 def help_options() -> set[str]:
-    out = subprocess.run([sys.executable, "-m", "kexec_py", "--help"], capture_output=True, text=True,
+    out = subprocess.run(guard.guarded([sys.executable, "-m", "kexec_py", "--help"]), capture_output=True, text=True,
                          check=True).stdout
     return {m for line in out.splitlines() if re.match(r"^  -", line)
             for m in re.findall(r"(?<![\w-])(--?[A-Za-z0-9][\w-]*)", line.split("  ")[1])}

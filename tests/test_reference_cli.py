@@ -3,8 +3,10 @@
 Both programs run in a private mount and network namespace (the fixture's
 proc/ and sys/ trees bind-mounted over /proc and /sys, so both read the same
 snapshot; no network interface to take down)
-under strace, which fakes success for kexec_load / kexec_file_load and fails
-reboot with EPERM: no call reaches the host kernel. For each command line the
+under strace, which logs the kexec calls, fakes success for kexec_load /
+kexec_file_load and fails reboot with EPERM, all behind the syscall guard
+(tests/guard.py), which fails with EPERM any call strace would let through: no
+call reaches the host kernel. For each command line the
 kexec calls made (name and flags) and the exit status must match, except where
 kexec-py differs on purpose (listed in INTENDED).
 """
@@ -19,6 +21,7 @@ from pathlib import Path
 
 import pytest
 
+from tests import guard
 from tests.conftest import SYSTEMS
 
 FIXTURE = SYSTEMS / "x86_64-qemu-2cpu"
@@ -57,8 +60,9 @@ def reference_kexec() -> tuple[Path, dict]:
 def run_in_namespace(argv: list[str], env: dict, log: Path) -> tuple[int, list[str]]:
     script = (f"mount --bind {FIXTURE}/proc /proc && mount --bind {FIXTURE}/sys /sys && "
               f"exec {STRACE} -o {log} {' '.join(map(_quote, argv))} >/dev/null 2>&1")
-    p = subprocess.run(["unshare", "-m", "-n", "--propagation", "private", "sh", "-c", script],
+    p = subprocess.run(guard.guarded(["unshare", "-m", "-n", "--propagation", "private", "sh", "-c", script]),
                        env={**os.environ, **env}, timeout=120)
+    assert p.returncode != guard.GUARD_FAILED, "the guard could not be installed"
     assert log.exists(), "strace did not start: the comparison would prove nothing"
     calls = [_normalise(line) for line in log.read_text().splitlines()
              if re.search(r"(kexec_\w+|reboot)\(", line)]

@@ -13,7 +13,7 @@ from functools import lru_cache
 # Syscall numbers per host ABI (arch/*/include/uapi/asm/unistd*.h, the generic table for arm64).
 # They belong to the process making the call, never to the kernel being loaded.
 NR_KEXEC_LOAD = {"x86_64": 246, "i386": 283, "arm64": 104, "arm": 347, "ppc64le": 268, "s390x": 277}
-NR_KEXEC_FILE_LOAD = {"x86_64": 320, "arm64": 294, "ppc64le": 382, "s390x": 381}  # none on i386, arm
+NR_KEXEC_FILE_LOAD = {"x86_64": 320, "arm64": 294, "arm": 401, "ppc64le": 382, "s390x": 381}  # none on i386
 NR_REBOOT = {"x86_64": 169, "i386": 88, "arm64": 142, "arm": 88, "ppc64le": 88, "s390x": 88}
 
 # CPython's multiarch triplet (the ABI this interpreter was built for) -> our ABI names

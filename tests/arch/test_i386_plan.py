@@ -23,6 +23,7 @@ from kexec_py.plan.ranges import GiB, MiB, Range
 from kexec_py.preflight import check_plan
 from kexec_py.structs import bootparam as bp
 from kexec_py.system.view import SystemView
+from tests import guard
 from tests.conftest import SYSTEMS
 
 SNAPSHOT = SYSTEMS / "i386-qemu-1cpu"
@@ -190,7 +191,7 @@ def _cli(*args):
     cmd = [sys.executable, "-m", "kexec_py", "--arch", "i386", "--root", str(SNAPSHOT), *map(str, args)]
     env = dict(os.environ, PYTHONPATH=os.getcwd())
     env.pop("KEXEC_PY_RECORD", None)
-    return subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
+    return subprocess.run(guard.guarded(cmd, kill=True), capture_output=True, text=True, env=env, timeout=120)
 
 
 def test_cli_file_syscall_exits_253(kernel_path):

@@ -165,7 +165,7 @@ def test_uki_kexec_load_uses_embedded_initrd_and_cmdline(tmp_path, debian_kernel
     assert mine.cmdline == "mine" and bytes(seg(mine, "initrd").buf) == b"USER"
 
 
-# -- through the CLI (strace guard, recording backend) ---------------------------
+# -- through the CLI (syscall guard, recording backend) --------------------------
 
 def test_cli_vmlinux_file_syscall_refused_before_the_call(vmlinux_files, tmp_path):
     rec = tmp_path / "rec.jsonl"

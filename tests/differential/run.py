@@ -7,9 +7,9 @@ proc/ and sys/ bind-mounted over /proc and /sys, with capture.c preloaded: its
 kernel. kexec-py runs with its recording backend (``KEXEC_PY_RECORD``) and
 ``--root SNAPSHOT``, through ours.py, which writes the same files.
 
-Both run under strace, which logs any kexec_load, kexec_file_load or reboot
-that still reached the kernel and makes it fail with EPERM: the harness fails
-if the log names one.
+Both run behind the syscall guard (tests/guard.py, ``--kill``): a kexec_load,
+kexec_file_load or reboot that gets past capture.c or the recorder kills the
+program (SIGSYS) before it reaches the kernel, and the harness fails.
 """
 
 from __future__ import annotations
@@ -17,7 +17,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shlex
 import shutil
 import subprocess
@@ -25,11 +24,10 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
+from tests import guard
+
 HERE = Path(__file__).resolve().parent
 REPO = HERE.parent.parent
-GUARD = ["strace", "-f", "-qq", "--seccomp-bpf", "-e", "trace=kexec_load,kexec_file_load,reboot",
-         "-e", "inject=kexec_load,kexec_file_load,reboot:error=EPERM"]
-KEXEC_CALL = re.compile(r"\b(kexec_load|kexec_file_load|reboot)\(")
 
 
 class HarnessError(AssertionError):
@@ -76,10 +74,9 @@ def reference_kexec(arch: str = "x86_64") -> Reference:
 def build_capture_library(dest: Path, arch: str = "x86_64") -> Path:
     """Compile capture.c into an LD_PRELOAD library for ``arch`` (gcc is required; the
     library is freestanding, so -m32 needs no 32-bit C library on the host)."""
-    for tool in ("gcc", "strace", "unshare", "setarch"):
+    for tool in ("gcc", "unshare", "setarch"):
         if not shutil.which(tool):
-            raise HarnessError(f"{tool} is not installed; the differential tests need gcc, strace and "
-                               "util-linux")
+            raise HarnessError(f"{tool} is not installed; the differential tests need gcc and util-linux")
     lib = dest / f"capture-{arch}.so"
     subprocess.run(["gcc", ARCHES[arch][3], "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
                     "-ffreestanding", "-nostdlib", "-fno-stack-protector", "-o", str(lib),
@@ -96,7 +93,8 @@ class Run:
 
 def _spawn(argv: list[str], out: Path, env: dict) -> subprocess.Popen:
     out.mkdir(parents=True)
-    return subprocess.Popen(argv, env={**os.environ, **env}, cwd=REPO, stdout=subprocess.DEVNULL,
+    return subprocess.Popen(guard.guarded(argv, kill=True), env={**os.environ, **env}, cwd=REPO,
+                            stdout=subprocess.DEVNULL,
                             stderr=open(out / "stderr.txt", "w"))
 
 
@@ -106,26 +104,25 @@ def _finish(proc: subprocess.Popen, out: Path, what: str) -> Run:
     except subprocess.TimeoutExpired:
         proc.kill()
         raise HarnessError(f"{what} did not finish in 120 s")
-    guard = out / "strace.log"
-    if not guard.exists():
-        raise HarnessError(f"{what}: strace did not start, so nothing proves the host kernel was left alone "
-                           f"(the namespace needs root): {(out / 'stderr.txt').read_text()[-1000:]}")
-    leaked = [line for line in guard.read_text().splitlines() if KEXEC_CALL.search(line)]
-    if leaked:
-        raise HarnessError(f"{what}: a kexec system call reached the kernel (strace made it fail): {leaked}")
-    return Run(out, proc.returncode, (out / "stderr.txt").read_text())
+    stderr = (out / "stderr.txt").read_text()
+    if proc.returncode == guard.GUARD_FAILED and stderr.startswith("guard:"):
+        raise HarnessError(f"{what} was not run: {stderr[-1000:]}")
+    if guard.attempted(proc.returncode):
+        raise HarnessError(f"{what}: a kexec system call got past the stand-in (the guard killed it): "
+                           f"{stderr[-1000:]}")
+    return Run(out, proc.returncode, stderr)
 
 
 def spawn_theirs(ref: Reference, lib: Path, fixture: Path, args: list[str], out: Path) -> subprocess.Popen:
     inner = ["env", f"KEXEC_CAPTURE_DIR={out}", *ref.argv(lib, args)]
     script = (f"mount --bind {shlex.quote(str(fixture / 'proc'))} /proc && "
               f"mount --bind {shlex.quote(str(fixture / 'sys'))} /sys && "
-              f"exec {shlex.join([*GUARD, '-o', str(out / 'strace.log'), *inner])}")
+              f"exec {shlex.join(inner)}")
     return _spawn(["unshare", "-m", "-n", "--propagation", "private", "sh", "-c", script], out, {})
 
 
 def spawn_ours(arch: str, fixture: Path, args: list[str], out: Path) -> subprocess.Popen:
-    argv = [*GUARD, "-o", str(out / "strace.log"), sys.executable, "-m", "tests.differential.ours", str(out),
+    argv = [sys.executable, "-m", "tests.differential.ours", str(out),
             "--", "--arch", arch, "--root", str(fixture), *args]
     return _spawn(argv, out, {"KEXEC_PY_RECORD": str(out / "record.jsonl"),
                               "PYTHONPATH": str(REPO)})
