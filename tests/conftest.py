@@ -15,6 +15,14 @@ def system_dirs(prefix: str) -> list[Path]:
     return found
 
 
+def require_tool(name: str, package: str) -> str:
+    """A tool a test needs: missing, the test fails (CI must not pass by skipping it)."""
+    import shutil
+    path = shutil.which(name)
+    assert path, f"{name} is missing: apt-get install {package} (scripts/test-all installs it)"
+    return path
+
+
 @pytest.fixture(scope="session")
 def debian_kernel() -> Path:
     """The Debian cloud amd64 kernel (fetched into the cache on first use; fails if it cannot be)."""

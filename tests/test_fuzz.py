@@ -112,3 +112,12 @@ def test_no_uncaught_exception(target, seed_table):
     def check(data):
         run_one(target, data)
     check()
+
+
+def test_elf_readers_do_not_hide_programming_errors():
+    """What a damaged ELF file raises is reported as CorruptImage; a bug's AttributeError,
+    KeyError or IndexError is not swallowed into one (the fuzzer must see it)."""
+    from kexec_py.image.elf import elf_errors
+    caught = elf_errors()
+    for bug in (AttributeError, KeyError, IndexError, TypeError, NameError):
+        assert not any(issubclass(bug, c) for c in caught), bug

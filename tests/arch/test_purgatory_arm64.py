@@ -9,7 +9,6 @@ x0 = the device tree, x1 = x2 = x3 = 0), or that it is never reached.
 from __future__ import annotations
 
 import hashlib
-import shutil
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,6 +21,7 @@ from kexec_py.arch.arm64 import link_purgatory
 from kexec_py.plan.plan import Segment
 from kexec_py.plan.purgatory import load_purgatory
 from kexec_py.plan.ranges import Range
+from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 SHIPPED = REPO / "kexec_py" / "data" / "purgatory" / "arm64.o"
@@ -116,9 +116,8 @@ def test_digest_printed_on_mismatch_is_the_real_one():
     assert computed == h.hexdigest()
 
 
-@pytest.mark.skipif(shutil.which("aarch64-linux-gnu-gcc") is None, reason="needs gcc-aarch64-linux-gnu "
-                    "(scripts/test-all installs it)")
 def test_build_script_rebuilds_the_shipped_object(tmp_path):
+    require_tool("aarch64-linux-gnu-gcc", "gcc-aarch64-linux-gnu")
     out = tmp_path / "arm64.o"
     subprocess.run([str(REPO / "scripts" / "build-purgatory"), "arm64", "-o", str(out)], check=True,
                    capture_output=True)

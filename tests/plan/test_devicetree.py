@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -12,10 +11,15 @@ import pytest
 from kexec_py.errors import CorruptImage, UsageError
 from kexec_py.plan.devicetree import ChosenSpec, build_dtb, kexec_chosen, parse_dtb
 from kexec_py.plan.ranges import Range
+from tests.conftest import require_tool
 
 FIXTURE_FDT = Path(__file__).resolve().parents[1] / "fixtures/systems/arm64-qemu-2cpu/sys/firmware/fdt"
-needs_dtc = pytest.mark.skipif(shutil.which("dtc") is None,
-                               reason="needs dtc (apt-get install device-tree-compiler; scripts/test-all does)")
+@pytest.fixture
+def dtc_tool():
+    return require_tool("dtc", "device-tree-compiler")
+
+
+needs_dtc = pytest.mark.usefixtures("dtc_tool")
 
 DTS = """/dts-v1/;
 /memreserve/ 0x48000000 0x2127000;
