@@ -117,13 +117,14 @@ def _run_command(actions: list[str], v: dict) -> int:
         return print_crash_region_size(sysview)
     refuse_unsupported(v)
     name = v["arch"] or arches.host_name()
-    arches.check(name)
+    arches.check(name, dry_run=bool(v["dry_run"]))
     req = build_request(actions, v, arch=name)
     if req.steps.status:
         # -S reads one /sys file: neither the architecture's planner nor a backend is imported
         return run(req, Context(arch=None, sys=sysview, backend=None))
     from kexec_py.submit.backends import backend_for
-    return run(req, Context(arch=arches.get(name), sys=sysview, backend=backend_for(name, dry_run=req.dry_run)))
+    return run(req, Context(arch=arches.get(name, dry_run=req.dry_run), sys=sysview,
+                            backend=backend_for(name, dry_run=req.dry_run)))
 
 
 def _hash_initrd_early(actions: list[str], v: dict) -> None:

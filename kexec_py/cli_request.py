@@ -32,7 +32,7 @@ def arch_options(v: dict, arch: str):
     import importlib
 
     from kexec_py import arch as arches
-    own = arches.entry(arch).option_group
+    own = arches.entry(arch, dry_run=bool(v.get("dry_run"))).option_group
     parsed = None
     for group, module_name in arches.OPTION_GROUPS.items():
         module = importlib.import_module(module_name)

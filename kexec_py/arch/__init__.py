@@ -28,6 +28,9 @@ class Entry:
     file_syscall: bool = False         # whether its kernels offer kexec_file_load
     option_group: str | None = None    # the architecture-specific options it takes (OPTION_GROUPS)
     unsupported: str | None = None     # why kexec-py loads no kernels here
+    # "module:Class" of an Arch that plans loads (--dry-run only) but is not yet proven by a
+    # real load in a guest: no syscall is made with it until it moves to ``implementation``
+    dry_run_only: str | None = None
 
 
 # option group -> module defining its option names (NAMES), title (TITLE) and parser (parse)
@@ -38,7 +41,8 @@ REGISTRY: dict[str, Entry] = {e.name: e for e in (
     Entry("i386", ("i386", "i486", "i586", "i686"), "kexec_py.arch.i386:I386", option_group="x86"),
     Entry("arm64", ("aarch64", "arm64"), "kexec_py.arch.arm64:Arm64", file_syscall=True),
     Entry("arm", ("armv7l", "armv6l", "armv8l", "arm"), unsupported="not implemented yet"),
-    Entry("ppc64le", ("ppc64le",), unsupported="not implemented yet"),
+    Entry("ppc64le", ("ppc64le",), unsupported="not implemented yet (kdump planning with -c is --dry-run "
+          "only until a guest proves it)", dry_run_only="kexec_py.arch.ppc64le:Ppc64le"),
     Entry("s390x", ("s390x",), unsupported="not implemented yet"),
     Entry("ia64", ("ia64",), unsupported="Itanium support was removed from Linux in 6.7, and there is no "
           "emulator or Debian kernel to test a loader with"),
@@ -60,24 +64,26 @@ def host_name() -> str:
     return name_of_machine(os.uname().machine)
 
 
-def entry(name: str) -> Entry:
-    """The registry entry of an architecture kexec-py loads kernels on; UsageError otherwise."""
+def entry(name: str, *, dry_run: bool = False) -> Entry:
+    """The registry entry of an architecture kexec-py loads kernels on (or, with ``dry_run``,
+    plans loads for); UsageError otherwise."""
     found = REGISTRY.get(name)
     if found is None:
         raise UsageError(f"unknown architecture {name!r}", f"known: {', '.join(KNOWN)}")
-    if found.unsupported:
+    if found.unsupported and not (dry_run and found.dry_run_only):
         raise UsageError(f"kexec-py does not load kernels on {name}: {found.unsupported}",
                          f"supported: {', '.join(SUPPORTED)}")
     return found
 
 
-def check(name: str) -> None:
+def check(name: str, *, dry_run: bool = False) -> None:
     """Raise the UsageError ``get`` would, importing nothing."""
-    entry(name)
+    entry(name, dry_run=dry_run)
 
 
-def get(name: str):
-    """The ``Arch`` implementation of ``name``."""
+def get(name: str, *, dry_run: bool = False):
+    """The ``Arch`` implementation of ``name`` (with ``dry_run``, also one that only plans)."""
     import importlib
-    module, _, cls = entry(name).implementation.partition(":")
+    found = entry(name, dry_run=dry_run)
+    module, _, cls = (found.implementation or found.dry_run_only).partition(":")
     return getattr(importlib.import_module(module), cls)()

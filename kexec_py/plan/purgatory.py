@@ -64,6 +64,12 @@ class RelocRecipe:
     # For a value that goes into a bit field of an instruction (arm64 and the like):
     # insert(old_word, value) -> new_word. None: the value replaces the whole location.
     insert: Callable[[int, int], int] | None = None
+    # S is the function's local entry point, not its global one (the ELFv2 ABI's calls
+    # between functions that share a TOC: st_other says how far in it is).
+    local_entry: bool = False
+    # S is taken relative to this linker-defined symbol (ppc64's TOC pointer, ".TOC."):
+    # the value is then the same wherever the object is linked.
+    relative_to: str | None = None
 
 
 # The computations and value ranges most relocation types share (S, A, P as above).
@@ -103,6 +109,7 @@ class _Symbol:
     size: int
     shndx: int | str       # section index, or "SHN_UNDEF" / "SHN_ABS" / "SHN_COMMON"
     is_global: bool
+    local_entry: int = 0   # ELFv2: bytes from the function's global entry to its local one
 
 
 @dataclass(frozen=True, slots=True)
@@ -142,8 +149,12 @@ class PurgatoryObject:
 
     @classmethod
     def from_bytes(cls, data: bytes, *, machine: str, relocs: Mapping[int, RelocRecipe],
-                   name: str = "purgatory", entry_symbol: str = "purgatory_start") -> PurgatoryObject:
+                   name: str = "purgatory", entry_symbol: str = "purgatory_start",
+                   linker_symbols: Mapping[str, int] | None = None) -> PurgatoryObject:
         """Parse an ET_REL object for ``machine`` (pyelftools' name, e.g. "EM_X86_64").
+
+        ``linker_symbols``: symbols the object leaves undefined for the linker to place
+        (ppc64's ".TOC."), each at a fixed offset from the start of the segment.
 
         Raises CorruptImage (naming ``name``) if the bytes are not such an object or
         are inconsistent: truncated, wrong type or machine, relocation types missing
@@ -153,7 +164,7 @@ class PurgatoryObject:
 
         try:
             return _parse(cls, bytes(data), name=name, machine=machine, recipes=relocs,
-                          entry_symbol=entry_symbol)
+                          entry_symbol=entry_symbol, linker_symbols=linker_symbols or {})
         except KexecError:
             raise
         except elf_errors() as e:
@@ -251,7 +262,8 @@ class _Layout:
 
 
 def _parse(cls: type[PurgatoryObject], data: bytes, *, name: str, machine: str,
-           recipes: Mapping[int, RelocRecipe], entry_symbol: str) -> PurgatoryObject:
+           recipes: Mapping[int, RelocRecipe], entry_symbol: str,
+           linker_symbols: Mapping[str, int]) -> PurgatoryObject:
     from elftools.elf.elffile import ELFFile
 
     if data[:4] != b"\x7fELF":
@@ -268,7 +280,7 @@ def _parse(cls: type[PurgatoryObject], data: bytes, *, name: str, machine: str,
     headers = [elf.get_section(i) for i in range(elf.num_sections())]
     layout = _lay_out(headers, data, name)
     symtab_index, symbols = _read_symbols(headers, name)
-    relocs = _read_relocs(elf, headers, layout.sections, symtab_index, symbols, recipes, name)
+    relocs = _read_relocs(elf, headers, layout.sections, symtab_index, symbols, recipes, name, linker_symbols)
 
     entries = [sym for sym in symbols if sym.name == entry_symbol and sym.is_global]
     if len(entries) != 1 or entries[0].shndx not in layout.sections:
@@ -313,7 +325,8 @@ def _read_symbols(headers: Sequence, name: str) -> tuple[int, tuple[_Symbol, ...
         raise CorruptImage(f"{name}: expected one symbol table, found {len(symtabs)}", _HINT_REBUILD)
     symbols = tuple(
         _Symbol(name=sym.name, value=sym["st_value"], size=sym["st_size"], shndx=sym["st_shndx"],
-                is_global=sym["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK"))
+                is_global=sym["st_info"]["bind"] in ("STB_GLOBAL", "STB_WEAK"),
+                local_entry=_local_entry_offset(sym["st_other"]))
         for sym in headers[symtabs[0]].iter_symbols())
     for sym in symbols:
         if sym.shndx == "SHN_COMMON":
@@ -322,9 +335,16 @@ def _read_symbols(headers: Sequence, name: str) -> tuple[int, tuple[_Symbol, ...
     return symtabs[0], symbols
 
 
+def _local_entry_offset(st_other) -> int:
+    """The ELFv2 ABI's local entry offset, from st_other bits 5-7 (pyelftools' ``local``,
+    which it decodes for EM_PPC64 only): 0 for 0 and 1, else 4 << (value - 2) bytes."""
+    local = st_other.get("local", 0) if hasattr(st_other, "get") else 0
+    return 0 if local < 2 else 4 << (local - 2)
+
+
 def _read_relocs(elf, headers: Sequence, placed: Mapping[int, _Section], symtab_index: int,
                  symbols: tuple[_Symbol, ...], recipes: Mapping[int, RelocRecipe],
-                 name: str) -> tuple[_Reloc, ...]:
+                 name: str, linker_symbols: Mapping[str, int]) -> tuple[_Reloc, ...]:
     """Every relocation of a loaded section, checked and with its symbol resolved."""
     from elftools.elf.descriptions import describe_reloc_type
 
@@ -350,14 +370,21 @@ def _read_relocs(elf, headers: Sequence, placed: Mapping[int, _Section], symtab_
             if offset + recipe.size > target.size:
                 raise CorruptImage(f"{name}: {where}: {recipe.name} at {offset:#x} is outside "
                                    f"{target.name} ({target.size:#x} bytes)", _HINT_REBUILD)
-            value, absolute = _resolve(symbols, placed, r["r_info_sym"], where, name)
+            value, absolute = _resolve(symbols, placed, r["r_info_sym"], where, name, linker_symbols)
+            if recipe.local_entry and not absolute:
+                value += symbols[r["r_info_sym"]].local_entry
+            if recipe.relative_to is not None:
+                if absolute or recipe.relative_to not in linker_symbols:
+                    raise CorruptImage(f"{name}: {where}: {recipe.name} needs a placed symbol and "
+                                       f"{recipe.relative_to!r}", _HINT_REBUILD)
+                value, absolute = value - linker_symbols[recipe.relative_to], True
             relocs.append(_Reloc(target, offset, rtype, value, absolute,
                                  r["r_addend"] if rela else None, where))
     return tuple(relocs)
 
 
 def _resolve(symbols: tuple[_Symbol, ...], placed: Mapping[int, _Section], index: int,
-             where: str, name: str) -> tuple[int, bool]:
+             where: str, name: str, linker_symbols: Mapping[str, int]) -> tuple[int, bool]:
     """Where relocation symbol ``index`` lands: (offset in the segment, False) or
     (absolute value, True)."""
     if index >= len(symbols):
@@ -368,6 +395,8 @@ def _resolve(symbols: tuple[_Symbol, ...], placed: Mapping[int, _Section], index
     label = repr(sym.name) if sym.name else f"#{index}"
     if sym.shndx == "SHN_ABS":
         return sym.value, True
+    if sym.shndx == "SHN_UNDEF" and sym.name in linker_symbols:
+        return linker_symbols[sym.name], False
     if sym.shndx == "SHN_UNDEF":
         raise CorruptImage(f"{name}: {where} refers to the undefined symbol {label}",
                            "the purgatory must be self-contained: " + _HINT_REBUILD)
@@ -493,7 +522,7 @@ def load_purgatory(arch: str) -> PurgatoryObject:
     cache = _read_cache(folder.joinpath(f"{arch}.json"))
     obj = cache and PurgatoryObject.from_cache(cache, data, relocs=recipes.RELOCATIONS, name=name)
     return obj or PurgatoryObject.from_bytes(data, machine=recipes.ELF_MACHINE, relocs=recipes.RELOCATIONS,
-                                             name=name)
+                                             name=name, linker_symbols=getattr(recipes, "LINKER_SYMBOLS", None))
 
 
 def _purgatory_folder():
@@ -521,7 +550,8 @@ def write_cache(arch: str, path=None) -> None:
     recipes = importlib.import_module(f"kexec_py.arch.relocs_{arch}")
     data = obj_path.read_bytes()
     obj = PurgatoryObject.from_bytes(data, machine=recipes.ELF_MACHINE, relocs=recipes.RELOCATIONS,
-                                     name=f"purgatory {arch}.o")
+                                     name=f"purgatory {arch}.o",
+                                     linker_symbols=getattr(recipes, "LINKER_SYMBOLS", None))
     cache = obj.to_cache(data)
     lines = []
     for key, value in cache.items():           # one line per field, per section, symbol, relocation

@@ -101,8 +101,23 @@ class SystemView:
         return self.read_text("/proc/cmdline").split("\n")[0].split("\r")[0].strip()
 
     def crash_regions(self) -> list[Range]:
-        """Every "Crash kernel" range, sorted and without duplicates (crashkernel=,high gives two)."""
-        return sorted(set(self.iomem.named("Crash kernel")))
+        """Every "Crash kernel" range, sorted and without duplicates (crashkernel=,high gives two).
+        ppc64 lists none in /proc/iomem: its reservation is only in the live device tree's
+        /chosen (``linux,crashkernel-base`` and ``-size``), which is read when iomem has none."""
+        found = sorted(set(self.iomem.named("Crash kernel")))
+        return found or self._device_tree_crash_region()
+
+    def _device_tree_crash_region(self) -> list[Range]:
+        for top in DEVICE_TREE_DIRS:
+            base_path, size_path = f"{top}/chosen/linux,crashkernel-base", f"{top}/chosen/linux,crashkernel-size"
+            if self.exists(base_path) and self.exists(size_path):
+                base, size = self.read_bytes(base_path), self.read_bytes(size_path)
+                if len(base) not in (4, 8) or len(size) not in (4, 8):
+                    raise SnapshotError(f"{top}/chosen/linux,crashkernel-base/-size: expected 4- or 8-byte "
+                                        f"numbers, found {len(base)} and {len(size)} bytes")
+                start, length = int.from_bytes(base, "big"), int.from_bytes(size, "big")
+                return [Range.sized(start, length)] if length else []
+        return []
 
     def flag(self, path: str) -> bool:
         return self.read_text(path).strip() not in ("", "0")

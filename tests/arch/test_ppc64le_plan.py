@@ -1,0 +1,244 @@
+"""The ppc64le kdump plan on the captured pseries snapshot (tests/fixtures/systems/ppc64le-qemu-2cpu).
+
+Expected values come from elsewhere than the planner: the fixture's own property files
+(crash region, RTAS, memory nodes), dtc's reading of the device tree we build, pyelftools'
+reading of the ELF core header and of the vmlinux, and kexec-tools 2.0.25's command line
+on the same guest (``elfcorehdr=565824K``, next-arches-facts.md).
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from kexec_py import preflight
+from kexec_py.arch.base import LoadInputs
+from kexec_py.plan.purgatory import load_purgatory, sha256_of_segments
+from kexec_py.structs import kexec_uapi as K
+from kexec_py.system.view import SystemView
+
+REPO = Path(__file__).resolve().parents[2]
+FIXTURE = REPO / "tests/fixtures/systems/ppc64le-qemu-2cpu"
+DT = FIXTURE / "proc/device-tree"
+KERNELS = sorted((Path.home() / ".cache/kexec-py/ppc64le/root/boot").glob("vmlinux-*"))
+needs_kernel = pytest.mark.skipif(not KERNELS, reason="no ppc64le vmlinux cached: scripts/guest-deps --arch ppc64le")
+APPEND = "console=hvc0 irqpoll nr_cpus=1 reset_devices panic=-1"
+KiB64 = 64 << 10
+
+
+def be(rel: str) -> int:
+    return int.from_bytes((DT / rel).read_bytes(), "big")
+
+
+CRASH = (be("chosen/linux,crashkernel-base"), be("chosen/linux,crashkernel-size"))
+RTAS = (be("rtas/linux,rtas-base"), be("rtas/rtas-size"))
+
+
+@pytest.fixture(scope="module")
+def arch():
+    from kexec_py.arch.ppc64le import Ppc64le
+    return Ppc64le()
+
+
+@pytest.fixture(scope="module")
+def kernel(arch):
+    from kexec_py.image.open import parse_kernel, read_kernel_file
+    return parse_kernel(read_kernel_file(KERNELS[-1]), arch.formats)
+
+
+@pytest.fixture(scope="module")
+def plan(arch, kernel):
+    view = SystemView(FIXTURE)
+    facts = arch.read_crash_facts(view)
+    inputs = LoadInputs(cmdline=APPEND, initrd=b"\x5a" * 300000, page_size=view.page_size)
+    return arch.plan_crash(kernel, inputs, facts, load_purgatory("ppc64le"))
+
+
+def seg(plan, name):
+    (s,) = [s for s in plan.segments if s.name == name]
+    return s
+
+
+def dts(dtb: bytes) -> str:
+    assert shutil.which("dtc"), "dtc is needed (apt-get install device-tree-compiler)"
+    return subprocess.run(["dtc", "-q", "-I", "dtb", "-O", "dts"], input=dtb, capture_output=True,
+                          check=True).stdout.decode()
+
+
+def test_the_fixture_page_size_is_64k():
+    assert SystemView(FIXTURE).page_size == KiB64
+
+
+def test_crash_region_comes_from_chosen():
+    assert SystemView(FIXTURE).crash_regions()[0].start == CRASH[0]
+    assert SystemView(FIXTURE).crash_regions()[0].size == CRASH[1]
+
+
+@needs_kernel
+def test_vmlinux_is_read_as_elfutils_sees_it(kernel):
+    from elftools.elf.elffile import ELFFile
+    with open(KERNELS[-1], "rb") as f:
+        elf = ELFFile(f)
+        assert elf["e_machine"] == "EM_PPC64" and elf.little_endian
+        first = next(s for s in elf.iter_segments() if s["p_type"] == "PT_LOAD")
+        assert (kernel.offset, kernel.filesz, kernel.memsz) == (first["p_offset"], first["p_filesz"], first["p_memsz"])
+        assert kernel.entry == elf["e_entry"] - first["p_vaddr"]
+
+
+@needs_kernel
+def test_every_segment_is_in_the_crash_region_64k_aligned_and_off_rtas(plan, arch):
+    lo, hi = CRASH[0], CRASH[0] + CRASH[1]
+    for s in plan.segments:
+        assert lo <= s.mem and s.mem + s.memsz <= hi, s
+        assert s.mem % KiB64 == 0 and s.memsz % KiB64 == 0, s
+        assert not (s.mem < RTAS[0] + RTAS[1] and RTAS[0] < s.mem + s.memsz), f"{s} is on RTAS"
+    assert plan.flags == K.KEXEC_ON_CRASH | K.KEXEC_ARCH_PPC64
+    preflight.check_plan(plan, arch, ram_total=preflight.ram_total(SystemView(FIXTURE)))
+
+
+@needs_kernel
+def test_kernel_runs_where_loaded_at_the_crash_base(plan, kernel):
+    head = seg(plan, "kernel")
+    assert head.mem == CRASH[0]
+    data = KERNELS[-1].read_bytes()
+    image = data[kernel.offset:kernel.offset + kernel.filesz]
+    assert int.from_bytes(image[0x5c:0x60], "little") == 0x72756E30            # "run0" in the file
+    assert int.from_bytes(bytes(head.buf[0x5c:0x60]), "little") == 1           # run at load
+    assert bytes(head.buf[:0x5c]) == image[:0x5c] and bytes(head.buf[0x60:]) == image[0x60:KiB64]
+    rest = seg(plan, "kernel (rest)")
+    assert bytes(rest.buf) == image[KiB64:] and rest.mem + rest.memsz >= CRASH[0] + kernel.memsz
+
+
+@needs_kernel
+def test_cmdline_has_elfcorehdr_in_kib_as_kexec_tools_on_the_same_guest(plan):
+    assert plan.cmdline == f"{APPEND} elfcorehdr={seg(plan, 'elfcorehdr').mem >> 10}K"
+    assert plan.cmdline.endswith("elfcorehdr=565824K")     # kexec-tools 2.0.25 printed this on this guest
+
+
+@needs_kernel
+def test_elf_core_header_read_by_pyelftools(plan):
+    from elftools.elf.elffile import ELFFile
+    core = ELFFile(io.BytesIO(bytes(seg(plan, "elfcorehdr").buf)))
+    assert core["e_type"] == "ET_CORE" and core["e_machine"] == "EM_PPC64" and core.little_endian
+    loads = [s for s in core.iter_segments() if s["p_type"] == "PT_LOAD"]
+    notes = [s for s in core.iter_segments() if s["p_type"] == "PT_NOTE"]
+    cpus = sorted(p.name for p in (FIXTURE / "sys/devices/system/cpu").glob("cpu[0-9]*/crash_notes"))
+    vmcoreinfo = int((FIXTURE / "sys/kernel/vmcoreinfo").read_text().split()[0], 16)
+    assert len(notes) == len(list((FIXTURE / "sys/devices/system/cpu").glob("cpu[0-9]*/crash_notes"))) + 1
+    assert notes[-1]["p_paddr"] == vmcoreinfo and cpus
+    backup = seg(plan, "backup")
+    first = loads[0]
+    assert (first["p_paddr"], first["p_memsz"], first["p_offset"]) == (0, KiB64, backup.mem)
+    assert first["p_vaddr"] == 0xC000000000000000
+    for load in loads:
+        assert load["p_vaddr"] == load["p_paddr"] + 0xC000000000000000
+        if load is not first:
+            assert load["p_offset"] == load["p_paddr"]
+    spans = [(l["p_paddr"], l["p_paddr"] + l["p_memsz"]) for l in loads]
+    ram_end = max(a + s for n in DT.glob("memory@*") for a, s in _reg(n / "reg"))
+    assert spans[-1][1] == ram_end
+    # outside the crash region, except firmware memory inside it (RTAS), which is dumped
+    for a, b in spans:
+        inside = a < CRASH[0] + CRASH[1] and CRASH[0] < b
+        assert not inside or (a, b) == (RTAS[0], RTAS[0] + RTAS[1])
+
+
+def _reg(path: Path):
+    raw = path.read_bytes()
+    return [(int.from_bytes(raw[i:i + 8], "big"), int.from_bytes(raw[i + 8:i + 16], "big"))
+            for i in range(0, len(raw), 16)]
+
+
+@needs_kernel
+def test_capture_device_tree_as_dtc_reads_it(plan):
+    dtb = seg(plan, "dtb")
+    text = dts(bytes(dtb.buf))
+    initrd = seg(plan, "initrd")
+    assert re.search(r'bootargs = "' + re.escape(plan.cmdline) + '"', text)
+    assert f"linux,initrd-start = <0x00 {initrd.mem:#x}>" in text
+    assert f"linux,initrd-end = <0x00 {initrd.mem + 300000:#x}>" in text
+    assert "linux,crashkernel-base" not in text and "linux,crashkernel-size" not in text
+    usable = re.findall(r"memory@(\w+) \{[^}]*?linux,usable-memory = <([^>]*)>", text, re.S)
+    assert dict(usable) == {"0": f"0x00 0x00 0x00 {CRASH[0] + CRASH[1]:#x}", "40000000": "0x00 0x00 0x00 0x00"}
+    reserves = [(int(a, 16), int(s, 16)) for a, s in re.findall(r"/memreserve/\s+(0x\w+) (0x\w+);", text)]
+    def reserved(start, size):
+        return any(a <= start and start + size <= a + s for a, s in reserves)
+    assert reserved(*RTAS) and reserved(dtb.mem, len(dtb.buf)) and reserved(initrd.mem, 300000)
+    assert reserved(seg(plan, "elfcorehdr").mem, KiB64) and reserved(seg(plan, "backup").mem, KiB64)
+    assert reserved(KiB64, CRASH[0] - KiB64)                  # the dead kernel's memory stays put
+    assert not reserved(seg(plan, "kernel").mem, KiB64)
+
+
+@needs_kernel
+def test_purgatory_is_told_everything(plan, kernel):
+    from kexec_py.arch.relocs_ppc64le import LINKER_SYMBOLS  # noqa: F401 (the object links with it)
+    purg = seg(plan, "purgatory")
+    linked = load_purgatory("ppc64le").link(purg.mem)
+    buf = bytes(purg.buf)
+
+    def get(name, size=8):
+        at = linked.symbol_addr(name) - purg.mem
+        return int.from_bytes(buf[at:at + size], "little")
+    assert plan.entry == purg.mem
+    assert get("kernel_entry") == seg(plan, "kernel").mem and get("kernel_dtb") == seg(plan, "dtb").mem
+    assert (get("backup_start"), get("backup_src"), get("backup_size")) == (seg(plan, "backup").mem, 0, KiB64)
+    data = KERNELS[-1].read_bytes()[kernel.offset:kernel.offset + 0x100]
+    assert buf[4:0x100] == data[4:0x100]                       # the kernel's secondary hold code
+    assert get("kernel_word0", 4) == int.from_bytes(data[:4], "little")
+    regions, digest = sha256_of_segments([s for s in plan.segments if s.name != "purgatory"])
+    at = linked.symbol_addr("sha256_digest") - purg.mem
+    assert buf[at:at + 32] == digest
+
+
+@needs_kernel
+def test_dry_run_through_the_cli(tmp_path):
+    out = subprocess.run(
+        [sys.executable, "-m", "kexec_py", "--root", str(FIXTURE), "--arch", "ppc64le", "-p", "-c", "--dry-run",
+         str(KERNELS[-1]), f"--append={APPEND}"],
+        capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(REPO)}, timeout=120)
+    assert out.returncode == 0, out.stderr
+    assert "elfcorehdr=565824K" in out.stdout and "KEXEC_ON_CRASH" in out.stdout
+
+
+def test_without_dry_run_ppc64le_is_still_refused():
+    from kexec_py import arch as arches
+    from kexec_py.errors import UsageError
+    with pytest.raises(UsageError, match="not implemented yet"):
+        arches.get("ppc64le")
+    assert arches.get("ppc64le", dry_run=True).name == "ppc64le"
+
+
+def test_the_dry_run_arch_implements_the_protocol():
+    from kexec_py import arch as arches
+    from kexec_py.arch.base import Arch
+    impl = arches.get("ppc64le", dry_run=True)
+    assert isinstance(impl, Arch)
+    assert impl.has_file_syscall and impl.elf_machine == "EM_PPC64"
+    assert (REPO / "kexec_py/data/purgatory/ppc64le.o").is_file()
+    assert "\nppc64le)" in (REPO / "scripts/build-purgatory").read_text()
+
+
+def test_the_purgatory_links_calls_to_local_entries_and_data_from_the_toc():
+    """What the ELFv2 linking gives, read back with objdump's disassembly of the linked bytes."""
+    tool = shutil.which("powerpc64le-linux-gnu-objdump")
+    if not tool:
+        pytest.skip("binutils-powerpc64le-linux-gnu is not installed")
+    base = 0x20280000
+    linked = load_purgatory("ppc64le").link(base)
+    path = Path(os.environ.get("TMPDIR", "/tmp")) / f"ppc64le-purgatory-{os.getpid()}.bin"
+    path.write_bytes(bytes(linked.buf))
+    try:
+        text = subprocess.run([tool, "-D", "-b", "binary", "-m", "powerpc:common64", "-EL",
+                               f"--adjust-vma={base:#x}", str(path)], capture_output=True, text=True,
+                              check=True).stdout
+    finally:
+        path.unlink()
+    main = linked.symbol_addr("purgatory_main")
+    assert re.search(rf"\bbl\s+0x{main + 8:x}\b", text), "entry.S must call purgatory_main's local entry"
