@@ -74,7 +74,20 @@ GUEST_PACKAGES = (
     "libpython3.11-minimal",
     "libpython3.11-stdlib",
 )
-PY_REQUIREMENTS = ("pyelftools", "cffi", "construct", "typer")
+def _host_pinned(*names: str) -> tuple[str, ...]:
+    """The project's dependencies at the versions this host runs the tests with, so that the
+    guests run kexec-py on the same ones (a distribution not installed here: unpinned)."""
+    from importlib import metadata
+    pinned = []
+    for name in names:
+        try:
+            pinned.append(f"{name}=={metadata.version(name)}")
+        except metadata.PackageNotFoundError:
+            pinned.append(name)
+    return tuple(pinned)
+
+
+PY_REQUIREMENTS = _host_pinned("pyelftools", "cffi", "construct", "typer")
 GUEST_PYTHON = (3, 11)
 _LIBRARY_PACKAGE = re.compile(r"^(lib|zlib)")
 
