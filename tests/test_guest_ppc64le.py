@@ -1,13 +1,14 @@
 """ppc64le kdump in qemu-system-ppc64 (TCG, -M pseries, POWER9) running Debian 12's powerpc64le kernel:
 the reference run that a kexec-py ppc64le loader will be held to.
 
-kexec-py does not load anything on ppc64le yet (kexec_py/arch registers it as not
-implemented), so this runs Debian's kexec-tools 2.0.25 in the guest: the first kernel writes
+The reference run is Debian's kexec-tools 2.0.25 in the guest: the first kernel writes
 a random token to its log, ``kexec -p`` loads the capture kernel (Debian's ELF vmlinux, with
 kexec_load: the kernel is built without CONFIG_KEXEC_FILE, so ``kexec -s`` must exit 253 first
 and load nothing), sysrq crashes it, and the capture kernel reads the dead kernel's log back from
 /proc/vmcore with Debian's vmcore-dmesg and with makedumpfile (``--dump-dmesg``, then a
-``-l -d 31`` dump, which walks the page tables). One guest boot, 25-40 s under TCG on 2 cores.
+``-l -d 31`` dump, which walks the page tables). Then the same proof with kexec-py (``-p -c``,
+and the default ``-a``, which finds no kexec_file_load in Debian's kernel and goes on with
+kexec_load), and a ``-l -c`` / ``-e`` reboot. One guest boot each, 25-50 s under TCG on 2 cores.
 
 Run: pytest -m guest tests/test_guest_ppc64le.py
 """
@@ -50,3 +51,25 @@ def test_reference_kexec_tools_kdump():
     harness.assert_kdump_proof(result)
     assert "elfcorehdr=" in m.get("CAPTURE-CMDLINE", ""), result.explain()
     harness.assert_makedumpfile_reads(result)
+
+
+def test_kdump_kexec_py_kexec_load():
+    """kexec-py -p -c: our planner (64 KiB pages, the 64 KiB backup, the device tree from
+    /proc/device-tree) and purgatory; vmcore-dmesg and makedumpfile find the token."""
+    result = harness.run(harness.kdump(harness.kexec_py_load("c"), "ppc64le-kexec-py-kdump-c"), ARCH)
+    print("\n" + harness.summary(result, "kexec-py -p -c"))
+    harness.assert_kdump_proof(result)
+    harness.assert_makedumpfile_reads(result)
+
+
+def test_kdump_default_syscall_falls_back():
+    """-a (the default): Debian's kernel has no kexec_file_load (ENOSYS), kexec-py goes on with kexec_load."""
+    command = 'kexec-py -p "$KERNEL" --initrd="$CAPTURE_INITRD" --append="$CAPTURE_APPEND"'
+    harness.assert_kdump_proof(harness.run(harness.kdump(command, "ppc64le-kexec-py-kdump-a"), ARCH))
+
+
+def test_reboot_kexec_py_kexec_load():
+    """kexec-py -l -c, then -e: the new kernel (loaded above the running one, which refuses
+    segments below its end) copies itself to 0 and comes up with the command line it was given."""
+    command, append = harness.reboot_load(ARCH, '"$KERNEL"', "ppc64le-l-c", "c")
+    harness.assert_rebooted(harness.run(harness.reboot(command, "ppc64le-reboot-c"), ARCH), append)

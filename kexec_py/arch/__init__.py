@@ -41,8 +41,7 @@ REGISTRY: dict[str, Entry] = {e.name: e for e in (
     Entry("i386", ("i386", "i486", "i586", "i686"), "kexec_py.arch.i386:I386", option_group="x86"),
     Entry("arm64", ("aarch64", "arm64"), "kexec_py.arch.arm64:Arm64", file_syscall=True),
     Entry("arm", ("armv7l", "armv6l", "armv8l", "arm"), unsupported="not implemented yet"),
-    Entry("ppc64le", ("ppc64le",), unsupported="not implemented yet (kdump planning with -c is --dry-run "
-          "only until a guest proves it)", dry_run_only="kexec_py.arch.ppc64le:Ppc64le"),
+    Entry("ppc64le", ("ppc64le",), "kexec_py.arch.ppc64le:Ppc64le", file_syscall=True),
     Entry("s390x", ("s390x",), unsupported="not implemented yet"),
     Entry("ia64", ("ia64",), unsupported="Itanium support was removed from Linux in 6.7, and there is no "
           "emulator or Debian kernel to test a loader with"),

@@ -123,6 +123,7 @@ class Ppc64Facts:
     notes: tuple[tuple[int, int], ...] = ()  # crash notes, then vmcoreinfo: (paddr, size)
     page_offset: int = PAGE_OFFSET
     sources: tuple[str, ...] = field(default=())   # where the facts came from, for notes
+    kernel_end: int = 0                      # /chosen linux,kernel-end: the running kernel's __pa(_end)
 
 
 def _be(raw: bytes | None) -> int | None:
@@ -225,8 +226,10 @@ def read_load_facts(sys: SystemView) -> Ppc64Facts:
     if not ram:
         raise SnapshotError("the device tree has no memory nodes with a reg property",
                             "is /proc/device-tree (or /sys/firmware/devicetree/base) readable?")
+    chosen = tree.root.child("chosen")
+    kernel_end = _be(chosen.props.get("linux,kernel-end")) if chosen else None
     return Ppc64Facts(tree=_flatten(tree), ram=tuple(ram), firmware=tuple(firmware_ranges(tree)),
-                      boot_reservations=tuple(_boot_reservations(sys)))
+                      boot_reservations=tuple(_boot_reservations(sys)), kernel_end=kernel_end or 0)
 
 
 def read_crash_facts(sys: SystemView) -> Ppc64Facts:
@@ -440,14 +443,19 @@ def plan_crash(image: Ppc64Vmlinux, inputs: LoadInputs, facts: Ppc64Facts, purga
 
 
 def plan_load(image: Ppc64Vmlinux, inputs: LoadInputs, facts: Ppc64Facts, purgatory) -> SegmentPlan:
-    """A kernel for a later ``kexec -e``: at the lowest RAM address (where it would copy
-    itself anyway), the rest bottom-up above it, the device tree top-down."""
-    free = subtract(facts.ram, [*facts.firmware])
+    """A kernel for a later ``kexec -e``. The running kernel refuses (ETXTBSY) any segment
+    below its own end (/chosen linux,kernel-end), and the new kernel, entered where it is
+    loaded with __run_at_load clear, copies itself down to 0 first: so every segment goes
+    above both the running kernel and the new one's copy at 0, the kernel lowest
+    (bottom-up), the device tree top-down."""
+    if not facts.kernel_end:
+        raise SnapshotError("the device tree's /chosen has no linux,kernel-end: where the running kernel ends "
+                            "is unknown, and the kernel refuses segments below it",
+                            "is /proc/device-tree the running kernel's?")
+    floor = align_up(max(facts.kernel_end, image.memsz), BACKUP_SIZE)
+    free = subtract(facts.ram, [*facts.firmware, Range(0, floor)])
     alloc = inputs.allocator(free)
     kernel = alloc.take("kernel", Placement(size=image.memsz, align=BACKUP_SIZE, top_down=False))
-    if kernel.start != min(r.start for r in facts.ram):
-        raise CorruptImage("the kernel cannot be loaded at the start of RAM, where it would copy itself",
-                           "check --mem-min and the firmware ranges in the device tree")
     segments = _kernel_segments(image, kernel, run_at_load=False)
     reserve = [f for f in facts.firmware]
     segments, entry, notes = _finish(image, inputs, facts, alloc, kernel, purgatory, segments=segments,

@@ -23,6 +23,7 @@ from kexec_py.arch.base import LoadInputs
 from kexec_py.plan.purgatory import load_purgatory, sha256_of_segments
 from kexec_py.structs import kexec_uapi as K
 from kexec_py.system.view import SystemView
+from tests.conftest import require_tool
 
 REPO = Path(__file__).resolve().parents[2]
 FIXTURE = REPO / "tests/fixtures/systems/ppc64le-qemu-2cpu"
@@ -207,29 +208,22 @@ def test_dry_run_through_the_cli(tmp_path):
     assert "elfcorehdr=565824K" in out.stdout and "KEXEC_ON_CRASH" in out.stdout
 
 
-def test_without_dry_run_ppc64le_is_still_refused():
+def test_an_unproven_arch_plans_only_with_dry_run(monkeypatch):
+    """The registry's dry_run_only: an Arch that plans but has not loaded a kernel in a guest
+    yet is reachable for --dry-run only (how ppc64le was added, before its guest proof)."""
     from kexec_py import arch as arches
     from kexec_py.errors import UsageError
-    with pytest.raises(UsageError, match="not implemented yet"):
-        arches.get("ppc64le")
-    assert arches.get("ppc64le", dry_run=True).name == "ppc64le"
-
-
-def test_the_dry_run_arch_implements_the_protocol():
-    from kexec_py import arch as arches
-    from kexec_py.arch.base import Arch
-    impl = arches.get("ppc64le", dry_run=True)
-    assert isinstance(impl, Arch)
-    assert impl.has_file_syscall and impl.elf_machine == "EM_PPC64"
-    assert (REPO / "kexec_py/data/purgatory/ppc64le.o").is_file()
-    assert "\nppc64le)" in (REPO / "scripts/build-purgatory").read_text()
+    monkeypatch.setitem(arches.REGISTRY, "ppc64le-next", arches.Entry(
+        "ppc64le-next", (), unsupported="not proven yet", dry_run_only="kexec_py.arch.ppc64le:Ppc64le"))
+    with pytest.raises(UsageError, match="not proven yet"):
+        arches.get("ppc64le-next")
+    assert arches.get("ppc64le-next", dry_run=True).name == "ppc64le"
+    assert arches.get("ppc64le").elf_machine == "EM_PPC64"          # proven: registered for real loads
 
 
 def test_the_purgatory_links_calls_to_local_entries_and_data_from_the_toc():
     """What the ELFv2 linking gives, read back with objdump's disassembly of the linked bytes."""
-    tool = shutil.which("powerpc64le-linux-gnu-objdump")
-    if not tool:
-        pytest.skip("binutils-powerpc64le-linux-gnu is not installed")
+    tool = require_tool("powerpc64le-linux-gnu-objdump", "binutils-powerpc64le-linux-gnu")
     base = 0x20280000
     linked = load_purgatory("ppc64le").link(base)
     path = Path(os.environ.get("TMPDIR", "/tmp")) / f"ppc64le-purgatory-{os.getpid()}.bin"
