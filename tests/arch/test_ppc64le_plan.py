@@ -246,3 +246,14 @@ def test_reboot_load_stays_above_the_running_kernel_and_the_new_kernels_copy(arc
     assert all(s.mem >= floor and s.mem % KiB64 == 0 for s in plan.segments), plan.segments
     assert not any(s.range.overlaps(Range.sized(*RTAS)) for s in plan.segments)
     preflight.check_plan(plan, arch)
+
+
+def test_a_locked_down_kernel_takes_an_appended_signature(arch, kernel_path):
+    """ppc64le kernels are signed the way modules are: a PKCS#7 blob, its module_signature
+    trailer and the marker appended. Debian's own signed ppc64el modules are such files."""
+    from tests.guest.fetch import fetch
+    module = next((fetch("ppc64le").root / "lib/modules").rglob("af_key.ko"))
+    signed = module.read_bytes()
+    assert arch.signed(signed)
+    assert not arch.signed(signed[:-1]) and not arch.signed(kernel_path.read_bytes()[:1 << 20])
+    assert not arch.signed(b"")
