@@ -25,7 +25,7 @@ from tests import guard
 from tests.conftest import SYSTEMS
 
 FIXTURE = SYSTEMS / "x86_64-qemu-2cpu"
-STRACE = ("strace -f -qq -e trace=kexec_load,kexec_file_load,reboot "
+STRACE = ("strace -f -qq -e trace=execve,kexec_load,kexec_file_load,reboot "
           "-e inject=kexec_load,kexec_file_load:retval=0 -e inject=reboot:error=EPERM")
 
 # argv (KERNEL stands for the Debian kernel) -> why kexec-py differs, or None
@@ -58,14 +58,20 @@ def reference_kexec() -> tuple[Path, dict]:
 
 
 def run_in_namespace(argv: list[str], env: dict, log: Path) -> tuple[int, list[str]]:
+    """(exit status, the kexec calls made) of ``argv`` run on the snapshot; fails unless the
+    program itself was started (strace logs its execve) and said something or called something."""
+    out = log.with_suffix(".out")
     script = (f"mount --bind {FIXTURE}/proc /proc && mount --bind {FIXTURE}/sys /sys && "
-              f"exec {STRACE} -o {log} {' '.join(map(_quote, argv))} >/dev/null 2>&1")
+              f"exec {STRACE} -o {log} {' '.join(map(_quote, argv))} >{out} 2>&1")
     p = subprocess.run(guard.guarded(["unshare", "-m", "-n", "--propagation", "private", "sh", "-c", script]),
                        env={**os.environ, **env}, timeout=120)
     assert p.returncode != guard.GUARD_FAILED, "the guard could not be installed"
     assert log.exists(), "strace did not start: the comparison would prove nothing"
-    calls = [_normalise(line) for line in log.read_text().splitlines()
-             if re.search(r"(kexec_\w+|reboot)\(", line)]
+    lines = log.read_text().splitlines()
+    started = [line for line in lines if f'execve("{argv[0]}"' in line and line.rstrip().endswith("= 0")]
+    assert started, f"{argv[0]} never ran (strace log: {lines[:3]}): the comparison would prove nothing"
+    calls = [_normalise(line) for line in lines if re.search(r"(kexec_\w+|reboot)\(", line)]
+    assert calls or out.read_text().strip(), f"{argv[0]} neither called the kernel nor said why not"
     return p.returncode, calls
 
 
