@@ -440,9 +440,15 @@ def _zstd(data: bytes) -> bytes:
     return zstandard.ZstdCompressor(level=1).compress(data)
 
 
-def test_the_table_is_big_and_its_ids_unique():
-    assert len(CASES) >= 40
+def test_the_table_covers_every_exit_status_arch_and_syscall_path():
+    """Not a size: every refusal exit status (1 before any call, 253 no kexec_file_load, 255
+    the kernel refused or would), every supported x86/arm64 arch, refusals with no call at
+    all and ones after a recorded call, each id once."""
     assert len({c.id for c in CASES}) == len(CASES)
+    assert {c.code for c in CASES} >= {1, 253, 255}
+    assert {c.arch for c in CASES} >= {"x86_64", "i386", "arm64"}
+    assert any(not c.calls for c in CASES) and any(c.calls for c in CASES)
+    assert any(c.fail for c in CASES), "some cases must have the kernel refuse a call"
 
 
 # --- running the CLI in this process, with no way to reach a real syscall ---------------------
