@@ -3,7 +3,8 @@
 Each test boots a guest whose first kernel writes a random token to its log,
 loads a capture kernel and (for the kdump proofs) crashes; the capture kernel
 reads the dead kernel's log from /proc/vmcore with Debian's vmcore-dmesg and
-must find the token.  Debian's kexec-tools is the differential baseline: when
+makedumpfile (--dump-dmesg, and a -l -d 31 dump, which walks the page tables)
+and must find the token.  Debian's kexec-tools is the differential baseline: when
 its test fails, the harness or the guest is broken, not kexec_py.
 
 Run: pytest -m guest tests/test_guest_x86_64.py   (about 30 s a test)
@@ -47,13 +48,15 @@ def test_reference_kexec_tools_unload():
 
 
 def test_kdump_kexec_load():
-    scenario = harness.kdump(harness.kexec_py_load("c"), "kexec-py-kdump-c")
-    assert_kdump_proof(harness.run(scenario))
+    result = harness.run(harness.kdump(harness.kexec_py_load("c"), "kexec-py-kdump-c"))
+    assert_kdump_proof(result)
+    harness.assert_makedumpfile_reads(result)
 
 
 def test_kdump_kexec_file_load():
-    scenario = harness.kdump(harness.kexec_py_load("s"), "kexec-py-kdump-s")
-    assert_kdump_proof(harness.run(scenario))
+    result = harness.run(harness.kdump(harness.kexec_py_load("s"), "kexec-py-kdump-s"))
+    assert_kdump_proof(result)
+    harness.assert_makedumpfile_reads(result)
 
 
 def test_unload():

@@ -49,8 +49,11 @@ class Arch:
 
 
 ARCHES = {
+    # makedumpfile reads the capture kernel's /proc/vmcore; kdump-tools brings Debian's own
+    # kdump-config, which tests/test_guest_kdump_config.py runs with kexec-py as /sbin/kexec.
     "x86_64": Arch("x86_64", "amd64", "x86_64-linux-gnu", "linux-image-cloud-amd64",
-                   "manylinux2014_x86_64", "qemu-system-x86_64", "qemu-system-x86", "ttyS0"),
+                   "manylinux2014_x86_64", "qemu-system-x86_64", "qemu-system-x86", "ttyS0",
+                   extra_packages=("makedumpfile", "kdump-tools")),
     # 32-bit x86: Debian's 686-pae kernel in qemu-system-i386 (HIGHMEM, 3G/1G split).
     "i386": Arch("i386", "i386", "i386-linux-gnu", "linux-image-686-pae",
                  "manylinux2014_i686", "qemu-system-i386", "qemu-system-x86", "ttyS0"),
@@ -242,9 +245,11 @@ def fetch_debs(arch: Arch, refresh: bool = False) -> dict[str, str]:
     manifest = arch_dir(arch) / "manifest.json"
     debs = arch_dir(arch) / "debs"
     debs.mkdir(exist_ok=True)
+    asked = [arch.kernel_meta, *GUEST_PACKAGES, *arch.extra_packages]     # a new package: resolve again
     if manifest.exists() and not refresh:
-        files = json.loads(manifest.read_text())["debs"]
-        if all((debs / f).exists() for f in files.values()):
+        recorded = json.loads(manifest.read_text())
+        files = recorded["debs"]
+        if recorded.get("asked") == asked and all((debs / f).exists() for f in files.values()):
             return files
     if refresh:
         apt_update()
@@ -260,7 +265,7 @@ def fetch_debs(arch: Arch, refresh: bool = False) -> dict[str, str]:
         if deb is None:
             raise FetchError(f"apt-get download left no .deb for {pkg}")
         files[pkg] = deb.name
-    manifest.write_text(json.dumps({"debs": files}, indent=1))
+    manifest.write_text(json.dumps({"asked": asked, "debs": files}, indent=1))
     return files
 
 

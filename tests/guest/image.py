@@ -200,8 +200,8 @@ def build_main(inputs: fetch.Inputs, capture_img: Path, scenario_files: dict[str
     st.archive.add_file("/boot/capture.img", capture_img, mode=0o644)
     for path, text in scenario_files.items():
         st.archive.add_bytes(path, text.encode(), 0o755 if path.endswith(".sh") else 0o644)
-    for path, host in (extra_files or {}).items():
-        st.archive.add_file(path, host, mode=0o644)
+    for path, host in (extra_files or {}).items():         # executables stay executable
+        st.archive.add_file(path, host, mode=0o755 if os.access(host, os.X_OK) else 0o644)
     st.archive.write_gzip(dest, level=6)
     return dest
 
