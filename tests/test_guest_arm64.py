@@ -63,8 +63,9 @@ assert_kdump_proof = harness.assert_kdump_proof
 
 
 def test_kdump_kexec_load():
-    scenario = harness.kdump(harness.kexec_py_load("c"), "arm64-kexec-py-kdump-c")
-    assert_kdump_proof(harness.run(scenario, ARCH))
+    result = harness.run(harness.kdump(harness.kexec_py_load("c"), "arm64-kexec-py-kdump-c"), ARCH)
+    assert_kdump_proof(result)
+    harness.assert_makedumpfile_reads(result)        # -l -d 31 walks the page tables: the ELF header's map
 
 
 def test_kdump_default_syscall_falls_back_or_uses_the_file_syscall():

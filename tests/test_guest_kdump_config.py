@@ -11,7 +11,7 @@ kdump-config checks only exit statuses and /sys/kernel/kexec_crash_loaded.
 
 All of this happens inside the guest's initramfs; nothing is written on the host.
 
-Run: pytest -m guest tests/test_guest_kdump_config.py   (one guest boot)
+Run: pytest -m guest tests/test_guest_kdump_config.py   (one guest boot per arch: x86_64, arm64)
 """
 
 from __future__ import annotations
@@ -46,16 +46,16 @@ GUEST_SETUP = "\n".join((
 ))
 
 
-@pytest.fixture(scope="module")
-def inputs():
+@pytest.fixture(scope="module", params=["x86_64", "aarch64"])
+def inputs(request):
     """Install QEMU and fetch the guest inputs once (a failure fails, never skips)."""
-    return harness.prepare("x86_64")
+    return harness.prepare(request.param)
 
 
 def test_kdump_config_drives_kexec_py(inputs):
     script = inputs.root / KDUMP_CONFIG.lstrip("/")
     assert script.is_file(), f"kdump-tools' {KDUMP_CONFIG} was not fetched"
-    scenario = harness.Scenario("kdump-config", [
+    scenario = harness.Scenario(f"kdump-config-{inputs.arch.name}", [
         ("setup", GUEST_SETUP),
         ("kdc_load", f"{KDUMP_CONFIG} load"),
         ("kdc_status", f"{KDUMP_CONFIG} status"),
@@ -63,7 +63,7 @@ def test_kdump_config_drives_kexec_py(inputs):
         ("kdc_status_unloaded", f"{KDUMP_CONFIG} status"),
         ("load", f"{KDUMP_CONFIG} load && cat /var/crash/kexec_cmd"),
     ], crash=True)
-    result = harness.run(scenario, extra_files={KDUMP_CONFIG: script})
+    result = harness.run(scenario, inputs.arch.name, extra_files={KDUMP_CONFIG: script})
     m = result.markers
     assert m.get("RC-setup") == "0", result.explain()
     assert "kexec-tools-compatible" in result.step_output("setup"), result.explain()

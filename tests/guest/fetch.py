@@ -59,7 +59,8 @@ ARCHES = {
                  "manylinux2014_i686", "qemu-system-i386", "qemu-system-x86", "ttyS0"),
     # arm64: Debian 12's cloud kernel (a plain EFI-stub Image) in qemu-system-aarch64 -M virt.
     "aarch64": Arch("aarch64", "arm64", "aarch64-linux-gnu", "linux-image-cloud-arm64",
-                    "manylinux2014_aarch64", "qemu-system-aarch64", "qemu-system-arm", "ttyAMA0"),
+                    "manylinux2014_aarch64", "qemu-system-aarch64", "qemu-system-arm", "ttyAMA0",
+                    extra_packages=("makedumpfile", "kdump-tools")),
     # ppc64le: Debian 12's powerpc64le kernel (an ELF vmlinux of about 45 MB, 64 KiB pages)
     # in qemu-system-ppc64 -M pseries, console on the hypervisor's virtual terminal.
     # makedumpfile reads the capture kernel's /proc/vmcore (init.sh runs it when present).
