@@ -37,7 +37,6 @@ describes it (§3.5, §4.2-4.6, §5.5).
 
 from __future__ import annotations
 
-import struct
 from dataclasses import dataclass, field
 
 from kexec_py.arch.base import FileInputs, LoadInputs, not_taken
@@ -60,8 +59,6 @@ HEAD_BYTES = 0x100                      # what kexec_sequence copies from the en
 COMMAND_LINE_SIZE = 2048                # the kernel's limit, NUL included
 MAX_DTB_SIZE = 1 * MiB                  # the kernel's early code reads it in place: keep it small
 BOOT_CPU_PLACEHOLDER = 0                # the purgatory writes the real boot CPU
-DRCONF_MEM_ASSIGNED = 0x8
-DRCONF_MEM_RESERVED = 0x80
 
 # /chosen properties the running kernel added for itself, which the next must not inherit
 STALE_CHOSEN = ("linux,crashkernel-base", "linux,crashkernel-size", "linux,kernel-end",
@@ -157,21 +154,26 @@ def lmbs(tree: DeviceTree) -> list[tuple[Range, bool]]:
     size = _be(node.props.get("ibm,lmb-size"))
     if not size:
         raise SnapshotError("ibm,dynamic-reconfiguration-memory has no ibm,lmb-size")
+    from construct import ConstructError
+
+    from kexec_py.structs import ppc64
     out = []
-    if (v1 := node.props.get("ibm,dynamic-memory")) is not None:
-        (count,) = struct.unpack_from(">I", v1)
-        for i in range(count):
-            base, _drc, _res, _aa, flags = struct.unpack_from(">QIIII", v1, 4 + 24 * i)
-            out.append((Range.sized(base, size), _lmb_usable(flags)))
-    elif (v2 := node.props.get("ibm,dynamic-memory-v2")) is not None:
-        (count,) = struct.unpack_from(">I", v2)
-        for i in range(count):
-            n, base, _drc, _aa, flags = struct.unpack_from(">IQIII", v2, 4 + 24 * i)
-            out.extend((Range.sized(base + j * size, size), _lmb_usable(flags)) for j in range(n))
+    try:
+        if (v1 := node.props.get("ibm,dynamic-memory")) is not None:
+            for lmb in ppc64.dynamic_memory_v1.parse(v1):
+                out.append((Range.sized(lmb.base, size), _lmb_usable(lmb.flags)))
+        elif (v2 := node.props.get("ibm,dynamic-memory-v2")) is not None:
+            for run in ppc64.dynamic_memory_v2.parse(v2):
+                out.extend((Range.sized(run.base + j * size, size), _lmb_usable(run.flags))
+                           for j in range(run.count))
+    except ConstructError:
+        raise SnapshotError("ibm,dynamic-reconfiguration-memory: ibm,dynamic-memory is shorter than its count "
+                            "says") from None
     return out
 
 
 def _lmb_usable(flags: int) -> bool:
+    from kexec_py.structs.ppc64 import DRCONF_MEM_ASSIGNED, DRCONF_MEM_RESERVED
     return bool(flags & DRCONF_MEM_ASSIGNED) and not flags & DRCONF_MEM_RESERVED
 
 

@@ -257,3 +257,29 @@ def test_a_locked_down_kernel_takes_an_appended_signature(arch, kernel_path):
     assert arch.signed(signed)
     assert not arch.signed(signed[:-1]) and not arch.signed(kernel_path.read_bytes()[:1 << 20])
     assert not arch.signed(b"")
+
+
+def test_hot_pluggable_memory_from_both_property_versions():
+    """ibm,dynamic-memory (one LMB an entry) and -v2 (runs of LMBs), packed here by hand from
+    PAPR's layout: assigned, unreserved LMBs are RAM; others are not."""
+    import struct
+
+    from kexec_py.arch.ppc64le import lmbs
+    from kexec_py.plan.devicetree import DeviceTree, Node
+    lmb = 256 << 20
+
+    def tree(name: str, value: bytes) -> DeviceTree:
+        node = Node("ibm,dynamic-reconfiguration-memory",
+                    props={"ibm,lmb-size": lmb.to_bytes(8, "big"), name: value})
+        return DeviceTree(Node("", children=[node]), [], 0)
+    v1 = struct.pack(">I", 3) + b"".join(struct.pack(">QIIII", base, 0x80000000 + i, 0, 0, flags)
+                                         for i, (base, flags) in enumerate([(1 << 30, 0x8), (5 << 28, 0x0),
+                                                                            (6 << 28, 0x88)]))
+    assert lmbs(tree("ibm,dynamic-memory", v1)) == [(Range.sized(1 << 30, lmb), True),
+                                                   (Range.sized(5 << 28, lmb), False),
+                                                   (Range.sized(6 << 28, lmb), False)]
+    v2 = struct.pack(">I", 2) + struct.pack(">IQIII", 2, 1 << 30, 0x80000000, 0, 0x8) \
+        + struct.pack(">IQIII", 1, 3 << 30, 0x80000002, 0, 0x0)
+    assert lmbs(tree("ibm,dynamic-memory-v2", v2)) == [(Range.sized(1 << 30, lmb), True),
+                                                      (Range.sized((1 << 30) + lmb, lmb), True),
+                                                      (Range.sized(3 << 30, lmb), False)]
