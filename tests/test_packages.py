@@ -134,12 +134,16 @@ def test_deb_contents(deb):
     assert not [p for p in entries if "/tests/" in p or p.endswith(".pyc")]
 
 
+def _debian_env(root: Path) -> dict[str, str]:
+    """Modules from the unpacked root, then Debian's python3-* packages only: with ``python3 -S``
+    neither /usr/local (where pip may have put a newer typer) nor a user site is on the path."""
+    return {**BUILD_ENV, "PYTHONPATH": f"{root / SITE}:/{SITE}", "COLUMNS": "80", "PYTHONDONTWRITEBYTECODE": "1"}
+
+
 def _run_installed(root: Path, *args: str) -> subprocess.CompletedProcess:
-    """The unpacked /usr/sbin/kexec, run by its own #! line (Debian's python3), its modules from
-    the unpacked root and the rest from Debian's python3-* packages, behind the guard."""
-    env = {**BUILD_ENV, "PYTHONPATH": str(root / SITE), "COLUMNS": "80", "PYTHONDONTWRITEBYTECODE": "1"}
-    return subprocess.run(guard.guarded([str(root / "usr/sbin/kexec"), *args]), env=env, cwd=root,
-                          capture_output=True, text=True)
+    """The unpacked /usr/sbin/kexec, run by its #! interpreter (Debian's python3), behind the guard."""
+    return subprocess.run(guard.guarded([DEB_PYTHON, "-S", str(root / "usr/sbin/kexec"), *args]),
+                          env=_debian_env(root), cwd=root, capture_output=True, text=True)
 
 
 def test_installed_command_runs(unpacked):
@@ -152,11 +156,11 @@ def test_installed_command_runs(unpacked):
     # an unknown option goes through typer (Debian's python3-typer): usage error, exit 2
     out = _run_installed(unpacked, "--no-such-option")
     assert out.returncode == 2 and "No such option: --no-such-option" in out.stderr, out
-    # the modules are the unpacked ones, not the repository's
-    where = subprocess.run([DEB_PYTHON, "-c", "import kexec_py; print(kexec_py.__file__)"],
-                           env={**BUILD_ENV, "PYTHONPATH": str(unpacked / SITE)}, cwd=unpacked,
-                           capture_output=True, text=True, check=True).stdout.strip()
-    assert where == str(unpacked / SITE / "kexec_py/__init__.py")
+    # kexec_py is the unpacked one, typer is Debian's
+    where = subprocess.run([DEB_PYTHON, "-S", "-c", "import kexec_py, typer; print(kexec_py.__file__, typer.__file__)"],
+                           env=_debian_env(unpacked), cwd=unpacked, capture_output=True, text=True, check=True
+                           ).stdout.split()
+    assert where == [str(unpacked / SITE / "kexec_py/__init__.py"), f"/{SITE}/typer/__init__.py"]
 
 
 def test_installed_completions_parse_and_complete(unpacked):
