@@ -78,6 +78,53 @@ def _rng_seed(theirs, ours, ctx):
     return t
 
 
+def _efi_in_setup(theirs, ours, ctx):
+    keys = ("segment.setup_efi", "segment.efi_memmap")
+    if not all(k in theirs for k in keys) or any(k in ours for k in keys):
+        return None
+    t = {k: v for k, v in theirs.items() if k not in keys}
+    t["segments.roles"] = tuple(r for r in t["segments.roles"] if r not in ("setup_efi", "efi_memmap"))
+    return t
+
+
+def _runtime_map_order(theirs, ours, ctx):
+    t, o = theirs.get("efi.memmap"), ours.get("efi.memmap")
+    if not t or not o or t == o or sorted(t) != sorted(o):
+        return None
+    return {**theirs, "efi.memmap": o}
+
+
+def _merged_adjacent_ram(theirs, ours, ctx):
+    """theirs' PT_LOADs with each run of contiguous ones (paddr, vaddr and offset) made one."""
+    loads = theirs.get("core.loads")
+    if not loads:
+        return None
+    merged: list[tuple] = []
+    for ld in loads:
+        if merged:
+            off, vaddr, paddr, filesz, memsz, flags, align = merged[-1]
+            if ld[2] == paddr + memsz and ld[1] == vaddr + memsz and ld[0] == off + filesz and ld[5:] == (flags, align):
+                merged[-1] = (off, vaddr, paddr, filesz + ld[3], memsz + ld[4], flags, align)
+                continue
+        merged.append(ld)
+    if len(merged) == len(loads) or tuple(merged) != ours.get("core.loads"):
+        return None
+    return {**theirs, "core.loads": tuple(merged), "core.phdr_order": ours["core.phdr_order"],
+            "segment.elfcorehdr.bufsz": ours["segment.elfcorehdr.bufsz"]}
+
+
+def _adjacent_ram_in_iomem(ctx: Ctx) -> bool:
+    """Does the snapshot's /proc/iomem list top-level System RAM ranges that touch (the EFI stub's
+    setup_data boundaries split them on UEFI guests)?"""
+    ends, starts = set(), set()
+    for line in (ctx.fixture / "proc/iomem").read_text().splitlines():
+        if not line.startswith(" ") and line.endswith(": System RAM"):
+            lo, hi = (int(x, 16) for x in line.split(" : ")[0].split("-"))
+            ends.add(hi + 1)
+            starts.add(lo)
+    return bool(ends & starts)
+
+
 def _own_purgatory(theirs, ours, ctx):
     keys = ["segment.purgatory", "segment.setup", "segment.setup.bufsz"]
     if all(theirs.get(k) == ours.get(k) for k in keys):
@@ -191,7 +238,26 @@ def _several_crashkernel(ctx: Ctx) -> bool:
     return len(re.findall(r"(?:^|\s)crashkernel=", (ctx.fixture / "proc/cmdline").read_text())) > 1
 
 
+def _efi_handed_on(ctx: Ctx) -> bool:
+    return ctx.arch == "x86_64" and (ctx.fixture / "sys/firmware/efi/runtime-map").is_dir()
+
+
 INTENDED = {
+    "adjacent-ram-merged": Intended(
+        "ELF core header: kexec-py merges System RAM ranges of /proc/iomem that touch into one PT_LOAD; "
+        "kexec-tools 2.0.25 gives each its own (its header is then larger). The memory described is the same",
+        lambda ctx, t: ctx.crash and _adjacent_ram_in_iomem(ctx), _merged_adjacent_ram),
+    "efi-in-setup": Intended(
+        "kexec-py carries the SETUP_EFI setup_data and the EFI runtime map (which efi_info points at) "
+        "inside the setup segment, as the kernel's own kexec_file_load does; kexec-tools gives each a "
+        "page-sized segment of its own, bottom-up from 1 MiB. Their contents and the setup_data chain "
+        "(compared) are the same",
+        lambda ctx, t: _efi_handed_on(ctx), _efi_in_setup),
+    "efi-runtime-map-order": Intended(
+        "kexec-py lists the EFI runtime map in the order of /sys/firmware/efi/runtime-map/N (the "
+        "running kernel's); kexec-tools in readdir() order, which sysfs sorts by a hash of the names. "
+        "The descriptors are the same; the kernel maps each on its own",
+        lambda ctx, t: _efi_handed_on(ctx) and len(t.get("efi.memmap") or ()) > 2, _runtime_map_order),
     "rng-seed-in-setup": Intended(
         "kexec-py carries the SETUP_RNG_SEED setup_data inside the setup segment, as the kernel's own "
         "kexec_file_load does; kexec-tools gives it a page-sized segment of its own. The setup_data "

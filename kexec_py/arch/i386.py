@@ -141,14 +141,14 @@ def split_at(ranges, limit: int) -> list[Range]:
 
 
 def _place_boot(alloc: Allocator, image: BzImage, inputs: LoadInputs, cmdline: str, purgatory,
-                *, crash: bool) -> x86.BootLayout:
+                *, crash: bool, efi: x86.EfiHandover | None = None) -> x86.BootLayout:
     """Purgatory and setup top-down, the kernel bottom-up, the initrd top-down."""
     x86.check_cmdline(image, cmdline)
     purg = alloc.take("purgatory", Placement(size=purgatory.memsz, align=purgatory.align,
                                              min_addr=SETUP_MIN, max_addr=PURGATORY_MAX))
     cmd_bytes = cmdline.encode() + b"\0"
     setup_max = 4 * GiB if crash else min(LOW_SETUP_MAX, purg.start)
-    setup = alloc.take("setup", Placement(size=x86.setup_size(cmd_bytes), min_addr=SETUP_MIN,
+    setup = alloc.take("setup", Placement(size=x86.setup_size(cmd_bytes, efi), min_addr=SETUP_MIN,
                                           max_addr=setup_max, top_down=crash))
     kernel_size = align_up(image.init_size, PAGE_SIZE)
     kernel_min = max(MiB, image.pref_address) if image.relocatable else MiB
@@ -163,10 +163,12 @@ def _place_boot(alloc: Allocator, image: BzImage, inputs: LoadInputs, cmdline: s
 
 
 def _boot_segments(image: BzImage, inputs: LoadInputs, boot: x86.BootLayout, purgatory, *, e820, running, acpi_rsdp,
-                   extra: list[Segment], backup: tuple | None) -> tuple[list[Segment], int]:
+                   extra: list[Segment], backup: tuple | None,
+                   efi: x86.EfiHandover | None = None) -> tuple[list[Segment], int]:
     initrd = Range.sized(boot.initrd.start, len(inputs.initrd)) if boot.initrd else None
     setup = x86.setup_bytes(image.setup_header, boot.setup, boot.cmd_bytes, initrd,
-                            e820=e820, running=running, acpi_rsdp=acpi_rsdp, rng_seed=inputs.rng_seed)
+                            e820=e820, running=running, acpi_rsdp=acpi_rsdp, rng_seed=inputs.rng_seed,
+                            efi=efi)
     segments = [*extra, Segment("setup", setup, boot.setup.start, boot.setup.size),
                 Segment("kernel", image.payload, boot.kernel.start, boot.kernel.size)]
     if boot.initrd:
@@ -196,12 +198,15 @@ def plan_bzimage32_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFac
     cc = x86.place_crash_core(alloc, facts, elf_class=core_class(facts), machine=EM_386,
                               ram=split_at(x86.dump_ram(facts), limit), hotplug_size=inputs.hotplug_size)
     e820 = x86.crash_e820(facts, backup_src=cc.backup_src, taken_out=[cc.backup, cc.elfcorehdr])
-    cmdline = x86.crash_cmdline(inputs, cc, e820, acpi_rsdp=x86.running_acpi_rsdp(facts))
-    boot = _place_boot(alloc, image, inputs, cmdline, purgatory, crash=True)
+    # i386 kernels do not set XLF_EFI_KEXEC (the kernel's kexec EFI support is x86_64's), so
+    # this hands on no EFI for them, as kexec-tools' 32-bit loader does not either
+    efi, efi_notes = x86.plan_efi(inputs, facts.efi, image.setup_header)
+    cmdline = x86.crash_cmdline(inputs, cc, e820, acpi_rsdp=0 if efi else x86.running_acpi_rsdp(facts))
+    boot = _place_boot(alloc, image, inputs, cmdline, purgatory, crash=True, efi=efi)
     segments, entry = _boot_segments(image, inputs, boot, purgatory, e820=e820, running=facts.boot_params,
                                      acpi_rsdp=facts.acpi_rsdp, extra=cc.segments(),
-                                     backup=(cc.backup_src, cc.backup.start))
-    notes = (*x86.crash_notes(facts, region, cc, e820), f"lowmem ends at {limit:#x}", *x86.efi_notes(inputs))
+                                     backup=(cc.backup_src, cc.backup.start), efi=efi)
+    notes = (*x86.crash_notes(facts, region, cc, e820), f"lowmem ends at {limit:#x}", *efi_notes)
     return SegmentPlan(arch="i386", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
                        flags=x86.crash_flags(inputs, K.KEXEC_ARCH_DEFAULT), cmdline=cmdline,
                        allowed=facts.crash_regions, notes=notes)
@@ -211,10 +216,11 @@ def plan_bzimage32_load(image: BzImage, inputs: LoadInputs, facts: x86.LoadFacts
     """A kernel for a later ``kexec -e``, handed the firmware's memory map."""
     below_4g = [r.intersect(Range(0, 4 * GiB)) for r in facts.ram]       # paging is off: 32-bit addresses
     alloc = inputs.allocator([r for r in below_4g if r])
-    boot = _place_boot(alloc, image, inputs, inputs.cmdline, purgatory, crash=False)
+    efi, efi_notes = x86.plan_efi(inputs, facts.efi, image.setup_header)
+    boot = _place_boot(alloc, image, inputs, inputs.cmdline, purgatory, crash=False, efi=efi)
     segments, entry = _boot_segments(image, inputs, boot, purgatory, e820=facts.e820, running=facts.boot_params,
-                                     acpi_rsdp=facts.acpi_rsdp, extra=[], backup=None)
+                                     acpi_rsdp=facts.acpi_rsdp, extra=[], backup=None, efi=efi)
     return SegmentPlan(arch="i386", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
                        flags=K.KEXEC_ARCH_DEFAULT,
                        cmdline=inputs.cmdline, allowed=facts.ram,
-                       notes=(f"memory map from {facts.source}", *x86.e820_notes(facts.e820), *x86.efi_notes(inputs)))
+                       notes=(f"memory map from {facts.source}", *x86.e820_notes(facts.e820), *efi_notes))

@@ -49,6 +49,7 @@ class CrashFacts:
     acpi_rsdp: int = 0                       # from the EFI system table, when boot_params has none
     lowmem_limit: int | None = None          # i386: RAM from here up has no linear mapping
     core_class: int | None = None            # force ELF32/ELF64 core headers; None: the arch decides
+    efi: "EfiFacts | None" = None            # the EFI the running kernel was booted from; None: none
 
 
 def read_crash_facts(sys: SystemView, *, page_offset_default: int | None) -> CrashFacts:
@@ -76,7 +77,96 @@ def read_crash_facts(sys: SystemView, *, page_offset_default: int | None) -> Cra
         page_offset=_page_offset(kcore, page_offset_default),
         boot_params=sys.boot_params(),
         acpi_rsdp=_efi_acpi_rsdp(sys),
+        efi=read_efi_facts(sys),
     )
+
+
+@dataclass(frozen=True, slots=True)
+class EfiFacts:
+    """What the running kernel shows of the EFI firmware it was booted from, which a kernel
+    started through kexec_load needs to keep using EFI (it cannot ask the firmware again:
+    boot services are gone and the runtime services are mapped at the running kernel's
+    virtual addresses, which the new kernel must map the same way)."""
+    info: bytes                               # the running zero page's efi_info (32 bytes)
+    systab: bool                              # /sys/firmware/efi/systab exists
+    fw_vendor: int | None                     # /sys/firmware/efi/fw_vendor (None: absent)
+    runtime: int | None                       # /sys/firmware/efi/runtime
+    tables: int | None                        # /sys/firmware/efi/config_table
+    smbios: int                               # SMBIOS= of the systab, 0 when it has none
+    runtime_map: tuple[tuple[int, int, int, int, int], ...] | None   # (type, phys, virt, pages, attr)
+    platform_size: int | None                 # /sys/firmware/efi/fw_platform_size: 64 or 32
+
+
+def read_efi_facts(sys: SystemView) -> EfiFacts | None:
+    """The EFI facts, or None when the running kernel was not booted through EFI (no
+    boot_params, or its efi_info describes no memory map)."""
+    from kexec_py.structs import bootparam as bp
+    from kexec_py.structs.layout import offset_of
+    running = sys.boot_params()
+    at = offset_of(bp.boot_params, "efi_info")
+    if not running or len(running) < at + bp.EFI_INFO_SIZE:
+        return None
+    info = bytes(running[at:at + bp.EFI_INFO_SIZE])
+    if not bp.efi_info.parse(info).efi_memmap_size:
+        return None
+    rmap = sys.efi_runtime_map()
+    from kexec_py.system.view import EFI_RUNTIME_MAP_FIELDS
+    return EfiFacts(
+        info=info, systab=sys.exists("/sys/firmware/efi/systab"),
+        fw_vendor=sys.efi_number("fw_vendor"), runtime=sys.efi_number("runtime"),
+        tables=sys.efi_number("config_table"), smbios=sys.efi_systab().get("SMBIOS", 0),
+        runtime_map=None if rmap is None else tuple(tuple(d[k] for k in EFI_RUNTIME_MAP_FIELDS) for d in rmap),
+        platform_size=sys.efi_platform_size())
+
+
+@dataclass(frozen=True, slots=True)
+class EfiHandover:
+    """What a plan hands the new kernel of EFI: efi_info for its zero page (the memory map
+    fields are filled where the map lands), a SETUP_EFI setup_data and the runtime map."""
+    info: dict                  # efi_info fields taken from the running kernel
+    setup_data: bytes           # the SETUP_EFI payload (struct efi_setup_data)
+    memmap: bytes               # the runtime map: EFI memory descriptors, 40 bytes each
+
+    @property
+    def room(self) -> int:
+        """Bytes the setup segment needs for it (16-aligned parts)."""
+        from kexec_py.structs import bootparam as bp
+        return align_up(bp.setup_data.sizeof() + len(self.setup_data), 16) + len(self.memmap)
+
+
+def efi_handover(efi: EfiFacts | None, setup_header: bytes, *, noefi: bool) -> tuple[EfiHandover | None, str | None]:
+    """(what to hand on of EFI, or None; a note saying why not, when there is EFI to speak of).
+
+    Handed on, as kexec-tools does for bzImage64, when the image says it can take it
+    (XLF_EFI_KEXEC), --noefi is not given, the running kernel was booted through EFI with
+    version 1 memory descriptors, and it shows its system table, fw_vendor, config_table
+    and a non-empty runtime map. The runtime field (unused by kernels since 5.7) is 0 when
+    /sys/firmware/efi/runtime is absent, where kexec-tools would give up."""
+    from kexec_py.structs import bootparam as bp
+    from kexec_py.structs.layout import read_field
+    if noefi:
+        return None, "--noefi: no EFI information is passed (efi_info in the zero page is empty)"
+    if efi is None:
+        return None, None
+    if not read_field(bp.setup_header, "xloadflags", setup_header, default=0) & bp.XLF_EFI_KEXEC:
+        return None, ("EFI not passed: the kernel image cannot take the EFI runtime state from kexec "
+                      "(no XLF_EFI_KEXEC in its xloadflags)")
+    info = bp.efi_info.parse(efi.info)
+    if info.efi_memdesc_version != bp.EFI_MEMDESC_VERSION:
+        return None, f"EFI not passed: memory descriptor version {info.efi_memdesc_version} (only 1 is known)"
+    missing = [name for name, value in (("systab", efi.systab or None), ("fw_vendor", efi.fw_vendor),
+                                        ("config_table", efi.tables)) if value is None]
+    if missing:
+        return None, f"EFI not passed: /sys/firmware/efi/{', '.join(missing)} missing"
+    if not efi.runtime_map:
+        return None, ("EFI not passed: no /sys/firmware/efi/runtime-map (the running kernel has no EFI "
+                      "runtime services, or lacks CONFIG_EFI_RUNTIME_MAP)")
+    setup_data = bp.efi_setup_data.build(dict(fw_vendor=efi.fw_vendor, runtime=efi.runtime or 0,
+                                              tables=efi.tables, smbios=efi.smbios, reserved=[0] * 8))
+    memmap = b"".join(bp.efi_memory_desc.build(dict(type=t, pad=0, phys_addr=p, virt_addr=v, num_pages=n,
+                                                    attribute=a)) for t, p, v, n, a in efi.runtime_map)
+    keep = {k: info[k] for k in ("efi_loader_signature", "efi_systab", "efi_systab_hi", "efi_memdesc_version")}
+    return EfiHandover(info=keep, setup_data=setup_data, memmap=memmap), None
 
 
 def _efi_acpi_rsdp(sys: SystemView) -> int:
@@ -118,6 +208,7 @@ class LoadFacts:
     boot_params: bytes | None
     acpi_rsdp: int
     source: str
+    efi: "EfiFacts | None" = None
 
 
 def read_load_facts(sys: SystemView) -> LoadFacts:
@@ -135,7 +226,7 @@ def read_load_facts(sys: SystemView) -> LoadFacts:
     if not ram:
         raise SnapshotError(f"{source} lists no System RAM", "is /sys mounted, and are you root?")
     return LoadFacts(ram=ram, e820=tuple(e820), boot_params=sys.boot_params(), acpi_rsdp=_efi_acpi_rsdp(sys),
-                     source=source)
+                     source=source, efi=read_efi_facts(sys))
 
 
 # -- the crash layout ------------------------------------------------------
@@ -254,28 +345,44 @@ class BootLayout:
 RNG_SEED_ROOM = 64          # a 16-byte setup_data header and a 32-byte seed, 16-aligned
 
 
-def setup_size(cmd_bytes: bytes) -> int:
-    return PAGE_SIZE + len(cmd_bytes) + 16 + RNG_SEED_ROOM
+def setup_size(cmd_bytes: bytes, efi: EfiHandover | None = None) -> int:
+    return PAGE_SIZE + len(cmd_bytes) + 16 + RNG_SEED_ROOM + (efi.room if efi else 0)
 
 
 def setup_bytes(setup_header: bytes, setup: Range, cmd_bytes: bytes, initrd: Range | None, *, e820,
-                running: bytes | None, acpi_rsdp: int, rng_seed: bytes | None = None) -> bytes:
+                running: bytes | None, acpi_rsdp: int, rng_seed: bytes | None = None,
+                efi: EfiHandover | None = None) -> bytes:
     """The setup segment: the zero page (with the image's ``setup_header``), the command
-    line one page in, then (protocol 2.09+) a SETUP_RNG_SEED setup_data with ``rng_seed``,
-    the way the kernel's own kexec_file_load carries it."""
+    line one page in, then (protocol 2.09+) the setup_data, each 16-aligned, the way the
+    kernel's own kexec_file_load carries them: SETUP_EFI and the EFI runtime map (``efi``,
+    which efi_info points at), and a SETUP_RNG_SEED with ``rng_seed``. The chain starts
+    at the last one (kexec-tools' order: RNG seed, then EFI)."""
     from kexec_py.arch.zeropage import ZeroPageSpec, build_zero_page
     from kexec_py.structs import bootparam as bp
-    tail, setup_data = b"", 0
     from kexec_py.structs.layout import read_field
+    tail = bytearray(cmd_bytes)
+    head = 0
+    efi_info = None
+
+    def put(data: bytes) -> int:
+        tail.extend(bytes(align_up(len(tail), 16) - len(tail)))
+        at = setup.start + PAGE_SIZE + len(tail)
+        tail.extend(data)
+        return at
+
     version = read_field(bp.setup_header, "version", setup_header, default=0)
+    if efi is not None and version >= 0x0209:
+        head = put(bp.setup_data.build(dict(next=head, type=bp.SETUP_EFI, len=len(efi.setup_data)))
+                   + efi.setup_data)
+        memmap = put(efi.memmap)
+        efi_info = dict(efi.info, efi_memdesc_size=bp.EFI_MEMORY_DESC_SIZE, efi_memmap=memmap & 0xFFFFFFFF,
+                        efi_memmap_hi=memmap >> 32, efi_memmap_size=len(efi.memmap))
     if rng_seed and version >= 0x0209:
-        pad = bytes(align_up(PAGE_SIZE + len(cmd_bytes), 16) - PAGE_SIZE - len(cmd_bytes))
-        setup_data = setup.start + PAGE_SIZE + len(cmd_bytes) + len(pad)
-        tail = pad + bp.setup_data.build(dict(next=0, type=bp.SETUP_RNG_SEED, len=len(rng_seed))) + rng_seed
+        head = put(bp.setup_data.build(dict(next=head, type=bp.SETUP_RNG_SEED, len=len(rng_seed))) + rng_seed)
     zero_page = build_zero_page(ZeroPageSpec(
-        setup_header=setup_header, cmdline_addr=setup.start + PAGE_SIZE, setup_data=setup_data,
-        initrd=initrd, e820=tuple(e820), running=running, acpi_rsdp=acpi_rsdp))
-    return zero_page + cmd_bytes + tail
+        setup_header=setup_header, cmdline_addr=setup.start + PAGE_SIZE, setup_data=head,
+        initrd=initrd, e820=tuple(e820), running=running, acpi_rsdp=acpi_rsdp, efi_info=efi_info))
+    return zero_page + bytes(tail)
 
 
 def options(inputs) -> X86Options:
@@ -283,13 +390,17 @@ def options(inputs) -> X86Options:
     return inputs.options if inputs.options is not None else X86Options()
 
 
-def efi_notes(inputs) -> tuple[str, ...]:
-    """What the plan hands on of EFI. kexec-py passes no EFI information (efi_info, the
-    runtime map) through kexec_load yet, which is what --noefi asks for; the capture
-    kernel finds ACPI through acpi_rsdp=."""
-    if options(inputs).noefi:
-        return ("--noefi: no EFI information is passed (efi_info in the zero page is empty)",)
-    return ()
+def plan_efi(inputs, efi: EfiFacts | None, setup_header: bytes) -> tuple[EfiHandover | None, tuple[str, ...]]:
+    """What a plan hands on of EFI, and the --dry-run / -d lines that say so."""
+    handover, why_not = efi_handover(efi, setup_header, noefi=options(inputs).noefi)
+    if handover is not None:
+        from kexec_py.structs import bootparam as bp
+        n = len(handover.memmap) // bp.EFI_MEMORY_DESC_SIZE
+        sig = handover.info["efi_loader_signature"].decode("ascii", "replace")
+        systab = handover.info["efi_systab"] | handover.info["efi_systab_hi"] << 32
+        return handover, (f"EFI passed: {sig} system table {systab:#x}, runtime map of {n} descriptors, "
+                          f"SETUP_EFI setup_data",)
+    return None, (why_not,) if why_not else ()
 
 
 def purgatory_options(inputs) -> dict:
@@ -319,9 +430,10 @@ def crash_cmdline(inputs, cc: "CrashCore", e820, *, acpi_rsdp: int = 0) -> str:
     elfcorehdr=, and with --pass-memmap-cmdline its memory map as memmap= options.
 
     acpi_rsdp= is there for capture kernels that do not read the zero page's
-    acpi_rsdp_addr (boot protocol < 2.14): without the EFI system table, which
-    kexec-py does not pass on, they could not find ACPI. kexec-tools 2.0.25
-    adds it too, in the same place, whenever it passes no EFI runtime map."""
+    acpi_rsdp_addr (boot protocol < 2.14) and are not handed the EFI system table
+    (the caller passes 0 when the plan hands on EFI): without either they could not
+    find ACPI. kexec-tools 2.0.25 adds it too, in the same place, whenever it passes
+    no EFI runtime map."""
     rsdp = f" acpi_rsdp={acpi_rsdp:#x}" if acpi_rsdp else ""
     line = f"{inputs.cmdline}{rsdp} elfcorehdr={cc.elfcorehdr.start >> 10}K"
     if options(inputs).pass_memmap:

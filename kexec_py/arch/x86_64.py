@@ -139,7 +139,8 @@ def bzimage_part(image: BzImage) -> KernelPart:
         entry=lambda at: at + ENTRY64_OFFSET)
 
 
-def _place_boot(alloc: Allocator, kern: KernelPart, inputs: LoadInputs, cmdline: str, purgatory) -> x86.BootLayout:
+def _place_boot(alloc: Allocator, kern: KernelPart, inputs: LoadInputs, cmdline: str, purgatory,
+                efi: x86.EfiHandover | None = None) -> x86.BootLayout:
     """Purgatory, setup (zero page + command line), kernel and initrd, each top-down below the
     previous, with the alignment and lower bounds the boot protocol sets. A kernel with a
     ``fixed`` address is put there first when that memory is free."""
@@ -147,7 +148,7 @@ def _place_boot(alloc: Allocator, kern: KernelPart, inputs: LoadInputs, cmdline:
     kernel = _take_fixed(alloc, kern) if kern.fixed is not None else None
     purg = alloc.take("purgatory", Placement(size=purgatory.memsz, align=purgatory.align, min_addr=SETUP_MIN))
     cmd_bytes = cmdline.encode() + b"\0"
-    setup = alloc.take("setup", Placement(size=x86.setup_size(cmd_bytes), min_addr=SETUP_MIN))
+    setup = alloc.take("setup", Placement(size=x86.setup_size(cmd_bytes, efi), min_addr=SETUP_MIN))
     kernel = kernel or alloc.take("kernel", kern.placement)
     initrd = None
     if inputs.initrd is not None:
@@ -167,11 +168,12 @@ def _take_fixed(alloc: Allocator, kern: KernelPart) -> Range | None:
 
 
 def _boot_segments(kern: KernelPart, inputs: LoadInputs, boot: x86.BootLayout, purgatory, *, e820, running: bytes | None,
-                   acpi_rsdp: int, extra: list[Segment], backup: tuple | None) -> tuple[list[Segment], int]:
+                   acpi_rsdp: int, extra: list[Segment], backup: tuple | None,
+                   efi: x86.EfiHandover | None = None) -> tuple[list[Segment], int]:
     """The segments of ``boot`` plus ``extra``, and the purgatory linked to check them all."""
     initrd = Range.sized(boot.initrd.start, len(inputs.initrd)) if boot.initrd else None
     setup = x86.setup_bytes(kern.header, boot.setup, boot.cmd_bytes, initrd, e820=e820, running=running,
-                            acpi_rsdp=acpi_rsdp, rng_seed=inputs.rng_seed)
+                            acpi_rsdp=acpi_rsdp, rng_seed=inputs.rng_seed, efi=efi)
     segments = [*extra,
                 Segment("setup", setup, boot.setup.start, boot.setup.size),
                 *kern.segments(boot.kernel.start)]
@@ -198,12 +200,14 @@ def plan_part_crash(kern: KernelPart, inputs: LoadInputs, facts: x86.CrashFacts,
     alloc = inputs.allocator([region])
     cc = x86.place_crash_core(alloc, facts, elf_class=64, machine=EM_X86_64, hotplug_size=inputs.hotplug_size)
     e820 = x86.crash_e820(facts, backup_src=cc.backup_src, taken_out=[cc.backup, cc.elfcorehdr])
-    cmdline = x86.crash_cmdline(inputs, cc, e820, acpi_rsdp=x86.running_acpi_rsdp(facts))
-    boot = _place_boot(alloc, kern, inputs, cmdline, purgatory)
+    efi, efi_notes = x86.plan_efi(inputs, facts.efi, kern.header)
+    # acpi_rsdp= only for a capture kernel that is not handed the EFI system table
+    cmdline = x86.crash_cmdline(inputs, cc, e820, acpi_rsdp=0 if efi else x86.running_acpi_rsdp(facts))
+    boot = _place_boot(alloc, kern, inputs, cmdline, purgatory, efi)
     segments, entry = _boot_segments(
         kern, inputs, boot, purgatory, e820=e820, running=facts.boot_params, acpi_rsdp=facts.acpi_rsdp,
-        extra=cc.segments(), backup=(cc.backup_src, cc.backup.start))
-    notes = (*notes, *x86.crash_notes(facts, region, cc, e820), *x86.efi_notes(inputs))
+        extra=cc.segments(), backup=(cc.backup_src, cc.backup.start), efi=efi)
+    notes = (*notes, *x86.crash_notes(facts, region, cc, e820), *efi_notes)
     return SegmentPlan(arch="x86_64", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
                        flags=x86.crash_flags(inputs, K.KEXEC_ARCH_X86_64), cmdline=cmdline,
                        allowed=facts.crash_regions, notes=notes)
@@ -217,14 +221,15 @@ def plan_bzimage_load(image: BzImage, inputs: LoadInputs, facts: x86.LoadFacts, 
 def plan_part_load(kern: KernelPart, inputs: LoadInputs, facts: x86.LoadFacts, purgatory,
                    notes: tuple[str, ...] = ()) -> SegmentPlan:
     alloc = inputs.allocator(facts.ram)
-    boot = _place_boot(alloc, kern, inputs, inputs.cmdline, purgatory)
+    efi, efi_notes = x86.plan_efi(inputs, facts.efi, kern.header)
+    boot = _place_boot(alloc, kern, inputs, inputs.cmdline, purgatory, efi)
     segments, entry = _boot_segments(kern, inputs, boot, purgatory, e820=facts.e820, running=facts.boot_params,
-                                     acpi_rsdp=facts.acpi_rsdp, extra=[], backup=None)
+                                     acpi_rsdp=facts.acpi_rsdp, extra=[], backup=None, efi=efi)
     return SegmentPlan(arch="x86_64", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
                        flags=K.KEXEC_ARCH_X86_64,
                        cmdline=inputs.cmdline, allowed=facts.ram,
                        notes=(f"memory map from {facts.source}", *notes, *x86.e820_notes(facts.e820),
-                              *x86.efi_notes(inputs)))
+                              *efi_notes))
 
 
 def link_purgatory(purgatory, where, segments, *, regs: dict[str, int],

@@ -22,6 +22,7 @@ class ZeroPageSpec:
     running: bytes | None                   # /sys/kernel/boot_params/data of the running kernel
     acpi_rsdp: int = 0                      # used when the running zero page has none
     setup_data: int = 0                     # physical address of the first setup_data, or 0
+    efi_info: dict | None = None            # efi_info's fields (EFI handed on), else it stays zero
 
 
 def build_zero_page(spec: ZeroPageSpec) -> bytes:
@@ -37,6 +38,9 @@ def build_zero_page(spec: ZeroPageSpec) -> bytes:
             zp[name] = running[name]
         zp.hdr.hardware_subarch = running.hdr.hardware_subarch
         zp.hdr.hardware_subarch_data = running.hdr.hardware_subarch_data
+
+    if spec.efi_info is not None:
+        zp.efi_info = spec.efi_info
 
     if not zp.acpi_rsdp_addr:
         zp.acpi_rsdp_addr = spec.acpi_rsdp

@@ -35,6 +35,7 @@ E820_TYPE_PRAM = 12
 # setup_data types
 SETUP_NONE = 0
 SETUP_E820_EXT = 1
+SETUP_EFI = 4
 SETUP_RNG_SEED = 9
 
 LOADER_TYPE_KEXEC = 0xD0
@@ -94,6 +95,48 @@ setup_data = Struct(
     "len" / Int32ul,
 )
 
+# EFI (Documentation/arch/x86/zero-page.rst: efi_info at 0x1c0; boot.rst: setup_data of
+# type SETUP_EFI). The loader signature says which EFI the kernel was booted from.
+EFI_LOADER_SIGNATURE_64 = b"EL64"
+EFI_LOADER_SIGNATURE_32 = b"EL32"
+EFI_MEMDESC_VERSION = 1
+
+efi_info = Struct(
+    "efi_loader_signature" / Bytes(4),  # 0x00 "EL64" / "EL32"
+    "efi_systab" / Int32ul,             # 0x04 the EFI system table, low 32 bits
+    "efi_memdesc_size" / Int32ul,       # 0x08 bytes per memory descriptor
+    "efi_memdesc_version" / Int32ul,    # 0x0c
+    "efi_memmap" / Int32ul,             # 0x10 the memory map, low 32 bits
+    "efi_memmap_size" / Int32ul,        # 0x14 its size in bytes
+    "efi_systab_hi" / Int32ul,          # 0x18
+    "efi_memmap_hi" / Int32ul,          # 0x1c
+)
+EFI_INFO_SIZE = efi_info.sizeof()       # 0x20
+
+# The payload of a SETUP_EFI setup_data (the kernel's struct efi_setup_data): what a kernel
+# booted by kexec needs of the firmware, which it can no longer ask the firmware for. The
+# second field was the runtime services table (the kernel now reads it from the system table).
+efi_setup_data = Struct(
+    "fw_vendor" / Int64ul,
+    "runtime" / Int64ul,
+    "tables" / Int64ul,
+    "smbios" / Int64ul,
+    "reserved" / Array(8, Int64ul),
+)
+EFI_SETUP_DATA_SIZE = efi_setup_data.sizeof()   # 0x60
+
+# One EFI memory descriptor (UEFI spec, EFI_MEMORY_DESCRIPTOR, version 1), as the runtime
+# map in /sys/firmware/efi/runtime-map/N/ lists them.
+efi_memory_desc = Struct(
+    "type" / Int32ul,
+    "pad" / Int32ul,
+    "phys_addr" / Int64ul,
+    "virt_addr" / Int64ul,
+    "num_pages" / Int64ul,
+    "attribute" / Int64ul,
+)
+EFI_MEMORY_DESC_SIZE = efi_memory_desc.sizeof()  # 40
+
 # The fields of boot_params a loader fills; the rest is kept as opaque bytes.
 boot_params = Struct(
     "screen_info" / Bytes(0x40),       # 0x000
@@ -113,7 +156,7 @@ boot_params = Struct(
     Padding(112),                      # 0x0cc
     "cc_blob_address" / Int32ul,       # 0x13c
     "edid_info" / Bytes(0x80),         # 0x140
-    "efi_info" / Bytes(0x20),          # 0x1c0
+    "efi_info" / efi_info,             # 0x1c0
     "alt_mem_k" / Int32ul,             # 0x1e0
     "scratch" / Int32ul,               # 0x1e4
     "e820_entries" / Int8ul,           # 0x1e8

@@ -245,6 +245,34 @@ class SystemView:
         top = next((d for d in DEVICE_TREE_DIRS if self.path(d).is_dir()), DEVICE_TREE_DIRS[0])
         return read_device_tree_dir(self, top)
 
+    def efi_number(self, name: str) -> int | None:
+        """A hex address in /sys/firmware/efi/NAME (fw_vendor, runtime, config_table);
+        None when the file is absent."""
+        path = f"/sys/firmware/efi/{name}"
+        text = self.read_optional(path)
+        return None if text is None else self.read_number(path, 16, text=text)
+
+    def efi_platform_size(self) -> int | None:
+        """/sys/firmware/efi/fw_platform_size: 64 or 32 (the firmware's word size); None when absent."""
+        path = "/sys/firmware/efi/fw_platform_size"
+        text = self.read_optional(path)
+        return None if text is None else self.read_number(path, text=text)
+
+    def efi_runtime_map(self) -> list[dict[str, int]] | None:
+        """The EFI memory descriptors the running kernel mapped for runtime services
+        (/sys/firmware/efi/runtime-map/N/{type,phys_addr,virt_addr,num_pages,attribute},
+        in the order of N); None when the directory is absent (no EFI, or booted with
+        efi=noruntime or noefi, or a kernel without CONFIG_EFI_RUNTIME_MAP)."""
+        top = self.path("/sys/firmware/efi/runtime-map")
+        if not top.is_dir():
+            return None
+        entries = sorted((p.name for p in top.iterdir() if p.name.isdigit()), key=int)
+        out = []
+        for n in entries:
+            rel = f"/sys/firmware/efi/runtime-map/{n}"
+            out.append({k: self.read_number(f"{rel}/{k}", 16) for k in EFI_RUNTIME_MAP_FIELDS})
+        return out
+
     def efi_systab(self) -> dict[str, int]:
         text = self.read_optional("/sys/firmware/efi/systab") or ""
         out = {}
@@ -254,6 +282,8 @@ class SystemView:
                 out[key.strip()] = int(value, 16)
         return out
 
+
+EFI_RUNTIME_MAP_FIELDS = ("type", "phys_addr", "virt_addr", "num_pages", "attribute")
 
 AT_NULL, AT_PAGESZ = 0, 6
 

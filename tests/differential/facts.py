@@ -23,7 +23,10 @@ PT_LOAD, PT_NOTE = 1, 4
 ET_CORE = 4
 E820_NAMES = {1: "ram", 2: "reserved", 3: "acpi", 4: "nvs", 5: "unusable", 7: "pmem", 12: "pram"}
 SETUP_E820_EXT = 1
+SETUP_EFI = 4
 SETUP_RNG_SEED = 9
+EFI_SETUP_DATA_LEN = 0x60          # struct efi_setup_data: 4 + 8 u64
+EFI_DESC = "<IIQQQQ"               # the UEFI memory descriptor, version 1
 
 
 class CaptureError(AssertionError):
@@ -171,6 +174,7 @@ def zero_page_facts(zp: bytes, mem: Memory) -> dict:
     n = zp[0x1E8]
     e820 = [struct.unpack_from("<QQI", zp, 0x2D0 + 20 * i) for i in range(min(n, 128))]
     setup_data_types = []
+    efi_setup = None
     addr = _u(zp, 0x250, 8)
     seen = set()
     while addr:
@@ -184,6 +188,8 @@ def zero_page_facts(zp: bytes, mem: Memory) -> dict:
             e820 += [struct.unpack_from("<QQI", data, 20 * i) for i in range(length // 20)]
         if typ == SETUP_RNG_SEED and length != 32:
             raise CaptureError(f"SETUP_RNG_SEED of {length} bytes")
+        if typ == SETUP_EFI:
+            efi_setup = struct.unpack("<12Q", data) if length == EFI_SETUP_DATA_LEN else data.hex()
         addr = nxt
     cmd_ptr = _u(zp, 0x228, 4) | _u(zp, 0xC8, 4) << 32
     initrd = (_u(zp, 0x218, 4) | _u(zp, 0xC0, 4) << 32, _u(zp, 0x21C, 4) | _u(zp, 0xC4, 4) << 32)
@@ -200,9 +206,26 @@ def zero_page_facts(zp: bytes, mem: Memory) -> dict:
         "zeropage.root_flags_dev": (_u(zp, 0x1F2, 2), _u(zp, 0x1FC, 2)),
         "zeropage.hardware_subarch": _u(zp, 0x23C, 4),
         "zeropage.header_version": _u(zp, 0x206, 2),
-        "zeropage.efi_info": zp[0x1C0:0x1E0].hex(),
+        **efi_facts(zp, mem),
+        "efi.setup_data": efi_setup,
         "zeropage.screen_info.orig_video_isVGA": zp[0x0F],
     }
+
+
+def efi_memmap_addr(zp: bytes) -> int:
+    return _u(zp, 0x1C0 + 0x10, 4) | _u(zp, 0x1C0 + 0x1C, 4) << 32
+
+
+def efi_facts(zp: bytes, mem: Memory) -> dict:
+    """efi_info (zero-page.rst, 0x1c0) without where the memory map lies, and the map itself."""
+    sig, systab, desc_size, version, _, size, systab_hi, _ = struct.unpack_from("<4sIIIIIII", zp, 0x1C0)
+    memmap = None
+    if size:
+        data = mem.read(efi_memmap_addr(zp), size)
+        if desc_size != struct.calcsize(EFI_DESC) or size % desc_size:
+            raise CaptureError(f"EFI memory map of {size} bytes, descriptors of {desc_size}")
+        memmap = tuple(struct.unpack_from(EFI_DESC, data, i) for i in range(0, size, desc_size))
+    return {"efi.info": (sig, systab | systab_hi << 32, desc_size, version, size), "efi.memmap": memmap}
 
 
 # -- a whole crash or normal load -------------------------------------------------
@@ -216,6 +239,8 @@ def load_facts(call: Call, *, kernel_payload: bytes, initrd: bytes | None, user_
     mem = Memory(call.segments)
     facts: dict = {"flags": call.args["flags"]}
     roles: dict[str, Segment] = {}
+    setups = [s for s in call.segments if s.buf[0x202:0x206] == b"HdrS"]
+    memmap_at = efi_memmap_addr(setups[0].buf[:4096]) if len(setups) == 1 and _u(setups[0].buf, 0x1D4, 4) else None
     for s in call.segments:
         if s.buf[:4] == b"\x7fELF" and _u(s.buf, 16, 2) == ET_CORE:
             role = "elfcorehdr"
@@ -231,6 +256,10 @@ def load_facts(call: Call, *, kernel_payload: bytes, initrd: bytes | None, user_
             role = "backup"
         elif len(s.buf) == 48 and _u(s.buf, 8, 4) == SETUP_RNG_SEED:
             role = "rng_seed"
+        elif len(s.buf) == 16 + EFI_SETUP_DATA_LEN and _u(s.buf, 8, 4) == SETUP_EFI:
+            role = "setup_efi"
+        elif s.mem == memmap_at:
+            role = "efi_memmap"
         else:
             raise CaptureError(f"cannot tell what the segment at {s.mem:#x} ({len(s.buf):#x} bytes) is")
         if role in roles:

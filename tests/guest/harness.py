@@ -56,6 +56,26 @@ def kexec_py_load(syscall: str = "c") -> str:
 
 KEXEC_PY_UNLOAD = "kexec-py -p -u"      # -p first: "-u -p" would unload, then try to load
 
+# Firmware a guest can boot under: "bios" is QEMU's default (SeaBIOS on x86); "ovmf" is UEFI
+# (Debian's ovmf package), x86_64 only. Under OVMF the kernel is started through its EFI stub,
+# so the guest has /sys/firmware/efi (runtime map, systab).
+OVMF_CODE = Path("/usr/share/ovmf/OVMF.fd")
+FIRMWARES = ("bios", "ovmf")
+
+
+def firmware_args(arch: str, firmware: str) -> list[str]:
+    """QEMU's options for ``firmware``; raises when it is missing or not for ``arch``."""
+    if firmware == "bios":
+        return []
+    if firmware != "ovmf":
+        raise ValueError(f"firmware must be one of {FIRMWARES}, not {firmware!r}")
+    if arch != "x86_64":
+        raise ValueError(f"OVMF here is for x86_64 guests, not {arch}")
+    if not OVMF_CODE.exists():
+        raise fetch.FetchError(f"{OVMF_CODE} not found: install Debian's ovmf package (scripts/test-all does)")
+    return ["-bios", str(OVMF_CODE)]
+
+
 QEMU_MACHINE = {
     "x86_64": ["-machine", "pc", "-cpu", "qemu64,+rdrand"],
     "i386": ["-machine", "pc", "-cpu", "qemu32,+rdrand"],       # qemu32 has PAE, for 686-pae
@@ -331,11 +351,11 @@ class _Console:
 
 
 def _qemu_command(arch: fetch.Arch, kernel: Path, initrd: Path, append: str,
-                  mem: int, smp: int) -> list[str]:
+                  mem: int, smp: int, firmware: str = "bios") -> list[str]:
     qemu = shutil.which(arch.qemu_binary)
     if qemu is None:
         raise fetch.FetchError(f"{arch.qemu_binary} not found: run scripts/guest-deps")
-    return [qemu, "-accel", "tcg", *QEMU_MACHINE[arch.name], "-m", str(mem),
+    return [qemu, "-accel", "tcg", *QEMU_MACHINE[arch.name], *firmware_args(arch.name, firmware), "-m", str(mem),
             "-smp", str(smp), "-nographic", "-no-reboot", "-nic", "none",
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
 
@@ -395,10 +415,12 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
         smp: int = DEFAULT_SMP, crashkernel: str | None = None,
         append: str = "", timeout: float = DEFAULT_TIMEOUT, echo: bool = False,
         keep_images: bool = False, extra_files: dict[str, Path] | None = None,
-        kernel: Path | None = None) -> Result:
+        kernel: Path | None = None, firmware: str = "bios") -> Result:
     """Build the images for ``scenario``, boot them, and return what the guest said.
     ``extra_files`` maps guest paths to host files baked into the first kernel's initrd;
-    ``kernel`` replaces the Debian kernel (booted first, and /boot/vmlinuz in the guest)."""
+    ``kernel`` replaces the Debian kernel (booted first, and /boot/vmlinuz in the guest);
+    ``firmware`` is "bios" (QEMU's default) or "ovmf" (UEFI, x86_64)."""
+    firmware_args(arch, firmware)           # refuse a bad firmware before building anything
     inputs = prepare(arch)
     if kernel is not None:
         from dataclasses import replace
@@ -411,7 +433,7 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
     main_img = image.build_main(inputs, capture_img, scenario.guest_files(env),
                                 workdir / "main.img", extra_files=extra_files)
     cmd = _qemu_command(inputs.arch, inputs.kernel, main_img,
-                        first_append(inputs.arch, crashkernel, append), mem, smp)
+                        first_append(inputs.arch, crashkernel, append), mem, smp, firmware)
     result = Result(scenario.name, workdir / "console.log")
     try:
         _boot(cmd, result, timeout, echo)

@@ -41,6 +41,17 @@ kpy_put() {
     echo "KPY-FILE-END $name $(md5sum </tmp/kpy.put | cut -d' ' -f1)"
 }
 
+# What this kernel has of EFI (UEFI guests): the runtime map, the system table, and
+# whether it uses the firmware's runtime services (the kernel makes the efivars mount
+# point only when it can call GetVariable; efivarfs itself is a module, not in the image).
+report_efi() {
+    if [ ! -d /sys/firmware/efi ]; then mark EFI none; return 0; fi
+    mark EFI "$(cat /sys/firmware/efi/fw_platform_size 2>/dev/null)"
+    mark EFI-RUNTIME-MAP "$(ls /sys/firmware/efi/runtime-map 2>/dev/null | wc -l)"
+    mark EFI-SYSTAB "$(tr '\n' ' ' </sys/firmware/efi/systab 2>/dev/null)"
+    if [ -d /sys/firmware/efi/efivars ]; then mark EFI-RUNTIME yes; else mark EFI-RUNTIME no; fi
+}
+
 run_step() {
     step=$1
     name=$(basename "$step" .sh)
@@ -65,6 +76,7 @@ first_kernel() {
     echo "$token written by the kexec_py guest harness" >/dev/kmsg
     mark TOKEN "$token"
     mark CRASH-LOADED-INITIAL "$(crash_loaded)"
+    report_efi
     [ -f /etc/kpy/env ] && . /etc/kpy/env
     for step in /etc/kpy/steps/*.sh; do
         [ -f "$step" ] && run_step "$step"
@@ -80,6 +92,7 @@ first_kernel() {
 capture_kernel() {
     mark CAPTURE-UP "$(uptime_s)"
     mark CAPTURE-CMDLINE "$(cat /proc/cmdline)"
+    report_efi
     mark VMCORE-SIZE "$(stat -c %s /proc/vmcore)"
     vmcore-dmesg /proc/vmcore >/tmp/dmesg.txt 2>/tmp/dmesg.err
     mark VMCORE-DMESG-RC $?
@@ -120,6 +133,7 @@ second_kernel() {
     mark STAGE2-UP "$(uptime_s)"
     mark STAGE2-KERNEL "$(uname -r)"
     mark STAGE2-CMDLINE "$(cat /proc/cmdline)"
+    report_efi
 }
 
 if [ -e /proc/vmcore ]; then capture_kernel

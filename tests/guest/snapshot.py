@@ -80,12 +80,14 @@ MANIFEST = "capture.json"
 @dataclass(frozen=True)
 class Params:
     """The guest a fixture was captured from: QEMU's -smp and -m (MiB), the first
-    kernel's crashkernel= and any extra command line (e.g. a second crashkernel=)."""
+    kernel's crashkernel= and any extra command line (e.g. a second crashkernel=), and the
+    firmware it booted under ("bios", or "ovmf" for UEFI)."""
     arch: str = "x86_64"
     smp: int = harness.DEFAULT_SMP
     mem: int = harness.DEFAULT_MEM
     crashkernel: str = harness.DEFAULT_CRASHKERNEL
     append: str = ""
+    firmware: str = "bios"
 
     @classmethod
     def load(cls, fixture: Path) -> "Params":
@@ -99,6 +101,8 @@ class Params:
             raise SnapshotError(f"{path}: not a capture manifest ({err}); fix or delete it")
         if params.arch not in harness.QEMU_MACHINE:
             raise SnapshotError(f"{path}: unknown arch {params.arch!r}; known: {sorted(harness.QEMU_MACHINE)}")
+        if params.firmware not in harness.FIRMWARES:
+            raise SnapshotError(f"{path}: unknown firmware {params.firmware!r}; known: {harness.FIRMWARES}")
         return params
 
     def dump(self, fixture: Path) -> None:
@@ -141,7 +145,7 @@ def capture(name: str, params: Params = Params(), *, dest_root: Path = FIXTURES)
     """Boot a guest, collect its files, and write them (and the manifest) under dest_root/name."""
     scenario = harness.Scenario(f"snapshot-{name}", [("snapshot", SNAPSHOT_STEP)])
     result = harness.run(scenario, params.arch, smp=params.smp, mem=params.mem,
-                         crashkernel=params.crashkernel, append=params.append)
+                         crashkernel=params.crashkernel, append=params.append, firmware=params.firmware)
     if result.markers.get("RC-snapshot") != "0" or result.bad_files or not result.files:
         raise SnapshotError(f"snapshot failed (garbled: {result.bad_files})\n{result.explain()}")
     if not crash_memory_reserved(result.files):
