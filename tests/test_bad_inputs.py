@@ -532,7 +532,7 @@ def run_without(caps: str, args: list[str], tmp_path: Path):
     env = dict(os.environ, PYTHONPATH=str(repo), KEXEC_PY_RECORD=str(record))
     env.pop("KEXEC_PY_RECORD_FAIL", None)
     cmd = guard.guarded(["setpriv", f"--bounding-set={caps}", "--inh-caps=-all",
-                         sys.executable, "-m", "kexec_py", *args], kill=True)
+                         sys.executable, "-m", "tests.recording", *args], kill=True)
     p = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=120)
     assert p.returncode != guard.GUARD_FAILED, p.stderr
     traced = ["killed by the guard at a kexec syscall"] if guard.attempted(p.returncode) else []

@@ -33,7 +33,8 @@ def kexec_py(*args, record=None, fail=None, trace=False, root=FIXTURE):
     if fail:
         env["KEXEC_PY_RECORD_FAIL"] = fail
     log = f"/tmp/kexec-py-strace-{os.getpid()}.log"
-    cmd = [sys.executable, "-m", "kexec_py", "--root", str(root), *map(str, args)]
+    cmd = [sys.executable, "-m", "tests.recording" if record else "kexec_py", "--root", str(root),
+           *map(str, args)]
     if trace:
         assert shutil.which("strace"), "strace is needed to log the calls (apt-get install strace)"
         cmd = guard.guarded([*TRACE, "-o", log, *cmd])

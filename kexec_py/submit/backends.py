@@ -2,13 +2,12 @@
 
 ``SyscallBackend`` issues them (through syscalls.py). ``RecordingBackend`` writes
 down the exact arguments instead, and can be told to fail with given errnos; the
-host tests use it, and so does ``KEXEC_PY_RECORD=FILE`` (a JSON-lines log) for
-tests that run the CLI as a subprocess.
+host tests install it (in-process, or through tests/recording.py for a subprocess:
+the installed command honours no environment variable that would swap it in).
 """
 
 from __future__ import annotations
 
-import errno as errno_mod
 import hashlib
 import json
 import os
@@ -95,17 +94,11 @@ class RecordingBackend:
 
 def backend_for(arch: str, *, dry_run: bool = False):
     """Who receives the calls of a command planning for ``arch``: nobody for --dry-run
-    (None: a call would be a bug, and fails), the recorder under KEXEC_PY_RECORD, else
-    the running kernel, which can only take a kernel of its own architecture."""
+    (None: a call would be a bug, and fails), else the running kernel, which can only
+    take a kernel of its own architecture. (No environment variable turns this into a
+    recorder: tests install one, see tests/recording.py.)"""
     if dry_run:
         return None
-    path = os.environ.get("KEXEC_PY_RECORD")
-    if path:
-        fail = {}
-        for item in filter(None, os.environ.get("KEXEC_PY_RECORD_FAIL", "").split(",")):
-            call, _, name = item.partition("=")
-            fail.setdefault(call, []).append(getattr(errno_mod, name))
-        return RecordingBackend(arch, fail=fail, log_path=path)
     from kexec_py.arch import host_name
     if arch != host_name():
         from kexec_py.errors import UsageError

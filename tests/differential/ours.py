@@ -61,8 +61,8 @@ def main(argv: list[str]) -> None:
     if not os.environ.get("KEXEC_PY_RECORD"):
         sys.exit("tests.differential.ours: set KEXEC_PY_RECORD (it must never issue a real syscall)")
     install_dumper(Path(out))
-    from kexec_py.cli import main as cli_main
-    cli_main(args)
+    from tests.recording import main as recorded_main
+    recorded_main(args)
 
 
 if __name__ == "__main__":

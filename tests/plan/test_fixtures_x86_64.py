@@ -93,6 +93,8 @@ def run_cli(monkeypatch, tmp_path, capsys):
     record = tmp_path / "record.jsonl"
     monkeypatch.setenv("KEXEC_PY_RECORD", str(record))
     monkeypatch.delenv("KEXEC_PY_RECORD_FAIL", raising=False)
+    from tests.recording import recorder_from_environment
+    monkeypatch.setattr(backends, "backend_for", recorder_from_environment())
     buffers: list[list[tuple[bytes, int, int]]] = []
     original = backends.RecordingBackend.kexec_load
 

@@ -83,3 +83,11 @@ def test_a_load_for_another_arch_is_refused_before_any_call(tmp_path, monkeypatc
             cli.main(["--root", str(root), "--arch", target, "--dry-run", "-s", "-l", str(image)])
         assert exit_info.value.code == 0 and numbers_called == []
         assert "syscall: kexec_file_load  arch: arm64" in capsys.readouterr().out
+
+
+def test_no_environment_variable_turns_a_real_load_into_a_recorded_one(monkeypatch):
+    """A stray KEXEC_PY_RECORD must not make kexec-py report success for a load it never made."""
+    from kexec_py.submit import backends
+    monkeypatch.setenv("KEXEC_PY_RECORD", "/tmp/kexec-py-stray.jsonl")
+    from kexec_py.arch import host_name
+    assert isinstance(backends.backend_for(host_name()), backends.SyscallBackend)
