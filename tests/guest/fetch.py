@@ -66,7 +66,7 @@ ARCHES = {
     # makedumpfile reads the capture kernel's /proc/vmcore (init.sh runs it when present).
     "ppc64le": Arch("ppc64le", "ppc64el", "powerpc64le-linux-gnu", "linux-image-powerpc64le",
                     "manylinux2014_ppc64le", "qemu-system-ppc64", "qemu-system-ppc", "hvc0",
-                    console_options="", kernel_glob="vmlinux-*", extra_packages=("makedumpfile",)),
+                    console_options="", kernel_glob="vmlinux-*", extra_packages=("makedumpfile", "kdump-tools")),
 }
 
 # Packages the guest needs besides the kernel.  Their library dependencies
