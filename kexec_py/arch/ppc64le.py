@@ -43,7 +43,7 @@ from kexec_py.arch.base import FileInputs, LoadInputs, not_taken
 from kexec_py.errors import CorruptImage, NoCrashMemory, SnapshotError, UnsupportedImage
 from kexec_py.image.open import ImageFormat
 from kexec_py.image.vmlinux import looks_like_elf
-from kexec_py.plan.devicetree import DeviceTree, Node, build_dtb, parse_dtb
+from kexec_py.plan.devicetree import DeviceTree, Node, build_dtb, parse_dtb, set_boot_chosen
 from kexec_py.plan.elf_core import Backup, CoreHeaderSpec, build_elf_core_header
 from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
@@ -275,16 +275,8 @@ class TreeSpec:
 def next_tree(fdt: bytes, spec: TreeSpec) -> DeviceTree:
     """The tree the next kernel gets (header boot CPU: a placeholder)."""
     tree = parse_dtb(fdt, what="the device tree")
-    chosen = tree.root.ensure_child("chosen")
-    for name in STALE_CHOSEN:
-        chosen.props.pop(name, None)
-    if spec.cmdline:
-        chosen.props["bootargs"] = spec.cmdline.encode() + b"\0"
-    else:
-        chosen.props.pop("bootargs", None)
-    if spec.initrd is not None:
-        chosen.props["linux,initrd-start"] = spec.initrd.start.to_bytes(8, "big")
-        chosen.props["linux,initrd-end"] = spec.initrd.end.to_bytes(8, "big")
+    set_boot_chosen(tree.root.ensure_child("chosen"), cmdline=spec.cmdline, initrd=spec.initrd,
+                    stale=STALE_CHOSEN)
     if spec.usable is not None:
         _set_usable_memory(tree, spec.usable)
     tree.reservations = [(r.start, r.size) for r in merge(spec.reserve)]

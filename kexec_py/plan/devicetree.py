@@ -247,15 +247,7 @@ def kexec_chosen(tree: DeviceTree, spec: ChosenSpec) -> DeviceTree:
     old_initrd = _initrd_of(chosen)
     if old_initrd is not None:
         tree.reservations = [r for r in tree.reservations if r != old_initrd]
-    for name in STALE_CHOSEN:
-        chosen.props.pop(name, None)
-    if spec.cmdline:
-        chosen.props["bootargs"] = spec.cmdline.encode() + b"\0"
-    else:
-        chosen.props.pop("bootargs", None)
-    if spec.initrd is not None:
-        chosen.props["linux,initrd-start"] = spec.initrd.start.to_bytes(8, "big")
-        chosen.props["linux,initrd-end"] = spec.initrd.end.to_bytes(8, "big")
+    set_boot_chosen(chosen, cmdline=spec.cmdline, initrd=spec.initrd, stale=STALE_CHOSEN)
     if spec.elfcorehdr is not None:
         chosen.props["linux,elfcorehdr"] = tree.encode_ranges([spec.elfcorehdr], "linux,elfcorehdr")
     if spec.usable:
@@ -265,6 +257,21 @@ def kexec_chosen(tree: DeviceTree, spec: ChosenSpec) -> DeviceTree:
         chosen.props["kaslr-seed"] = bytes(spec.random(KASLR_SEED_BYTES))
     chosen.props["rng-seed"] = bytes(spec.random(RNG_SEED_BYTES))
     return tree
+
+
+def set_boot_chosen(chosen: Node, *, cmdline: str, initrd: Range | None, stale: tuple[str, ...]) -> None:
+    """/chosen for the next kernel: the running kernel's own properties named in ``stale``
+    dropped, ``bootargs`` (none for an empty command line), and the initrd's 64-bit
+    start and end."""
+    for name in stale:
+        chosen.props.pop(name, None)
+    if cmdline:
+        chosen.props["bootargs"] = cmdline.encode() + b"\0"
+    else:
+        chosen.props.pop("bootargs", None)
+    if initrd is not None:
+        chosen.props["linux,initrd-start"] = initrd.start.to_bytes(8, "big")
+        chosen.props["linux,initrd-end"] = initrd.end.to_bytes(8, "big")
 
 
 def _initrd_of(chosen: Node) -> tuple[int, int] | None:
