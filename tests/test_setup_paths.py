@@ -29,8 +29,10 @@ def fresh(tmp_path):
     python = venv / "bin" / "python3"
     probe = subprocess.run([str(python), "-c", "import elftools"], capture_output=True)
     assert probe.returncode != 0, "the fresh environment must not have the dependencies already"
+    # KEXEC_PY_NO_SYSTEM_CHANGES: the set-up may install into the venv and fill the guest cache,
+    # but a test must not install packages or add dpkg architectures on this machine
     env = dict(os.environ, PATH=f"{venv / 'bin'}:{os.environ['PATH']}", PIP_CACHE_DIR=str(tmp_path / "pip"),
-               PYTHONDONTWRITEBYTECODE="1")
+               PYTHONDONTWRITEBYTECODE="1", KEXEC_PY_NO_SYSTEM_CHANGES="1")
     env.pop("PYTHONPATH", None)
     return tree, python, env
 

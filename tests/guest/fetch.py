@@ -155,6 +155,9 @@ def ensure_host_tools(arch: Arch) -> None:
         return
     if os.geteuid() != 0:
         raise FetchError(f"missing host packages {missing} and not root to install them")
+    if os.environ.get("KEXEC_PY_NO_SYSTEM_CHANGES"):
+        raise FetchError(f"missing host packages {missing}, and KEXEC_PY_NO_SYSTEM_CHANGES forbids installing "
+                         "them: run scripts/test-all first")
     apt_update()
     _run(["apt-get", "install", "-y", "--no-install-recommends", *missing],
          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
@@ -165,6 +168,9 @@ def _ensure_foreign_arch(arch: Arch) -> None:
     if arch.deb == native:
         return
     if arch.deb not in _run(["dpkg", "--print-foreign-architectures"]).split():
+        if os.environ.get("KEXEC_PY_NO_SYSTEM_CHANGES"):
+            raise FetchError(f"dpkg knows no {arch.deb} architecture, and KEXEC_PY_NO_SYSTEM_CHANGES forbids "
+                             "adding it: run scripts/test-all (or scripts/guest-deps) first")
         _run(["dpkg", "--add-architecture", arch.deb])
         apt_update()
 
