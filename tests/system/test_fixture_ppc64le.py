@@ -15,15 +15,13 @@ from __future__ import annotations
 
 import json
 import re
-import shutil
 import struct
-import subprocess
 from pathlib import Path
 
 import pytest
 
-from kexec_py.plan.devicetree import DeviceTree, Node
 from kexec_py.system.view import SystemView
+from tests.system.test_device_tree import dtc, flat
 
 FIXTURE = Path(__file__).resolve().parents[1] / "fixtures/systems/ppc64le-qemu-2cpu"
 DT = FIXTURE / "proc/device-tree"
@@ -61,23 +59,6 @@ def dmesg_crash_reservation() -> tuple[int, int]:
     text = (FIXTURE / "dmesg.txt").read_text()
     (m,) = re.findall(r"Reserving (\d+)MB of memory at (\d+)MB for crashkernel", text)
     return int(m[1]) * MIB, int(m[0]) * MIB
-
-
-def dtc(*args: str, data: bytes | None = None) -> bytes:
-    assert shutil.which("dtc"), "dtc is needed (apt-get install device-tree-compiler; scripts/test-all does)"
-    return subprocess.run(["dtc", "-q", *args], input=data, capture_output=True, check=True).stdout
-
-
-def flat(tree: DeviceTree) -> dict[str, dict[str, bytes]]:
-    """path -> properties."""
-    out: dict[str, dict[str, bytes]] = {}
-
-    def walk(node: Node, path: str) -> None:
-        out[path] = dict(node.props)
-        for child in node.children:
-            walk(child, f"{path.rstrip('/')}/{child.name}")
-    walk(tree.root, "/")
-    return out
 
 
 # -- what the snapshot was captured from -------------------------------------------------------
