@@ -15,6 +15,22 @@ def system_dirs(prefix: str) -> list[Path]:
     return found
 
 
+def check_acpi_rsdp(system: Path, rsdp: int) -> None:
+    """``rsdp`` (what a plan passes as acpi_rsdp=) is the snapshot's ACPI RSDP, by sources that
+    are not kexec-py's: the guest kernel's own log line ``ACPI: RSDP 0x...`` where the snapshot
+    kept its dmesg (captured in the same boot), else the ACPI specification's rule for BIOS
+    systems (section 5.2.5.1: on a 16-byte boundary in the BIOS read-only area 0xE0000-0xFFFFF),
+    which is where SeaBIOS puts it."""
+    import re
+    dmesg = system / "dmesg.txt"
+    if dmesg.exists():
+        m = re.search(r"ACPI: RSDP 0x([0-9A-Fa-f]+)", dmesg.read_text(errors="replace"))
+        assert m, f"{dmesg} names no ACPI RSDP"
+        assert rsdp == int(m.group(1), 16), f"acpi_rsdp={rsdp:#x}, the guest's log says {m.group(0)}"
+    else:
+        assert 0xE0000 <= rsdp < 0x100000 and rsdp % 16 == 0, f"acpi_rsdp={rsdp:#x} is not a BIOS RSDP"
+
+
 def require_tool(name: str, package: str) -> str:
     """A tool a test needs: missing, the test fails (CI must not pass by skipping it)."""
     import shutil

@@ -7,6 +7,7 @@ from __future__ import annotations
 import dataclasses
 import io
 import os
+import re
 import struct
 import subprocess
 import sys
@@ -24,7 +25,7 @@ from kexec_py.preflight import check_plan
 from kexec_py.structs import bootparam as bp
 from kexec_py.system.view import SystemView
 from tests import guard
-from tests.conftest import SYSTEMS
+from tests.conftest import SYSTEMS, check_acpi_rsdp
 
 SNAPSHOT = SYSTEMS / "i386-qemu-1cpu"
 INITRD = bytes(range(256)) * 4000 + b"tail"
@@ -85,9 +86,10 @@ def test_every_segment_inside_the_crash_region(image, facts):
     assert kernel.mem % image.kernel_alignment == 0 and kernel.mem >= image.pref_address
     assert kernel.mem == facts.crash_regions[-1].start, "bottom-up, as kexec-tools places a 32-bit kernel"
     assert bytes(kernel.buf[:64]) == bytes(image.payload[:64])
-    rsdp = int.from_bytes(facts.boot_params[0x70:0x78], "little")
-    assert rsdp, "the snapshot's zero page names the ACPI RSDP"
-    assert p.cmdline == f"console=ttyS0 irqpoll acpi_rsdp={rsdp:#x} elfcorehdr={seg(p, 'elfcorehdr').mem // 1024}K"
+    m = re.fullmatch(r"console=ttyS0 irqpoll acpi_rsdp=(0x[0-9a-f]+) elfcorehdr=(\d+)K", p.cmdline)
+    assert m, p.cmdline
+    check_acpi_rsdp(SNAPSHOT, int(m.group(1), 16))
+    assert int(m.group(2)) * 1024 == seg(p, "elfcorehdr").mem
 
 
 def test_elf32_core_header(image, facts):
