@@ -59,3 +59,10 @@ def pytest_report_header(config):
     st = guard.status()
     return (f"syscall guard: Seccomp {st.get('Seccomp')}, {st.get('Seccomp_filters', '?')} filter(s), "
             f"NoNewPrivs {st.get('NoNewPrivs')} (tests/guard.py)")
+
+
+@pytest.fixture(scope="session")
+def built_deb(tmp_path_factory) -> Path:
+    """kexec-py's .deb, built once per test session from the tracked files (tests/debpkg.py)."""
+    from tests import debpkg
+    return debpkg.build(tmp_path_factory.mktemp("deb"))

@@ -1,4 +1,6 @@
-"""Debian's own kdump-config (kdump-tools, unchanged) driving kexec-py as /sbin/kexec.
+"""Debian's own kdump-config (kdump-tools, unchanged) driving kexec-py as /sbin/kexec, installed
+from the .deb that debian/ builds (with Debian's python3-* packages of its dependencies), not
+from the working tree.
 
 The guest gets what kdump-config needs and no more: busybox, the script, a stub
 /lib/lsb/init-functions, /etc/default/kdump-tools with USE_KDUMP=1 (and the capture
@@ -16,9 +18,14 @@ Run: pytest -m guest tests/test_guest_kdump_config.py   (one guest boot per arch
 
 from __future__ import annotations
 
+import json
+import re
+from pathlib import Path
+
 import pytest
 
-from tests.guest import harness
+from tests import debpkg
+from tests.guest import fetch, harness
 
 pytestmark = pytest.mark.guest
 KDUMP_CONFIG = "/usr/sbin/kdump-config"
@@ -41,8 +48,11 @@ GUEST_SETUP = "\n".join((
     'echo CONFIG_RELOCATABLE=y >"/boot/config-$KVER"',
     'cp "$CAPTURE_INITRD" "/boot/initrd.img-$KVER"',
     'cp "$CAPTURE_INITRD" "/var/lib/kdump/initrd.img-$KVER"',
-    "ln -sf /usr/bin/kexec-py /sbin/kexec",
+    # the package's /usr/sbin/kexec is /sbin/kexec on a merged-/usr system (it replaces kexec-tools')
+    "ln -sf /usr/sbin/kexec /sbin/kexec",
     "/sbin/kexec --version",
+    "python3 -c 'import kexec_py, typer; print(\"modules:\", kexec_py.__file__, typer.__file__)'",
+    "[ -e /opt/kpy ] || [ -e /usr/bin/kexec-py ] || echo 'no working-tree copy'",
 ))
 
 
@@ -52,7 +62,43 @@ def inputs(request):
     return harness.prepare(request.param)
 
 
-def test_kdump_config_drives_kexec_py(inputs):
+@pytest.fixture(scope="module")
+def installed(built_deb, tmp_path_factory) -> Path:
+    """The .deb built from debian/ (tests/debpkg.py), unpacked as dpkg installs it."""
+    return debpkg.unpack(built_deb, tmp_path_factory.mktemp("kexec-py-deb"))
+
+
+def _names(deb: Path) -> set[str]:
+    """The package's name and what it provides."""
+    provides = debpkg.field(deb, "Provides")
+    return {debpkg.field(deb, "Package"), *(re.split(r"[\s(]", p.strip())[0] for p in provides.split(",") if p.strip())}
+
+
+def _depends(deb: Path) -> list[list[str]]:
+    """Depends as alternative groups of bare names (no versions, no :any)."""
+    groups = [g.strip() for g in debpkg.field(deb, "Depends").split(",") if g.strip()]
+    return [[re.split(r"[\s(:]", alt.strip())[0] for alt in g.split("|")] for g in groups]
+
+
+def test_guest_packages_close_the_debs_depends(inputs, built_deb):
+    """What the guest gets for the installed package is the .deb's Depends, closed over Debian's
+    packages (fetch.KEXEC_PY_DEB_DEPENDS): every dependency of the .deb, and of each of those
+    packages, is met by a fetched package (the interpreter by the guest's Python 3.11, shared
+    libraries by the fetched lib* packages)."""
+    adir = fetch.arch_dir(inputs.arch)
+    files = json.loads((adir / "manifest.json").read_text())["debs"]
+    debs = {pkg: adir / "debs" / name for pkg, name in files.items()}
+    provided = set().union(*(_names(d) for d in debs.values()))
+    todo = [built_deb, *(debs[p] for p in fetch.KEXEC_PY_DEB_DEPENDS)]
+    for deb in todo:
+        for group in _depends(deb):
+            if any(name == "python3" or name.startswith(("python3.11", "libpython3.11")) for name in group):
+                continue            # the guest's interpreter (/usr/bin/python3 -> python3.11)
+            assert set(group) & provided, f"{deb.name} depends on {' | '.join(group)}, which the guest lacks: " \
+                                          "add it to fetch.KEXEC_PY_DEB_DEPENDS"
+
+
+def test_kdump_config_drives_kexec_py(inputs, installed):
     script = inputs.root / KDUMP_CONFIG.lstrip("/")
     assert script.is_file(), f"kdump-tools' {KDUMP_CONFIG} was not fetched"
     scenario = harness.Scenario(f"kdump-config-{inputs.arch.name}", [
@@ -63,10 +109,15 @@ def test_kdump_config_drives_kexec_py(inputs):
         ("kdc_status_unloaded", f"{KDUMP_CONFIG} status"),
         ("load", f"{KDUMP_CONFIG} load && cat /var/crash/kexec_cmd"),
     ], crash=True)
-    result = harness.run(scenario, inputs.arch.name, extra_files={KDUMP_CONFIG: script})
+    result = harness.run(scenario, inputs.arch.name, extra_files={KDUMP_CONFIG: script}, installed=installed)
     m = result.markers
     assert m.get("RC-setup") == "0", result.explain()
-    assert "kexec-tools-compatible" in result.step_output("setup"), result.explain()
+    setup = result.step_output("setup")
+    assert "kexec-tools-compatible" in setup, result.explain()
+    # the package's modules and Debian's typer, and no copy of the working tree in the guest
+    assert f"modules: /{fetch.DIST_PACKAGES}/kexec_py/__init__.py /{fetch.DIST_PACKAGES}/typer/__init__.py" \
+        in setup, result.explain()
+    assert "no working-tree copy" in setup, result.explain()
     assert (m.get("RC-kdc_load"), m.get("CRASH-LOADED-kdc_load")) == ("0", "1"), result.explain()
     assert "ready to kdump" in result.step_output("kdc_status"), result.explain()
     assert (m.get("RC-kdc_unload"), m.get("CRASH-LOADED-kdc_unload")) == ("0", "0"), result.explain()

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
 import subprocess
 from pathlib import Path
 
@@ -28,58 +27,22 @@ import pytest
 from kexec_py import KEXEC_TOOLS_INTERFACE, __version__
 from kexec_py.help_text import HELP_TEXT
 from kexec_py.options import OPTIONS
-from tests import guard
+from tests import debpkg, guard
+from tests.debpkg import BUILD_ENV, ROOT, SITE
 
-ROOT = Path(__file__).resolve().parent.parent
 DEB_PYTHON = "/usr/bin/python3"                     # the package's #! interpreter
-# a build daemon's PATH: Debian's python3 and its modules, not a developer's pyenv or venv
-BUILD_ENV = {"PATH": "/usr/sbin:/usr/bin:/sbin:/bin", "HOME": "/nonexistent", "LC_ALL": "C.UTF-8"}
-SITE = "usr/lib/python3/dist-packages"
-
-
-def _need(*tools: str) -> None:
-    missing = [t for t in tools if shutil.which(t, path=BUILD_ENV["PATH"]) is None]
-    if missing:
-        pytest.fail(f"missing {', '.join(missing)}: scripts/test-all installs the package build tools")
-
-
-def _tracked_tree(dest: Path) -> Path:
-    """The repository's tracked files (their working-tree content) under dest/kexec-py."""
-    src = dest / "kexec-py"
-    names = subprocess.run(["git", "-C", str(ROOT), "ls-files", "-z"], capture_output=True, check=True
-                           ).stdout.decode().split("\0")
-    for name in filter(None, names):
-        path = ROOT / name
-        if path.is_symlink() or path.is_file():
-            (src / name).parent.mkdir(parents=True, exist_ok=True)
-            shutil.copy2(path, src / name, follow_symlinks=False)
-    return src
+_need = debpkg.need
+_field = debpkg.field
 
 
 @pytest.fixture(scope="module")
-def deb(tmp_path_factory) -> Path:
-    _need("dpkg-buildpackage", "dh", "pybuild", "dpkg-deb", "python3")
-    work = tmp_path_factory.mktemp("deb")
-    src = _tracked_tree(work)
-    proc = subprocess.run(guard.guarded(["dpkg-buildpackage", "-us", "-uc", "-b"]), cwd=src, env=BUILD_ENV,
-                          capture_output=True, text=True)
-    assert proc.returncode == 0, f"dpkg-buildpackage failed:\n{proc.stdout[-4000:]}\n{proc.stderr[-3000:]}"
-    # the build's smoke test ran the built tree with Debian's typer
-    assert f"kexec-tools-compatible {KEXEC_TOOLS_INTERFACE} (kexec-py {__version__})" in proc.stdout
-    (package,) = work.glob("kexec-py_*_all.deb")
-    return package
+def deb(built_deb) -> Path:
+    return built_deb
 
 
 @pytest.fixture(scope="module")
 def unpacked(deb, tmp_path_factory) -> Path:
-    root = tmp_path_factory.mktemp("root")
-    subprocess.run(["dpkg-deb", "-x", str(deb), str(root)], check=True)
-    return root
-
-
-def _field(deb: Path, name: str) -> str:
-    return subprocess.run(["dpkg-deb", "-f", str(deb), name], capture_output=True, text=True,
-                          check=True).stdout.strip()
+    return debpkg.unpack(deb, tmp_path_factory.mktemp("root"))
 
 
 def _relations(text: str) -> dict[str, str]:

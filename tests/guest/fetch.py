@@ -48,25 +48,33 @@ class Arch:
             else f"console={self.console}"
 
 
+# Debian's packages of kexec-py's dependencies: the .deb built from debian/ depends on them, and
+# tests/test_guest_kdump_config.py installs that .deb with them (checking that they close its
+# Depends). python3-click and python3-colorama come with python3-typer.
+KEXEC_PY_DEB_DEPENDS = ("python3-cffi-backend", "python3-construct", "python3-pyelftools",
+                        "python3-typer", "python3-click", "python3-colorama")
+# makedumpfile reads the capture kernel's /proc/vmcore; kdump-tools brings Debian's own kdump-config.
+KDUMP_PACKAGES = ("makedumpfile", "kdump-tools", *KEXEC_PY_DEB_DEPENDS)
+
 ARCHES = {
     # makedumpfile reads the capture kernel's /proc/vmcore; kdump-tools brings Debian's own
-    # kdump-config, which tests/test_guest_kdump_config.py runs with kexec-py as /sbin/kexec.
+    # kdump-config, which tests/test_guest_kdump_config.py runs with kexec-py's .deb as /sbin/kexec.
     "x86_64": Arch("x86_64", "amd64", "x86_64-linux-gnu", "linux-image-cloud-amd64",
                    "manylinux2014_x86_64", "qemu-system-x86_64", "qemu-system-x86", "ttyS0",
-                   extra_packages=("makedumpfile", "kdump-tools")),
+                   extra_packages=KDUMP_PACKAGES),
     # 32-bit x86: Debian's 686-pae kernel in qemu-system-i386 (HIGHMEM, 3G/1G split).
     "i386": Arch("i386", "i386", "i386-linux-gnu", "linux-image-686-pae",
                  "manylinux2014_i686", "qemu-system-i386", "qemu-system-x86", "ttyS0"),
     # arm64: Debian 12's cloud kernel (a plain EFI-stub Image) in qemu-system-aarch64 -M virt.
     "aarch64": Arch("aarch64", "arm64", "aarch64-linux-gnu", "linux-image-cloud-arm64",
                     "manylinux2014_aarch64", "qemu-system-aarch64", "qemu-system-arm", "ttyAMA0",
-                    extra_packages=("makedumpfile", "kdump-tools")),
+                    extra_packages=KDUMP_PACKAGES),
     # ppc64le: Debian 12's powerpc64le kernel (an ELF vmlinux of about 45 MB, 64 KiB pages)
     # in qemu-system-ppc64 -M pseries, console on the hypervisor's virtual terminal.
     # makedumpfile reads the capture kernel's /proc/vmcore (init.sh runs it when present).
     "ppc64le": Arch("ppc64le", "ppc64el", "powerpc64le-linux-gnu", "linux-image-powerpc64le",
                     "manylinux2014_ppc64le", "qemu-system-ppc64", "qemu-system-ppc", "hvc0",
-                    console_options="", kernel_glob="vmlinux-*", extra_packages=("makedumpfile", "kdump-tools")),
+                    console_options="", kernel_glob="vmlinux-*", extra_packages=KDUMP_PACKAGES),
 }
 
 # Packages the guest needs besides the kernel.  Their library dependencies
@@ -93,6 +101,7 @@ def _host_pinned(*names: str) -> tuple[str, ...]:
 
 PY_REQUIREMENTS = _host_pinned("pyelftools", "cffi", "construct", "typer")
 GUEST_PYTHON = (3, 11)
+DIST_PACKAGES = "usr/lib/python3/dist-packages"       # where Debian's python3-* modules live
 _LIBRARY_PACKAGE = re.compile(r"^(lib|zlib)")
 
 # Parts of the standard library a loader never needs (keeps the initrd small).
@@ -200,15 +209,30 @@ def _apt_depends(packages: list[str], deb_arch: str) -> dict[str, list[str]]:
     return found
 
 
-def _depends_with_update(packages: list[str], deb_arch: str) -> dict[str, list[str]]:
+# Architecture: all packages (python3-typer, ...) that apt names "pkg:all" for a foreign architecture
+_ARCH_ALL: set[str] = set()
+
+
+def _apt_depends_any(packages: list[str], deb_arch: str) -> dict[str, list[str]]:
+    """_apt_depends, asking again as "pkg:all" for what apt does not know as "pkg:<foreign arch>"."""
     found = _apt_depends(packages, deb_arch)
+    rest = [p for p in packages if p not in found]
+    if rest:
+        arch_all = _apt_depends(rest, "all")
+        _ARCH_ALL.update(arch_all)
+        found.update(arch_all)
+    return found
+
+
+def _depends_with_update(packages: list[str], deb_arch: str) -> dict[str, list[str]]:
+    found = _apt_depends_any(packages, deb_arch)
     for attempt in range(3):            # no or stale package lists: update; a foreign-arch index
         if not set(packages) - set(found):      # that failed to download transiently gets more tries
             break
         if attempt:
             time.sleep(10 * attempt)
         apt_update(again=attempt > 0)
-        found = _apt_depends(packages, deb_arch)
+        found = _apt_depends_any(packages, deb_arch)
     missing = sorted(set(packages) - set(found))
     if missing:
         raise FetchError(f"apt-cache knows no package {missing} for {deb_arch}")
@@ -239,7 +263,7 @@ def _downloaded(debs: Path, pkg: str) -> Path | None:
 
 def _download(arch: Arch, packages: list[str], dest: Path) -> None:
     cmd = ["apt-get", "-o", "APT::Sandbox::User=root", "download",
-           *[f"{p}:{arch.deb}" for p in packages]]
+           *[f"{p}:{'all' if p in _ARCH_ALL else arch.deb}" for p in packages]]
     try:
         _run(cmd, cwd=dest)
     except FetchError:
@@ -289,6 +313,8 @@ def unpack_debs(arch: Arch, files: dict[str, str]) -> Path:
         _run(["dpkg-deb", "-x", str(arch_dir(arch) / "debs" / name), str(root)])
     _prune_stdlib(root / "usr/lib/python3.11")
     compile_tree(root / "usr/lib/python3.11", "/usr/lib/python3.11")
+    if (root / DIST_PACKAGES).is_dir():       # Debian's python3-* packages: as their postinst would
+        compile_tree(root / DIST_PACKAGES, f"/{DIST_PACKAGES}")
     stamp.write_text(want)
     return root
 

@@ -415,11 +415,12 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
         smp: int = DEFAULT_SMP, crashkernel: str | None = None,
         append: str = "", timeout: float = DEFAULT_TIMEOUT, echo: bool = False,
         keep_images: bool = False, extra_files: dict[str, Path] | None = None,
-        kernel: Path | None = None, firmware: str = "bios") -> Result:
+        kernel: Path | None = None, firmware: str = "bios", installed: Path | None = None) -> Result:
     """Build the images for ``scenario``, boot them, and return what the guest said.
     ``extra_files`` maps guest paths to host files baked into the first kernel's initrd;
     ``kernel`` replaces the Debian kernel (booted first, and /boot/vmlinuz in the guest);
-    ``firmware`` is "bios" (QEMU's default) or "ovmf" (UEFI, x86_64)."""
+    ``firmware`` is "bios" (QEMU's default) or "ovmf" (UEFI, x86_64); ``installed``, an unpacked
+    kexec-py .deb, replaces the working tree's kexec_py (image.build_main)."""
     firmware_args(arch, firmware)           # refuse a bad firmware before building anything
     inputs = prepare(arch)
     if kernel is not None:
@@ -431,7 +432,7 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
            "CAPTURE_APPEND": capture_append(inputs.arch)}
     capture_img = image.build_capture(inputs, workdir / "capture.img")
     main_img = image.build_main(inputs, capture_img, scenario.guest_files(env),
-                                workdir / "main.img", extra_files=extra_files)
+                                workdir / "main.img", extra_files=extra_files, installed=installed)
     cmd = _qemu_command(inputs.arch, inputs.kernel, main_img,
                         first_append(inputs.arch, crashkernel, append), mem, smp, firmware)
     result = Result(scenario.name, workdir / "console.log")

@@ -176,26 +176,50 @@ def _compiled_kexec_py(workdir: Path) -> Path:
     return dest
 
 
-def _add_python(st: Staging, workdir: Path) -> None:
+def _add_interpreter(st: Staging) -> None:
     st.add(PYTHON)
     st.archive.add_symlink("/usr/bin/python3", "python3.11")
     st.archive.add_tree("/usr/lib/python3.11", st.host("/usr/lib/python3.11"))
     st.archive.add_tree("/etc/python3.11", st.host("/etc/python3.11"))
     for ext in sorted(st.host("/usr/lib/python3.11/lib-dynload").glob("*.so")):
         st.add_libraries(f"/usr/lib/python3.11/lib-dynload/{ext.name}")
+
+
+def _add_source_tree(st: Staging, workdir: Path) -> None:
+    """The working tree's kexec_py and pip's dependencies, run by the /usr/bin/kexec-py wrapper."""
     st.add_tree(GUEST_PYLIB, st.inputs.pydeps)
     st.archive.add_tree(f"{GUEST_PYLIB}/kexec_py", _compiled_kexec_py(workdir))
     st.archive.add_bytes("/usr/bin/kexec-py", KEXEC_PY_WRAPPER.encode(), 0o755)
 
 
+def _add_installed_package(st: Staging, unpacked: Path, workdir: Path) -> None:
+    """kexec-py as its .deb installs it (``unpacked`` is a ``dpkg-deb -x`` root: /usr/sbin/kexec-py,
+    /usr/sbin/kexec, the modules under dist-packages) with Debian's python3-* dependencies,
+    all byte-compiled as their postinst scripts would (py3compile); no working-tree code."""
+    site = fetch.DIST_PACKAGES
+    st.add_tree(f"/{site}", st.host(f"/{site}"))            # Debian's python3-* (fetch.KEXEC_PY_DEB_DEPENDS)
+    modules = workdir / "site"
+    shutil.copytree(unpacked / site, modules)
+    fetch.compile_tree(modules, f"/{site}")
+    st.archive.add_tree(f"/{site}", modules)
+    st.archive.add_tree("/usr/sbin", unpacked / "usr/sbin")
+
+
 def build_main(inputs: fetch.Inputs, capture_img: Path, scenario_files: dict[str, str],
-               dest: Path, extra_files: dict[str, Path] | None = None) -> Path:
+               dest: Path, extra_files: dict[str, Path] | None = None,
+               installed: Path | None = None) -> Path:
     """The first kernel's initrd; ``scenario_files`` maps guest paths to text,
-    ``extra_files`` guest paths to host files (kernels to load, ...)."""
+    ``extra_files`` guest paths to host files (kernels to load, ...). kexec-py is the working
+    tree's, run as /usr/bin/kexec-py, unless ``installed`` gives an unpacked .deb root: then it
+    is that package's /usr/sbin/kexec-py and nothing of the working tree."""
     st = _base(inputs)
     st.add("/sbin/kexec")
+    _add_interpreter(st)
     with tempfile.TemporaryDirectory(prefix="kpy-image-") as tmp:
-        _add_python(st, Path(tmp))
+        if installed is None:
+            _add_source_tree(st, Path(tmp))
+        else:
+            _add_installed_package(st, installed, Path(tmp))
     st.archive.add_file("/boot/vmlinuz", inputs.kernel, mode=0o644)
     st.archive.add_file("/boot/capture.img", capture_img, mode=0o644)
     for path, text in scenario_files.items():
