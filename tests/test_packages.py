@@ -12,7 +12,10 @@ Fedora's kdump-utils needs.
 
 What these need (debhelper, dh-python, pybuild-plugin-pyproject, python3-typer,
 python3-pyelftools, python3-cffi, python3-construct, rpm, zsh, fish) scripts/test-all
-installs; a missing tool fails the test, naming it. About 15 s.
+installs; a missing tool fails the test, naming it. About a minute.
+
+The dracut module (packaging/dracut/90kexec-py) is run with stand-ins for dracut's install
+helpers, and the package's kexec then runs chrooted in the tree it filled.
 """
 
 from __future__ import annotations
@@ -195,3 +198,78 @@ def test_completion_files_cover_every_option(tmp_path):
             assert flag in files["fish/kexec.fish"], name
     for text in files.values():
         assert "--install-completion" not in text and "--root" not in text
+
+
+# -- the dracut module ----------------------------------------------------------------------------
+
+DRACUT_MODULE = "usr/lib/dracut/modules.d/90kexec-py/module-setup.sh"
+
+# dracut's install helpers as the module uses them, for a test without dracut: each path is
+# copied into $initdir from the unpacked package if it is there, else from this machine, with
+# the symlinks it goes through and, for ELF files, the shared libraries ldd names (as dracut's
+# inst_multiple does). The package's files land where dpkg would install them.
+DRACUT_STUBS = r'''
+set -u
+derror() { echo "dracut error: $*" >&2; }
+_put() {
+    local src=$1 dest=${1#"$PKG_ROOT"} t lib
+    if [ -e "$initdir$dest" ] || [ -L "$initdir$dest" ]; then return 0; fi
+    mkdir -p "$initdir${dest%/*}"
+    cp -a "$src" "$initdir$dest" || return 1
+    if [ -L "$src" ]; then
+        t=$(readlink "$src"); case $t in /*) ;; *) t=${src%/*}/$t ;; esac
+        _put "$t" || return 1
+    elif [ "$(head -c 4 "$src" | od -An -c | tr -d ' ')" = '177ELF' ]; then
+        for lib in $(ldd "$src" 2>/dev/null | grep -o '/[^ ]*'); do _put "$lib" || return 1; done
+    fi
+}
+inst_multiple() {
+    local p
+    for p in "$@"; do
+        if [ -e "$PKG_ROOT$p" ] || [ -L "$PKG_ROOT$p" ]; then _put "$PKG_ROOT$p" || return 1
+        elif [ -e "$p" ]; then _put "$p" || return 1
+        else echo "inst_multiple: $p not found" >&2; return 1; fi
+    done
+}
+'''
+
+
+def test_dracut_module_brings_what_kexec_needs(unpacked, tmp_path):
+    """The packaged dracut module, run with stand-ins for dracut's helpers, fills an initramfs
+    tree in which the package's kexec runs by itself (chroot): --version, an unknown option
+    (typer's path), every kexec_py module imported, and a load that stops at the missing
+    /proc with one line. Debian's python3 and python3-* packages are the system's here
+    (scripts/test-all installs them), kexec_py is the package's."""
+    _need("bash", "chroot", "ldd")
+    module = unpacked / DRACUT_MODULE
+    assert module.is_file() and os.access(module, os.X_OK)
+    initdir = tmp_path / "initramfs"
+    initdir.mkdir()
+    env = {**BUILD_ENV, "PKG_ROOT": str(unpacked), "initdir": str(initdir), "PYTHONPATH": str(unpacked / SITE)}
+    script = f'{DRACUT_STUBS}\n. "{module}"\ncheck; echo "check=$?"\ninstall; echo "install=$?"'
+    out = subprocess.run(["bash", "-c", script], env=env, capture_output=True, text=True)
+    assert "check=255\n" in out.stdout, out          # only when asked for
+    assert "install=0\n" in out.stdout, out
+    assert (initdir / SITE / "kexec_py/data/purgatory").is_dir()
+    assert not (initdir / "usr/lib/python3.11/test").exists()
+
+    def chrooted(*args: str) -> subprocess.CompletedProcess:
+        return subprocess.run(guard.guarded(["chroot", str(initdir), *args]), capture_output=True, text=True,
+                              env={"PATH": "/usr/sbin:/usr/bin", "LC_ALL": "C.UTF-8"})
+
+    out = chrooted("/usr/sbin/kexec", "--version")
+    assert (out.returncode, out.stdout) == (0, f"kexec-tools-compatible {KEXEC_TOOLS_INTERFACE} (kexec-py {__version__})\n"), out
+    out = chrooted("/usr/sbin/kexec", "--no-such-option")
+    assert out.returncode == 2 and "No such option" in out.stderr, out
+    imports = ("import importlib, pkgutil, kexec_py\n"
+               "names = [m.name for m in pkgutil.walk_packages(kexec_py.__path__, 'kexec_py.')\n"
+               "         if not m.name.endswith('__main__')]\n"
+               "for n in names: importlib.import_module(n)\n"
+               "print(len(names), kexec_py.__file__)")
+    out = chrooted("/usr/bin/python3", "-c", imports)
+    assert out.returncode == 0, out
+    count, where = out.stdout.split()
+    assert where == f"/{SITE}/kexec_py/__init__.py" and int(count) > 40, out
+    # a real load path: the kernel is read and parsed, then the missing /proc/iomem stops it
+    out = chrooted("/usr/sbin/kexec", "-p", "--dry-run", f"/{SITE}/kexec_py/__init__.py")
+    assert out.returncode != 0 and len(out.stderr.splitlines()) == 1, out
