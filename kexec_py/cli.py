@@ -21,17 +21,14 @@ import sys
 
 from kexec_py.options import BY_SPELLING, DEFAULTS, FLAG, HELP_OPTION, KERNEL, NUMBER, PROG, TEXT
 
-COMPLETE_VAR = "_" + PROG.replace("-", "_").upper() + "_COMPLETE"     # typer's completion request
 _PARSED_HERE = (FLAG, TEXT, NUMBER)         # -v and typer's own options are left to typer
 
 
 def fast_parse(args: list[str]) -> tuple[list[str], dict] | None:
     """(actions in order, parameter values) as typer would give them, or None for any
-    command line this parser leaves to typer: help, version, completion, an unknown
+    command line this parser leaves to typer: help, version, an unknown
     or repeated option, joined short options (-pc), a value that looks like an option,
     more than one kernel, anything typer would refuse."""
-    if COMPLETE_VAR in os.environ:
-        return None
     values = dict(DEFAULTS)
     seen: set[str] = set()
     actions: list[str] = []
@@ -152,7 +149,7 @@ def _hash_initrd_early(actions: list[str], v: dict) -> None:
 
 def _fast_help(args: list[str]) -> str | None:
     """The --help text, when typer would render exactly the stored one (80 columns or more)."""
-    if len(args) != 1 or args[0] not in HELP_OPTION.names or COMPLETE_VAR in os.environ:
+    if len(args) != 1 or args[0] not in HELP_OPTION.names:
         return None
     import shutil
     if shutil.get_terminal_size().columns < 80:

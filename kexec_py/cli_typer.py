@@ -76,7 +76,7 @@ def command(run: Runner = _no_runner):
 
 
 def app(run: Runner = _no_runner) -> typer.Typer:
-    app = typer.Typer(add_completion=True, rich_markup_mode=None, pretty_exceptions_enable=False,
+    app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions_enable=False,
                       context_settings={"help_option_names": list(HELP_OPTION.names)})
     app.command(help=DESCRIPTION)(command(run))
     return app

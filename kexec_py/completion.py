@@ -17,14 +17,11 @@ COMMANDS = ("kexec", "kexec-py")
 
 # Values that name a file; every other TEXT or NUMBER option takes a word the shell cannot guess.
 FILE_OPTIONS = ("initrd", "dtb", "module")
-# Options a package's completion leaves out: typer's own, which the installed command is not meant
-# to run (installing a completion script into the user's shell start-up file).
-_LEFT_OUT = ("install_completion", "show_completion")
 
 
 def completed_options() -> list[Option]:
-    """Every visible option, in the table's order, typer's completion options left out."""
-    return [o for o in OPTIONS if not o.hidden and o.name not in _LEFT_OUT]
+    """Every visible option, in the table's order."""
+    return [o for o in OPTIONS if not o.hidden]
 
 
 def _takes_value(option: Option) -> bool:

@@ -17,8 +17,9 @@ name     the parameter's name: its key in the ``values`` dict the command runs w
 names    its spellings on the command line, in the order --help shows them
 kind     FLAG (takes no value), TEXT (a string), NUMBER (a decimal integer), or
          one typer handles itself: VERSION (a flag that prints and exits at once,
-         whose value is None) and TYPER (typer's own --help and completion
-         options: not parameters of the command, listed for the man page)
+         whose value is None) and TYPER (typer's own --help: not a parameter of
+         the command, listed for the man page; typer's completion options are
+         turned off: kexec has none, and they would edit the user's shell start-up file)
 help     the line --help and the man page show
 metavar  what --help calls a TEXT or NUMBER option's value
 panel    GENERIC, LOADER or X86: the group kexec-tools puts it in (typer's
@@ -230,10 +231,6 @@ OPTIONS: tuple[Option, ...] = (
     Option("version", ("-v", "--version"), VERSION,
            help="Print the kexec-tools version whose interface kexec-py follows, and kexec-py's own.",
            note='"kexec-tools-compatible 2.0.32 (kexec-py 0.1.0)": scripts match kexec-tools\' first word and number'),
-    Option("install_completion", ("--install-completion",), TYPER,
-           help="Install completion for the current shell."),
-    Option("show_completion", ("--show-completion",), TYPER,
-           help="Show completion for the current shell, to copy it or customize the installation."),
     Option("help", ("-h", "--help"), TYPER,
            help="Print the help and exit.",
            note="typer's --help line reads 'Show this message and exit.'"),

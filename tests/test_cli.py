@@ -187,6 +187,20 @@ def test_help_and_version():
         assert m and tuple(map(int, m.groups())) >= (2, 0, 32), p.stdout
 
 
+@pytest.mark.parametrize("option", ["--install-completion", "--show-completion"])
+def test_typer_completion_options_are_unknown_options(option, tmp_path):
+    """kexec-tools has no such options, and typer's would write into the user's shell start-up
+    file: kexec-py refuses them as it refuses any unknown option, and writes nothing."""
+    env = {**os.environ, "HOME": str(tmp_path), "SHELL": "/bin/bash"}
+    p = subprocess.run(guard.guarded([sys.executable, "-m", "kexec_py", option]), capture_output=True, text=True,
+                       env=env)
+    q = subprocess.run(guard.guarded([sys.executable, "-m", "kexec_py", "--no-such-option"]), capture_output=True,
+                       text=True, env=env)
+    assert (p.returncode, p.stdout) == (q.returncode, "") and q.returncode != 0, p
+    assert f"No such option: {option}" in p.stderr, p.stderr
+    assert list(tmp_path.iterdir()) == [], "nothing written in $HOME"
+
+
 def test_debug_flag_dropped_when_the_kernel_does_not_know_it(debian_kernel, tmp_path):
     rec = tmp_path / "rec.jsonl"
     code, _, err, _ = kexec_py("-p", "-s", "-d", debian_kernel, record=rec, fail="kexec_file_load=EINVAL")

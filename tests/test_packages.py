@@ -189,7 +189,7 @@ def test_completion_files_cover_every_option(tmp_path):
                    capture_output=True, env=BUILD_ENV)
     files = {p.relative_to(tmp_path).as_posix(): p.read_text() for p in tmp_path.rglob("*") if p.is_file()}
     assert sorted(files) == ["bash/kexec", "fish/kexec-py.fish", "fish/kexec.fish", "zsh/_kexec"]
-    visible = [o for o in OPTIONS if not o.hidden and o.name not in ("install_completion", "show_completion")]
+    visible = [o for o in OPTIONS if not o.hidden]
     for option in visible:
         for name in option.names:
             assert re.search(rf"(?<![\w-]){re.escape(name)}(?![\w-])", files["bash/kexec"]), name
