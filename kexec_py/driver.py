@@ -45,6 +45,9 @@ class Context:
     # looked up when the Context is made, so that a redirected sys.stdout/stderr is used
     out: object = field(default_factory=lambda: _sys.stdout)
     err: object = field(default_factory=lambda: _sys.stderr)
+    # where a crash load is recorded, to be loaded again if the kernel refuses a later one
+    # (kexec_py.lastgood.Store); None: lastgood.store_for decides (only on the running system)
+    last_good: object = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -152,6 +155,8 @@ def _unload(req: Request, ctx: Context) -> None:
         print("kexec-py: kexec_load was refused (EPERM), as a locked-down kernel does: unloading with "
               "kexec_file_load instead", file=ctx.err)
         submit(replace(plan, use_file_syscall=True), ctx.backend)
+    if req.crash and (store := _last_good(ctx)) is not None:
+        store.forget()              # unloaded on purpose: nothing to bring back
 
 
 # -- load --------------------------------------------------------------------------------
@@ -161,19 +166,48 @@ def _load(req: Request, ctx: Context) -> None:
     file_inputs, refusal = _file_inputs(req, ctx, inputs)
     attempts = _attempts(req, ctx, inputs, file_inputs, refusal)
     submitter = _Submitter(ctx, req.crash)
+    store = _last_good(ctx) if req.crash and not req.dry_run else None
+    was_loaded = store is not None and _crash_loaded(ctx) is True
     for i, syscall in enumerate(attempts):
         try:
             if syscall is FILE:
-                return _load_file(req, ctx, inputs, file_inputs, submitter)
-            return _load_segments(req, ctx, inputs, submitter)
+                _load_file(req, ctx, inputs, file_inputs, submitter)
+            else:
+                _load_segments(req, ctx, inputs, submitter)
         except SubmitError as e:
-            if i + 1 == len(attempts):
-                raise
-            errnos, said, debug_only = _FALLBACKS[(syscall, attempts[i + 1])]
-            if e.errno not in errnos:
-                raise
+            last = i + 1 == len(attempts)
+            fallback = None if last else _FALLBACKS[(syscall, attempts[i + 1])]
+            if fallback is None or e.errno not in fallback[0]:
+                if not req.crash:
+                    raise
+                restored = was_loaded and _crash_loaded(ctx) is False and store.restore(ctx.err)
+                state = "the crash kernel loaded before is loaded again" if restored else _crash_state(ctx)
+                raise e.amended(hint=(e.hint + "; " if e.hint else "") + state) from None
+            errnos, said, debug_only = fallback
             if req.debug or not debug_only:
                 print(said.format(message=e.message), file=ctx.err)
+            continue
+        if store is not None:
+            try:
+                store.record(_sys.argv[1:], [f for f in (req.kernel, req.initrd, req.dtb) if f])
+            except OSError as e:
+                print(f"kexec-py: could not record the crash kernel loaded in {store.path}: {e.strerror}",
+                      file=ctx.err)
+        return
+
+
+def _last_good(ctx: Context):
+    if ctx.last_good is not None:
+        return ctx.last_good
+    from kexec_py.lastgood import store_for
+    return store_for(ctx.sys.root, ctx.backend)
+
+
+def _crash_loaded(ctx: Context) -> bool | None:
+    try:
+        return ctx.sys.kexec_crash_loaded()
+    except KexecError:
+        return None
 
 
 def _read_inputs(req: Request, ctx: Context) -> Inputs:
@@ -341,8 +375,7 @@ def _hotplug_size(req: Request, ctx: Context) -> int | None:
 
 
 class _Submitter:
-    """Hands plans to the submit module: permissions checked once, before the first
-    call; a failed crash load says whether a crash kernel is still loaded."""
+    """Hands plans to the submit module: permissions checked once, before the first call."""
 
     def __init__(self, ctx: Context, crash: bool):
         self.ctx, self.crash, self.checked = ctx, crash, False
@@ -353,21 +386,14 @@ class _Submitter:
         if not self.checked:
             check_permitted(self.ctx.sys, crash=self.crash)
             self.checked = True
-        try:
-            submit(plan, self.ctx.backend)
-        except SubmitError as e:
-            if not self.crash:
-                raise
-            raise e.amended(hint=(e.hint + "; " if e.hint else "") + self._crash_state()) from None
+        submit(plan, self.ctx.backend)
 
-    def _crash_state(self) -> str:
-        try:
-            loaded = self.ctx.sys.kexec_crash_loaded()
-        except KexecError:
-            loaded = None
-        return {False: "NO crash kernel is loaded now: fix the cause, then load one again",
-                True: "the crash kernel loaded before is still loaded",
-                None: "whether a crash kernel is still loaded is unknown: check with kexec-py -S"}[loaded]
+
+def _crash_state(ctx: Context) -> str:
+    """What a failed crash load says last: whether a crash kernel is loaded now."""
+    return {False: "NO crash kernel is loaded now: fix the cause, then load one again",
+            True: "the crash kernel loaded before is still loaded",
+            None: "whether a crash kernel is still loaded is unknown: check with kexec-py -S"}[_crash_loaded(ctx)]
 
 
 def _read_dtb(path: str) -> bytes:

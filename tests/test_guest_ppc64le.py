@@ -10,14 +10,20 @@ and load nothing), sysrq crashes it, and the capture kernel reads the dead kerne
 and the default ``-a``, which finds no kexec_file_load in Debian's kernel and goes on with
 kexec_load), and a ``-l -c`` / ``-e`` reboot. One guest boot each, 25-50 s under TCG on 2 cores.
 
+``-s`` kdump and reboot run on a kernel built from Debian's linux-source with CONFIG_KEXEC_FILE
+(tests/guest/kexec_file_kernel.py, cached), used as both the first and the capture kernel.
+
 Run: pytest -m guest tests/test_guest_ppc64le.py
 """
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.guest import harness
+from tests.guest import kexec_file_kernel as kexec_file_kernel_module
 
 pytestmark = pytest.mark.guest
 ARCH = "ppc64le"
@@ -70,9 +76,40 @@ def test_kdump_kexec_py_kexec_load():
 
 
 def test_kdump_default_syscall_falls_back():
-    """-a (the default): Debian's kernel has no kexec_file_load (ENOSYS), kexec-py goes on with kexec_load."""
+    """On Debian's kernel (no kexec_file_load): -s exits 253 and loads nothing, as kexec-tools
+    does; -a (the default) gets ENOSYS from kexec_file_load and goes on with kexec_load."""
     command = 'kexec-py -p "$KERNEL" --initrd="$CAPTURE_INITRD" --append="$CAPTURE_APPEND"'
-    harness.assert_kdump_proof(harness.run(harness.kdump(command, "ppc64le-kexec-py-kdump-a"), ARCH))
+    scenario = harness.Scenario("ppc64le-kexec-py-kdump-a", [("file_load", harness.kexec_py_load("s")),
+                                                             ("load", command)], crash=True)
+    result = harness.run(scenario, ARCH)
+    m = result.markers
+    assert (m.get("RC-file_load"), m.get("CRASH-LOADED-file_load")) == ("253", "0"), result.explain()
+    harness.assert_kdump_proof(result)
+
+
+# -- kexec_file_load (-s), on a kernel that has it ------------------------------------------
+
+@pytest.fixture(scope="module")
+def kexec_file_kernel() -> Path:
+    """Debian's 6.1 source built for pseries with CONFIG_KEXEC_FILE (tests/guest/kexec_file_kernel.py)."""
+    return kexec_file_kernel_module.kernel(ARCH)
+
+
+def test_kdump_kexec_file_load(kexec_file_kernel):
+    """-p -s with the ELF vmlinux: the kernel's own ppc64 loader places it, with its purgatory, its
+    device tree and its copy of the first 64 KiB; vmcore-dmesg and makedumpfile read the dump."""
+    result = harness.run(harness.kdump(harness.kexec_py_load("s"), "ppc64le-kdump-s"), ARCH, kernel=kexec_file_kernel)
+    print("\n" + harness.summary(result, "kexec-py -p -s"))
+    harness.assert_kdump_proof(result)
+    harness.assert_makedumpfile_reads(result)
+    assert "retrying" not in result.step_output("load"), result.explain()
+
+
+def test_reboot_kexec_file_load(kexec_file_kernel):
+    """-l -s, then -e, on the same kernel."""
+    command, append = harness.reboot_load(ARCH, '"$KERNEL"', "ppc64le-l-s", "s")
+    result = harness.run(harness.reboot(command, "ppc64le-reboot-s"), ARCH, kernel=kexec_file_kernel)
+    harness.assert_rebooted(result, append)
 
 
 def test_reboot_kexec_py_kexec_load():

@@ -1,17 +1,18 @@
-"""An arm64 kernel with kexec_file_load, built from Debian's kernel source, for the ``-s`` guest tests.
+"""Kernels with kexec_file_load, built from Debian's kernel source, for the ``-s`` guest tests.
 
-No Debian arm64 kernel has CONFIG_KEXEC_FILE: bullseye's 5.10, bookworm's 6.1,
+arm64: no Debian arm64 kernel has CONFIG_KEXEC_FILE: bullseye's 5.10, bookworm's 6.1,
 bookworm-backports' 6.12, trixie's 6.12 and the 7.x kernels of
 trixie-backports, forky, sid and experimental all say "# CONFIG_KEXEC_FILE is
 not set" in their /boot/config (cloud-arm64 in every suite; arm64, rt-arm64 and
-arm64-16k checked too). So the test kernel is built here: Debian's own
+arm64-16k checked too). ppc64le: Debian's ppc64el kernel has no CONFIG_KEXEC_FILE either
+(../shared/reference/next-arches-facts.md). So the test kernels are built here: Debian's own
 ``linux-source`` package (resolved through the ``linux-source`` metapackage at
-run time, never a pinned version), ``allnoconfig`` plus the fragment below
-(KEXEC_FILE, kdump, the QEMU virt machine's serial port, what busybox and
-Python need), cross-compiled with Debian's gcc-aarch64-linux-gnu. It boots in
-about 2 s under TCG and is used as both the first and the capture kernel.
+run time, never a pinned version), ``allnoconfig`` plus a fragment per arch below
+(KEXEC_FILE, kdump, the QEMU machine's console, what busybox and Python need),
+cross-compiled with Debian's gcc-aarch64-linux-gnu / gcc-powerpc64le-linux-gnu. Each is
+used as both the first and the capture kernel.
 
-Built once into ``<cache>/aarch64/kexec-file-kernel/`` and reused while the
+Built once into ``<cache>/<arch>/kexec-file-kernel/`` and reused while the
 source package, the fragment and the compiler stay the same; the 1.3 GB source
 tree is deleted after the build. A cold build takes 4-7 minutes on 2 cores.
 """
@@ -25,14 +26,14 @@ import os
 import shutil
 import subprocess
 import tempfile
+from dataclasses import dataclass
 from pathlib import Path
 
 from . import fetch
 
 BUILDER_VERSION = 1
-CROSS = "aarch64-linux-gnu-"
 HOST_TOOLS = (("flex", "flex"), ("bison", "bison"), ("bc", "bc"), ("make", "make"), ("gcc", "gcc"),
-              (f"{CROSS}gcc", "gcc-aarch64-linux-gnu"), ("xz", "xz-utils"))
+              ("xz", "xz-utils"))
 
 # On top of allnoconfig. Every line must survive olddefconfig (checked).
 CONFIG_FRAGMENT = """\
@@ -82,6 +83,77 @@ CONFIG_ARM64_4K_PAGES=y
 CONFIG_ARM64_VA_BITS_48=y
 """
 
+# ppc64le for QEMU's pseries machine, with Debian's 64 KiB pages and the hypervisor console.
+# The kernel's kexec_file_load takes an ELF vmlinux there and needs SHA-256 built in.
+PPC64LE_FRAGMENT = """\
+CONFIG_LOCALVERSION="-kpy-kexec-file"
+CONFIG_FRAME_WARN=2048
+CONFIG_PPC_DISABLE_WERROR=y
+CONFIG_PPC64=y
+CONFIG_PPC_BOOK3S_64=y
+CONFIG_CPU_LITTLE_ENDIAN=y
+CONFIG_PPC_PSERIES=y
+CONFIG_PPC_64K_PAGES=y
+CONFIG_PPC_RADIX_MMU=y
+CONFIG_HVC_CONSOLE=y
+CONFIG_SMP=y
+CONFIG_NR_CPUS=4
+CONFIG_PRINTK=y
+CONFIG_PRINTK_TIME=y
+CONFIG_BUG=y
+CONFIG_MULTIUSER=y
+CONFIG_FUTEX=y
+CONFIG_EPOLL=y
+CONFIG_SIGNALFD=y
+CONFIG_TIMERFD=y
+CONFIG_EVENTFD=y
+CONFIG_SHMEM=y
+CONFIG_TMPFS=y
+CONFIG_FILE_LOCKING=y
+CONFIG_POSIX_TIMERS=y
+CONFIG_ADVISE_SYSCALLS=y
+CONFIG_MEMBARRIER=y
+CONFIG_KALLSYMS=y
+CONFIG_BLK_DEV_INITRD=y
+CONFIG_RD_GZIP=y
+CONFIG_BINFMT_ELF=y
+CONFIG_BINFMT_SCRIPT=y
+CONFIG_TTY=y
+CONFIG_PROC_FS=y
+CONFIG_PROC_SYSCTL=y
+CONFIG_PROC_KCORE=y
+CONFIG_SYSFS=y
+CONFIG_DEVTMPFS=y
+CONFIG_SECURITYFS=y
+CONFIG_MAGIC_SYSRQ=y
+CONFIG_HOTPLUG_CPU=y
+CONFIG_CRYPTO=y
+CONFIG_CRYPTO_SHA256=y
+CONFIG_KEXEC=y
+CONFIG_KEXEC_FILE=y
+CONFIG_CRASH_DUMP=y
+CONFIG_PROC_VMCORE=y
+CONFIG_RELOCATABLE=y
+"""
+
+
+@dataclass(frozen=True)
+class Build:
+    cross: str              # CROSS_COMPILE
+    compiler_package: str
+    karch: str              # the kernel's ARCH=
+    target: str             # the make target
+    output: str             # what it builds, under O=
+    fragment: str
+
+
+BUILDS = {
+    "aarch64": Build("aarch64-linux-gnu-", "gcc-aarch64-linux-gnu", "arm64", "Image", "arch/arm64/boot/Image",
+                     CONFIG_FRAGMENT),
+    "ppc64le": Build("powerpc64le-linux-gnu-", "gcc-powerpc64le-linux-gnu", "powerpc", "vmlinux", "vmlinux",
+                     PPC64LE_FRAGMENT),
+}
+
 
 def _run(cmd: list[str], **kw) -> str:
     proc = subprocess.run(cmd, capture_output=True, text=True, **kw)
@@ -91,8 +163,9 @@ def _run(cmd: list[str], **kw) -> str:
     return proc.stdout
 
 
-def _ensure_tools() -> None:
-    missing = [pkg for tool, pkg in HOST_TOOLS if shutil.which(tool) is None]
+def _ensure_tools(build: Build) -> None:
+    tools = (*HOST_TOOLS, (f"{build.cross}gcc", build.compiler_package))
+    missing = [pkg for tool, pkg in tools if shutil.which(tool) is None]
     if not missing:
         return
     if os.geteuid() != 0:
@@ -135,9 +208,9 @@ def _download(work: Path, package: str) -> Path:
     return have[-1]
 
 
-def _stamp(deb: Path) -> str:
-    compiler = _run([f"{CROSS}gcc", "--version"]).splitlines()[0]
-    return hashlib.sha256(json.dumps([BUILDER_VERSION, deb.name, CONFIG_FRAGMENT, compiler]).encode()).hexdigest()[:16]
+def _stamp(deb: Path, build: Build) -> str:
+    compiler = _run([f"{build.cross}gcc", "--version"]).splitlines()[0]
+    return hashlib.sha256(json.dumps([BUILDER_VERSION, deb.name, build.fragment, compiler]).encode()).hexdigest()[:16]
 
 
 def _unpack_source(deb: Path, dest: Path) -> Path:
@@ -152,34 +225,37 @@ def _unpack_source(deb: Path, dest: Path) -> Path:
     return dest
 
 
-def _configure(src: Path, out: Path, env: dict[str, str]) -> None:
+def _configure(src: Path, out: Path, env: dict[str, str], config_fragment: str) -> None:
     make = ["make", "-s", "-C", str(src), f"O={out}"]
     _run([*make, "allnoconfig"], env=env)
     fragment = out / "kpy.config"
-    fragment.write_text(CONFIG_FRAGMENT)
+    fragment.write_text(config_fragment)
     _run([str(src / "scripts/kconfig/merge_config.sh"), "-m", "-O", str(out), str(out / ".config"), str(fragment)],
          env=env, cwd=src)
     _run([*make, "olddefconfig"], env=env)
     have = set((out / ".config").read_text().splitlines())
-    lost = [line for line in CONFIG_FRAGMENT.splitlines() if line not in have]
+    lost = [line for line in config_fragment.splitlines() if line not in have]
     if lost:
         raise fetch.FetchError(f"the kernel config dropped {lost}: a dependency is missing from the fragment")
 
 
-def kernel() -> Path:
-    """The built Image (building it first if needed). Raises FetchError when it cannot be built."""
-    arch = fetch.ARCHES["aarch64"]
+def kernel(arch_name: str = "aarch64") -> Path:
+    """The built kernel for ``arch_name`` (building it first if needed): arm64's Image, ppc64le's
+    vmlinux. Raises FetchError when it cannot be built."""
+    arch = fetch.ARCHES[arch_name]
+    build_spec = BUILDS[arch_name]
+    name = Path(build_spec.output).name
     work = fetch.arch_dir(arch) / "kexec-file-kernel"
     work.mkdir(exist_ok=True)
     with open(work / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        _ensure_tools()
+        _ensure_tools(build_spec)
         deb = _download(work, source_package())
-        stamp = _stamp(deb)
-        image = work / f"Image-{stamp}"
+        stamp = _stamp(deb, build_spec)
+        image = work / f"{name}-{stamp}"
         if image.exists():
             return image
-        for old in [*work.glob("Image-*"), *work.glob("config-*")]:
+        for old in [*work.glob(f"{name}-*"), *work.glob("config-*")]:
             old.unlink()
         build = work / "build"
         shutil.rmtree(build, ignore_errors=True)
@@ -188,13 +264,14 @@ def kernel() -> Path:
             src = _unpack_source(deb, build / "src")
             out = build / "out"
             out.mkdir()
-            env = {**os.environ, "ARCH": "arm64", "CROSS_COMPILE": CROSS}
-            _configure(src, out, env)
+            env = {**os.environ, "ARCH": build_spec.karch, "CROSS_COMPILE": build_spec.cross}
+            _configure(src, out, env, build_spec.fragment)
             jobs = str(os.cpu_count() or 2)
-            _run(["nice", "-n", "10", "make", "-s", "-C", str(src), f"O={out}", f"-j{jobs}", "Image"], env=env)
+            _run(["nice", "-n", "10", "make", "-s", "-C", str(src), f"O={out}", f"-j{jobs}", build_spec.target],
+                 env=env)
             shutil.copy2(out / ".config", work / f"config-{stamp}")
             tmp = image.with_suffix(".tmp")
-            shutil.copy2(out / "arch/arm64/boot/Image", tmp)
+            shutil.copy2(out / build_spec.output, tmp)
             tmp.rename(image)
         finally:
             shutil.rmtree(build, ignore_errors=True)
