@@ -276,11 +276,28 @@ class SystemView:
     # -- what kdump-py doctor and crashkernel --estimate read (all read-only) -----------------
     def file_size(self, path: str) -> int | None:
         """The size of a regular file (symbolic links followed), None when there is none."""
-        p = self.path(path)
         try:
+            p = self.path(self.resolve(path))
             return p.stat().st_size if p.is_file() else None
+        except SnapshotError:
+            return None
         except OSError:
             return None
+
+    def resolve(self, path: str) -> str:
+        """``path`` with its symbolic links followed inside the root (an absolute link
+        target is taken relative to the root, not to this machine's /)."""
+        import os
+        import posixpath
+        current = posixpath.normpath("/" + path.lstrip("/"))
+        for _ in range(40):
+            p = self.path(current)
+            if not p.is_symlink():
+                return current
+            target = os.readlink(p)
+            current = posixpath.normpath(target if target.startswith("/")
+                                         else posixpath.join(posixpath.dirname(current), target))
+        raise SnapshotError(f"{path}: too many levels of symbolic links")
 
     def sysctl(self, name: str) -> str | None:
         """/proc/sys/NAME (``kernel/panic_on_oops``), stripped; None when absent or unreadable."""
