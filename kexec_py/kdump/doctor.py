@@ -245,8 +245,8 @@ def _permitted(sys, setup, options, out):
     from kexec_py.preflight import lockdown_mode
     mode = {"s": "kexec_file_load (-s)", "c": "kexec_load (-c)",
             "a": "kexec_file_load, then kexec_load (-a, kexec-py's default)"}[setup.syscall]
-    if setup.service:
-        mode += f", from {setup.service}'s {'KDUMP_KEXEC_ARGS' if setup.service == 'kdump-tools' else 'KEXEC_ARGS'}"
+    source = (f" ({setup.service}'s {'KDUMP_KEXEC_ARGS' if setup.service == 'kdump-tools' else 'KEXEC_ARGS'} "
+              f"{setup.kexec_args!r})" if setup.service else "")
     disabled = sys.sysctl("kernel/kexec_load_disabled")
     lockdown = lockdown_mode(sys)
     try:
@@ -262,17 +262,17 @@ def _permitted(sys, setup, options, out):
     has_file = options is None or options.get("CONFIG_KEXEC_FILE") in ("y", "m")
     if lockdown:
         if setup.syscall == "c":
-            out.append(Check("kexec-permitted", FAIL, f"locked down ({lockdown}): {mode} is refused",
+            out.append(Check("kexec-permitted", FAIL, f"locked down ({lockdown}): {mode} is refused{source}",
                              "load with -s and a signed kernel (KDUMP_KEXEC_ARGS=-s or KEXEC_ARGS=-s)"))
         elif not has_file:
             out.append(Check("kexec-permitted", FAIL, f"locked down ({lockdown}) and no CONFIG_KEXEC_FILE: no "
                              "syscall is left to load a capture kernel", "boot a kernel with CONFIG_KEXEC_FILE=y"))
         else:
-            out.append(Check("kexec-permitted", PASS, f"locked down ({lockdown}): {mode} works for a signed kernel "
-                             "only"))
+            out.append(Check("kexec-permitted", PASS, f"locked down ({lockdown}): {mode}{source} works for a signed "
+                             "kernel only"))
         return
     out.append(Check("kexec-permitted", PASS, f"not locked down, kexec_load_disabled {disabled or 'absent'}: "
-                     f"{mode} is allowed"))
+                     f"{mode}{source} is allowed"))
 
 
 def _sysctls(sys, out):

@@ -24,8 +24,6 @@ FEDORA_CONF = "/etc/kdump.conf"
 DEBIAN_APPEND = "reset_devices systemd.unit=kdump-tools-dump.service nr_cpus=1 irqpoll usbcore.nousb"
 FEDORA_SERVICE_LINKS = ("/etc/systemd/system/multi-user.target.wants/kdump.service",
                         "/etc/systemd/system/basic.target.wants/kdump.service")
-DEBIAN_SERVICE_LINKS = ("/etc/systemd/system/basic.target.wants/kdump-tools.service",
-                        "/etc/systemd/system/multi-user.target.wants/kdump-tools.service")
 
 
 def shell_assignments(text: str) -> dict[str, str]:
@@ -94,7 +92,7 @@ def read_setup(sys, release: str | None) -> KdumpSetup:
             generic_initrds=generic)
     if sys.exists(FEDORA_SYSCONFIG) or sys.exists(FEDORA_CONF):
         v = shell_assignments(sys.read_text(FEDORA_SYSCONFIG)) if sys.exists(FEDORA_SYSCONFIG) else {}
-        enabled = any(sys.exists(p) for p in FEDORA_SERVICE_LINKS)
+        enabled = any(sys.exists(p) or sys.path(p).is_symlink() for p in FEDORA_SERVICE_LINKS)
         return KdumpSetup(
             service="kdumpctl", config_path=FEDORA_SYSCONFIG if sys.exists(FEDORA_SYSCONFIG) else FEDORA_CONF,
             enabled=enabled, why_not="" if enabled else "kdump.service is not enabled (systemctl enable kdump)",
@@ -105,6 +103,7 @@ def read_setup(sys, release: str | None) -> KdumpSetup:
             initrds=[f"/boot/initramfs-{rel}kdump.img", f"/var/lib/kdump/initramfs-{rel}kdump.img"],
             generic_initrds=generic)
     return KdumpSetup(kernels=[f"/boot/vmlinuz-{rel}", f"/boot/vmlinux-{rel}", f"/lib/modules/{rel}/vmlinuz"],
+                      initrds=[f"/var/lib/kdump/initrd.img-{rel}", f"/boot/initramfs-{rel}kdump.img"],
                       generic_initrds=generic,
                       why_not=f"neither Debian's kdump-tools ({DEBIAN_DEFAULTS}) nor Fedora's kdumpctl "
                               f"({FEDORA_SYSCONFIG}) is installed")
