@@ -268,8 +268,9 @@ def _size(n: int) -> str:
 
 
 def human(n: int) -> str:
-    """A size as the kernel parameters write it when exact (512M, 6G), else in bytes."""
-    return _size(n)
+    """A size as the kernel parameters write it when exact (512M, 6G), else about so many MiB."""
+    exact = _size(n)
+    return exact if n < 1 << 20 or exact[-1] not in "K0123456789" else f"{n / (1 << 20):.1f}M"
 
 
 def describe(found: Reservation, ram: int, arch: str) -> list[str]:

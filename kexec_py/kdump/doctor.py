@@ -245,8 +245,9 @@ def _permitted(sys, setup, options, out):
     from kexec_py.preflight import lockdown_mode
     mode = {"s": "kexec_file_load (-s)", "c": "kexec_load (-c)",
             "a": "kexec_file_load, then kexec_load (-a, kexec-py's default)"}[setup.syscall]
-    source = (f" ({setup.service}'s {'KDUMP_KEXEC_ARGS' if setup.service == 'kdump-tools' else 'KEXEC_ARGS'} "
-              f"{setup.kexec_args!r})" if setup.service else "")
+    variable = "KDUMP_KEXEC_ARGS" if setup.service == "kdump-tools" else "KEXEC_ARGS"
+    source = ("" if not setup.service else f" ({setup.service}'s {variable}={setup.kexec_args!r})"
+              if setup.kexec_args else f" ({setup.service} sets no {variable})")
     disabled = sys.sysctl("kernel/kexec_load_disabled")
     lockdown = lockdown_mode(sys)
     try:
