@@ -143,7 +143,7 @@ def _print_estimate(sys, json_output: bool) -> int:
     setup = read_setup(sys, release)
     kernel = first_file(sys, setup.kernels)
     initrd = first_file(sys, setup.initrds) or first_file(sys, setup.generic_initrds)
-    est = estimate(sys, kernel=kernel, initrd=initrd, append=setup.append)
+    est = estimate(sys, kernel=kernel, initrd=initrd, append=setup.cmdline)
     ram = sys.ram_size() or 0
     try:
         reserved = sum(r.size for r in sys.crash_regions())

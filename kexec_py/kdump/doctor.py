@@ -185,7 +185,8 @@ def _capture_files(sys, release, setup, out):
         out.append(Check("capture-initrd", PASS, f"{initrd} ({human(sys.file_size(initrd))})"))
     elif (initrd := first_file(sys, setup.generic_initrds)):
         out.append(Check("capture-initrd", WARN, f"no kdump initrd ({', '.join(setup.initrds) or 'no kdump service'}); "
-                         f"only the first kernel's {initrd}, which does not save a dump by itself",
+                         f"the first kernel's {initrd} would be used: it works where the real root saves the dump "
+                         "(kdump-tools), but carries every module and needs more memory",
                          "build the kdump initrd: kdump-config load (Debian) or kdumpctl rebuild (Fedora)"))
     else:
         out.append(Check("capture-initrd", FAIL, f"no initrd for {release or 'this kernel'}: none of "
@@ -209,7 +210,7 @@ def _size(sys, regions, kernel, initrd, setup, out):
                              "to the system", "reboot (a reservation cannot be grown back)"))
             return
     try:
-        est = estimate(sys, kernel=kernel, initrd=initrd, append=setup.append, reservation=reserved)
+        est = estimate(sys, kernel=kernel, initrd=initrd, append=setup.cmdline, reservation=reserved)
     except KexecError as e:
         out.append(Check("crash-size", WARN, f"cannot estimate the need: {e.one_line()}", "check the capture kernel"))
         return
@@ -298,21 +299,22 @@ def _sysctls(sys, out):
 
 
 def _capture_cmdline(setup, out):
-    if setup.append is None:
+    if setup.cmdline is None:
         out.append(Check("capture-cmdline", WARN, "the capture command line is unknown: no kdump service config "
-                         "says what it appends", "append irqpoll nr_cpus=1 reset_devices to the capture kernel's "
-                                                 "command line"))
+                         "says what it is", "append irqpoll nr_cpus=1 reset_devices to the capture kernel's "
+                                            "command line"))
         return
-    words = setup.append.split()
+    words = setup.cmdline.split()
     missing = [p for p in ("irqpoll", "reset_devices") if p not in words]
     if not any(w in words for w in ("nr_cpus=1", "maxcpus=1")):
         missing.append("nr_cpus=1")
     if missing:
-        out.append(Check("capture-cmdline", WARN, f"{setup.append_source} lacks {' '.join(missing)}: {setup.append!r}",
+        out.append(Check("capture-cmdline", WARN, f"the capture command line ({setup.append_source}) lacks "
+                         f"{' '.join(missing)}: {setup.cmdline!r}",
                          f"add {' '.join(missing)} (kdump.rst: the capture kernel should not bring up every CPU "
                          "or trust devices the crashed kernel left running)"))
     else:
-        out.append(Check("capture-cmdline", PASS, f"{setup.append_source}: {setup.append}"))
+        out.append(Check("capture-cmdline", PASS, f"{setup.append_source}: {setup.cmdline}"))
 
 
 def _service(setup, out):

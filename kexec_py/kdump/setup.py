@@ -55,6 +55,7 @@ class KdumpSetup:
     why_not: str = ""                       # when not enabled: what says so
     append: str | None = None               # the capture command line's added parameters
     append_source: str = ""
+    cmdline: str | None = None              # the whole capture command line (None: unknown)
     kexec_args: str = ""
     kernels: list[str] = field(default_factory=list)    # candidates, the service's own first
     initrds: list[str] = field(default_factory=list)
@@ -79,16 +80,21 @@ def read_setup(sys, release: str | None) -> KdumpSetup:
         v = shell_assignments(sys.read_text(DEBIAN_DEFAULTS))
         use = v.get("USE_KDUMP", "0")
         enabled = use == "1"
+        append = v.get("KDUMP_CMDLINE_APPEND") or DEBIAN_APPEND     # kdump-config: ${KDUMP_CMDLINE_APPEND:=...}
+        base = v.get("KDUMP_CMDLINE") or " ".join(
+            w for w in _proc_cmdline(sys).split() if w.partition("=")[0] not in ("crashkernel", "hugepages",
+                                                                                "hugepagesz", "abm"))
         return KdumpSetup(
             service="kdump-tools", config_path=DEBIAN_DEFAULTS, enabled=enabled,
             why_not="" if enabled else f"USE_KDUMP={use} in {DEBIAN_DEFAULTS}",
-            append=v.get("KDUMP_CMDLINE_APPEND") or DEBIAN_APPEND,
+            append=append, cmdline=f"{base} {append}".strip(),
             append_source=(f"KDUMP_CMDLINE_APPEND in {DEBIAN_DEFAULTS}" if v.get("KDUMP_CMDLINE_APPEND")
-                           else "kdump-config's default (KDUMP_CMDLINE_APPEND unset)"),
+                           else "kdump-config's default KDUMP_CMDLINE_APPEND")
+            + (" after KDUMP_CMDLINE" if v.get("KDUMP_CMDLINE") else " after /proc/cmdline"),
             kexec_args=v.get("KDUMP_KEXEC_ARGS", ""),
-            kernels=[f"/var/lib/kdump/vmlinuz-{rel}", f"/boot/vmlinuz-{rel}", f"/boot/vmlinux-{rel}",
-                     *([v["KDUMP_KERNEL"]] if v.get("KDUMP_KERNEL") else [])],
-            initrds=[f"/var/lib/kdump/initrd.img-{rel}", *([v["KDUMP_INITRD"]] if v.get("KDUMP_INITRD") else [])],
+            kernels=[*([v["KDUMP_KERNEL"]] if v.get("KDUMP_KERNEL") else []), f"/boot/vmlinuz-{rel}",
+                     f"/boot/vmlinux-{rel}"],
+            initrds=[*([v["KDUMP_INITRD"]] if v.get("KDUMP_INITRD") else []), f"/var/lib/kdump/initrd.img-{rel}"],
             generic_initrds=generic)
     if sys.exists(FEDORA_SYSCONFIG) or sys.exists(FEDORA_CONF):
         v = shell_assignments(sys.read_text(FEDORA_SYSCONFIG)) if sys.exists(FEDORA_SYSCONFIG) else {}
@@ -97,7 +103,10 @@ def read_setup(sys, release: str | None) -> KdumpSetup:
             service="kdumpctl", config_path=FEDORA_SYSCONFIG if sys.exists(FEDORA_SYSCONFIG) else FEDORA_CONF,
             enabled=enabled, why_not="" if enabled else "kdump.service is not enabled (systemctl enable kdump)",
             append=v.get("KDUMP_COMMANDLINE_APPEND"),
-            append_source=f"KDUMP_COMMANDLINE_APPEND in {FEDORA_SYSCONFIG}",
+            cmdline=None if "KDUMP_COMMANDLINE_APPEND" not in v else
+            f"{v.get('KDUMP_COMMANDLINE') or _proc_cmdline(sys)} {v['KDUMP_COMMANDLINE_APPEND']}".strip(),
+            append_source=f"KDUMP_COMMANDLINE_APPEND in {FEDORA_SYSCONFIG}"
+            + (" after KDUMP_COMMANDLINE" if v.get("KDUMP_COMMANDLINE") else " after /proc/cmdline"),
             kexec_args=v.get("KEXEC_ARGS", ""),
             kernels=[f"/boot/vmlinuz-{rel}", f"/boot/vmlinux-{rel}", f"/lib/modules/{rel}/vmlinuz"],
             initrds=[f"/boot/initramfs-{rel}kdump.img", f"/var/lib/kdump/initramfs-{rel}kdump.img"],
@@ -107,6 +116,13 @@ def read_setup(sys, release: str | None) -> KdumpSetup:
                       generic_initrds=generic,
                       why_not=f"neither Debian's kdump-tools ({DEBIAN_DEFAULTS}) nor Fedora's kdumpctl "
                               f"({FEDORA_SYSCONFIG}) is installed")
+
+
+def _proc_cmdline(sys) -> str:
+    try:
+        return sys.cmdline
+    except Exception:           # SnapshotError: unreadable /proc; the check for crashkernel= says so
+        return ""
 
 
 def first_file(sys, paths: list[str]) -> str | None:

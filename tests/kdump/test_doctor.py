@@ -158,6 +158,12 @@ PATHS = [
     ("capture cmdline maxcpus", lambda r: write(r, "/etc/default/kdump-tools",
                                                 "USE_KDUMP=1\nKDUMP_CMDLINE_APPEND='maxcpus=1 irqpoll'\n"),
      "capture-cmdline", WARN, "lacks reset_devices:"),
+    ("KDUMP_CMDLINE has them", lambda r: write(r, "/etc/default/kdump-tools", "USE_KDUMP=1\nKDUMP_CMDLINE_APPEND=quiet\n"
+                                               "KDUMP_CMDLINE='root=/dev/vda irqpoll maxcpus=1 reset_devices'\n"),
+     "capture-cmdline", PASS, "after KDUMP_CMDLINE: root=/dev/vda irqpoll maxcpus=1 reset_devices quiet"),
+    ("KDUMP_KERNEL missing", lambda r: (write(r, "/etc/default/kdump-tools", "USE_KDUMP=1\nKDUMP_KERNEL=/srv/vmlinuz\n"),
+                                       [p.unlink() for p in (r / "boot").glob("vmlinuz-*")]),
+     "capture-kernel", FAIL, "/srv/vmlinuz"),
     ("no capture kernel", lambda r: [p.unlink() for p in (r / "boot").glob("vmlinuz-*")], "capture-kernel", FAIL,
      "no capture kernel"),
     ("only the first kernel's initrd", lambda r: (
@@ -178,7 +184,7 @@ def test_each_way_to_go_wrong(ready, change, check, status, words):
     found = statuses(ready)
     assert found[check][0] == status and words in found[check][1], found[check]
     code, _ = verdict(run(SystemView(ready)))
-    assert code == (NOT_READY if status == FAIL else READY_WITH_WARNINGS)
+    assert code == {FAIL: NOT_READY, WARN: READY_WITH_WARNINGS, PASS: READY}[status]
 
 
 def test_high_without_low_region(tmp_path):
