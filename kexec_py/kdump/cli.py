@@ -22,6 +22,15 @@ app = typer.Typer(add_completion=False, rich_markup_mode=None, pretty_exceptions
                   help="kdump beyond kexec: is this machine ready to dump, and how much memory to reserve.")
 
 
+def _view(root: str):
+    from pathlib import Path
+
+    from kexec_py.system.view import SystemView
+    if not Path(root).is_dir():
+        _fail(KexecError(f"--root {root}: no such directory", "give the directory a snapshot was taken into, or /"))
+    return SystemView(root)
+
+
 def _fail(e: KexecError) -> None:
     print(f"{PROG}: {e.one_line()}", file=_sys.stderr)
     raise typer.Exit(e.exit_code)
@@ -50,9 +59,9 @@ Exit status: 0 ready, 1 not ready (a check failed), 2 ready with warnings.
 def doctor(root: str = typer.Option("/", "--root", metavar="PATH", help=ROOT_HELP),
            json_output: bool = typer.Option(False, "--json", help="Print the checks as JSON.")) -> None:
     from kexec_py.kdump.doctor import run, to_json, verdict
-    from kexec_py.system.view import SystemView
+    sys = _view(root)
     try:
-        checks = run(SystemView(root))
+        checks = run(sys)
     except KexecError as e:
         _fail(e)
     code, summary = verdict(checks)
@@ -93,8 +102,7 @@ def crashkernel(value: Optional[str] = typer.Argument(None, metavar="[VALUE]", s
                 do_estimate: bool = typer.Option(False, "--estimate", help="Estimate this machine's need."),
                 root: str = typer.Option("/", "--root", metavar="PATH", help=ROOT_HELP),
                 json_output: bool = typer.Option(False, "--json", help="Print the result as JSON.")) -> None:
-    from kexec_py.system.view import SystemView
-    sys = SystemView(root)
+    sys = _view(root)
     try:
         if do_estimate:
             if value is not None:
@@ -143,8 +151,10 @@ def _print_estimate(sys, json_output: bool) -> int:
     setup = read_setup(sys, release)
     kernel = first_file(sys, setup.kernels)
     initrd = first_file(sys, setup.initrds) or first_file(sys, setup.generic_initrds)
+    ram = sys.ram_size()
+    if not ram:
+        raise KexecError(f"cannot tell the RAM of {sys.root} (no System RAM in /proc/iomem)", "is /proc mounted?")
     est = estimate(sys, kernel=kernel, initrd=initrd, append=setup.cmdline)
-    ram = sys.ram_size() or 0
     try:
         reserved = sum(r.size for r in sys.crash_regions())
     except KexecError:

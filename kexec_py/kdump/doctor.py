@@ -64,7 +64,7 @@ def _config(sys, release, out):
     try:
         found = sys.kernel_config(release)
     except KexecError as e:
-        out.append(Check("kernel-config", WARN, e.one_line(), "check the file, or boot a kernel whose config is "
+        out.append(Check("kernel-config", WARN, e.message, e.hint or "check the file, or boot a kernel whose config is "
                                                                 "installed"))
         return None
     if found is None:
@@ -126,7 +126,7 @@ def _crashkernel(sys, arch, out):
         cmdline = sys.cmdline
         ram = sys.ram_size()
     except KexecError as e:
-        out.append(Check("crashkernel", FAIL, e.one_line(), "is /proc mounted?"))
+        out.append(Check("crashkernel", FAIL, e.message, e.hint or "is /proc mounted?"))
         return None
     if not ram:
         out.append(Check("crashkernel", FAIL, "no System RAM in /proc/iomem: cannot tell what crashkernel= reserves",
@@ -146,7 +146,7 @@ def _regions(sys, reservation, out):
     try:
         regions = sys.crash_regions()
     except KexecError as e:
-        out.append(Check("crash-region", FAIL, e.one_line(), "is /proc mounted?"))
+        out.append(Check("crash-region", FAIL, e.message, e.hint or "is /proc mounted?"))
         return []
     if not regions:
         out.append(Check("crash-region", FAIL, "no \"Crash kernel\" range in /proc/iomem (nor in the device tree's "
@@ -212,7 +212,7 @@ def _size(sys, regions, kernel, initrd, setup, out):
     try:
         est = estimate(sys, kernel=kernel, initrd=initrd, append=setup.cmdline, reservation=reserved)
     except KexecError as e:
-        out.append(Check("crash-size", WARN, f"cannot estimate the need: {e.one_line()}", "check the capture kernel"))
+        out.append(Check("crash-size", WARN, f"cannot estimate the need: {e.message}", e.hint or "check the capture kernel"))
         return
     bare = sum(t.size for t in est.terms if t.name in ("kernel", "initrd"))
     said = (f"{human(reserved)} reserved" + (f" (kexec_crash_size {human(crash_size)})" if crash_size is not None else "")
@@ -234,7 +234,7 @@ def _loaded(sys, out):
     try:
         loaded = sys.kexec_crash_loaded()
     except KexecError as e:
-        out.append(Check("crash-loaded", FAIL, e.one_line(), LOAD_HINT))
+        out.append(Check("crash-loaded", FAIL, e.message, e.hint or LOAD_HINT))
         return
     out.append(Check("crash-loaded", PASS, "a capture kernel is loaded (/sys/kernel/kexec_crash_loaded is 1)")
                if loaded else
@@ -333,7 +333,7 @@ def _vmcoreinfo(sys, out):
     try:
         info = sys.vmcoreinfo()
     except KexecError as e:
-        out.append(Check("vmcoreinfo", FAIL, e.one_line(), "check /sys/kernel/vmcoreinfo"))
+        out.append(Check("vmcoreinfo", FAIL, e.message, e.hint or "check /sys/kernel/vmcoreinfo"))
         return
     out.append(Check("vmcoreinfo", PASS, f"/sys/kernel/vmcoreinfo at {info[0]:#x}") if info else
                Check("vmcoreinfo", FAIL, "no /sys/kernel/vmcoreinfo: the dump would have no VMCOREINFO, which "

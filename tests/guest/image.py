@@ -186,6 +186,7 @@ def _add_python(st: Staging, workdir: Path) -> None:
     st.add_tree(GUEST_PYLIB, st.inputs.pydeps)
     st.archive.add_tree(f"{GUEST_PYLIB}/kexec_py", _compiled_kexec_py(workdir))
     st.archive.add_bytes("/usr/bin/kexec-py", KEXEC_PY_WRAPPER.encode(), 0o755)
+    st.archive.add_bytes("/usr/bin/kdump-py", KEXEC_PY_WRAPPER.replace("-m kexec_py ", "-m kexec_py.kdump ").encode(), 0o755)
 
 
 def build_main(inputs: fetch.Inputs, capture_img: Path, scenario_files: dict[str, str],

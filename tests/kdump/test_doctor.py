@@ -278,6 +278,8 @@ def test_command_exit_codes_and_json(ready):
     assert done.returncode == READY_WITH_WARNINGS and done.stdout.splitlines()[-1] == "ready, with 1 warning"
     done = _kdump_py("doctor", "--root", str(SYSTEMS / "x86_64-qemu-2cpu"))
     assert done.returncode == NOT_READY and "FAIL  crash-loaded" in done.stdout
+    done = _kdump_py("doctor", "--root", str(ready / "no-such-dir"))
+    assert done.returncode == 1 and "no such directory" in done.stderr and not done.stdout, done
     done = _kdump_py("crashkernel", "--estimate", "--root", str(ready))
     assert done.returncode == 0 and "recommended: crashkernel=" in done.stdout and "reserved now: 384M (enough)" \
         in done.stdout, done.stdout
