@@ -335,8 +335,9 @@ class SystemView:
             if name:
                 return name
         if self.root == Path("/"):
-            from kexec_py.arch import host_name
-            return host_name()
+            import os
+            machine = os.uname().machine         # (the system layer names it itself: it may not import arch)
+            return {"aarch64": "arm64", "i486": "i386", "i586": "i386", "i686": "i386"}.get(machine, machine)
         return None
 
     def kernel_config(self, release: str | None) -> tuple[str, dict[str, str]] | None:
