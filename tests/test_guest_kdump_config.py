@@ -5,11 +5,15 @@ from the working tree.
 The guest gets what kdump-config needs and no more: busybox, the script, a stub
 /lib/lsb/init-functions, /etc/default/kdump-tools with USE_KDUMP=1 (and the capture
 command line the harness's capture kernel expects), /etc/kdump/sysctl.conf, the running
-kernel as /boot/vmlinuz-$(uname -r) with a /boot/config-* that says CONFIG_RELOCATABLE=y,
+kernel as /boot/vmlinuz-$(uname -r) with its Debian /boot/config-*,
 and the harness's capture initrd as /boot/initrd.img-$(uname -r) and kdump-tools' own
 /var/lib/kdump/initrd.img-$(uname -r). Then: load, status, unload, status, load, crash:
 the capture kernel's vmcore-dmesg and makedumpfile must find the first kernel's token.
 kdump-config checks only exit statuses and /sys/kernel/kexec_crash_loaded.
+
+``kdump-py doctor`` runs twice on the way: with kdump-tools set up but no capture kernel
+loaded it must say "not ready" (exit 1), and after the load whose crash then dumps it
+must say "ready" (exit 0, or 2 with warnings).
 
 All of this happens inside the guest's initramfs; nothing is written on the host.
 
@@ -45,7 +49,7 @@ GUEST_SETUP = "\n".join((
     " >/etc/default/kdump-tools",
     ": >/etc/kdump/sysctl.conf",
     '[ -e "/boot/vmlinuz-$KVER" ] || ln -s "$KERNEL" "/boot/vmlinuz-$KVER"',
-    'echo CONFIG_RELOCATABLE=y >"/boot/config-$KVER"',
+    '[ -e "/boot/config-$KVER" ] || echo CONFIG_RELOCATABLE=y >"/boot/config-$KVER"',
     'cp "$CAPTURE_INITRD" "/boot/initrd.img-$KVER"',
     'cp "$CAPTURE_INITRD" "/var/lib/kdump/initrd.img-$KVER"',
     # the package's /usr/sbin/kexec is /sbin/kexec on a merged-/usr system (it replaces kexec-tools')
@@ -107,9 +111,14 @@ def test_kdump_config_drives_kexec_py(inputs, installed):
         ("kdc_status", f"{KDUMP_CONFIG} status"),
         ("kdc_unload", f"{KDUMP_CONFIG} unload"),
         ("kdc_status_unloaded", f"{KDUMP_CONFIG} status"),
+        ("doctor_unloaded", "kdump-py doctor"),
         ("load", f"{KDUMP_CONFIG} load && cat /var/crash/kexec_cmd"),
+        ("doctor", "kdump-py doctor"),
     ], crash=True)
-    result = harness.run(scenario, inputs.arch.name, extra_files={KDUMP_CONFIG: script}, installed=installed)
+    config = inputs.root / "boot" / f"config-{inputs.kernel_version}"
+    assert config.is_file(), f"the Debian kernel package has no {config.name}"
+    result = harness.run(scenario, inputs.arch.name, installed=installed,
+                         extra_files={KDUMP_CONFIG: script, f"/boot/config-{inputs.kernel_version}": config})
     m = result.markers
     assert m.get("RC-setup") == "0", result.explain()
     setup = result.step_output("setup")
@@ -123,5 +132,9 @@ def test_kdump_config_drives_kexec_py(inputs, installed):
     assert (m.get("RC-kdc_unload"), m.get("CRASH-LOADED-kdc_unload")) == ("0", "0"), result.explain()
     assert "Not ready to kdump" in result.step_output("kdc_status_unloaded"), result.explain()
     assert "/sbin/kexec -p" in result.step_output("load"), result.explain()     # what kdump-config ran
+    assert m.get("RC-doctor_unloaded") == "1", result.explain()
+    assert "FAIL  crash-loaded" in result.step_output("doctor_unloaded"), result.explain()
+    assert m.get("RC-doctor") in ("0", "2"), result.explain()
+    assert "\nready" in result.step_output("doctor"), result.explain()
     harness.assert_kdump_proof(result)
     harness.assert_makedumpfile_reads(result)

@@ -83,6 +83,7 @@ def test_deb_contents(deb):
         path, _, target = path.partition(" -> ")
         entries[path.removeprefix(".")] = (mode, target)
     assert entries["/usr/sbin/kexec-py"][0] == "-rwxr-xr-x"
+    assert entries["/usr/sbin/kdump-py"][0] == "-rwxr-xr-x"
     assert entries["/usr/sbin/kexec"] == ("lrwxrwxrwx", "kexec-py")
     assert "/usr/bin/kexec-py" not in entries and "/sbin/kexec" not in entries    # usrmerge: /sbin -> usr/sbin
     assert entries["/usr/share/man/man8/kexec-py.8.gz"][0].startswith("-")

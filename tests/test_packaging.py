@@ -18,3 +18,4 @@ def test_wheel_ships_purgatories_and_the_command(tmp_path):
     assert any(n.endswith(".o") for n in built) and shipped == built     # each object and its parse
     entry = [n for n in names if n.endswith("entry_points.txt")]
     assert "kexec-py = kexec_py.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()
+    assert "kdump-py = kexec_py.kdump.cli:main" in zipfile.ZipFile(wheel).read(entry[0]).decode()

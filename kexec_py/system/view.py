@@ -273,6 +273,105 @@ class SystemView:
             out.append({k: self.read_number(f"{rel}/{k}", 16) for k in EFI_RUNTIME_MAP_FIELDS})
         return out
 
+    # -- what kdump-py doctor and crashkernel --estimate read (all read-only) -----------------
+    def file_size(self, path: str) -> int | None:
+        """The size of a regular file (symbolic links followed), None when there is none."""
+        try:
+            p = self.path(self.resolve(path))
+            return p.stat().st_size if p.is_file() else None
+        except SnapshotError:
+            return None
+        except OSError:
+            return None
+
+    def resolve(self, path: str) -> str:
+        """``path`` with its symbolic links followed inside the root (an absolute link
+        target is taken relative to the root, not to this machine's /)."""
+        import os
+        import posixpath
+        current = posixpath.normpath("/" + path.lstrip("/"))
+        for _ in range(40):
+            p = self.path(current)
+            if not p.is_symlink():
+                return current
+            target = os.readlink(p)
+            current = posixpath.normpath(target if target.startswith("/")
+                                         else posixpath.join(posixpath.dirname(current), target))
+        raise SnapshotError(f"{path}: too many levels of symbolic links")
+
+    def sysctl(self, name: str) -> str | None:
+        """/proc/sys/NAME (``kernel/panic_on_oops``), stripped; None when absent or unreadable."""
+        try:
+            text = self.read_optional(f"/proc/sys/{name}")
+        except SnapshotError:
+            return None
+        return None if text is None else text.strip()
+
+    def kernel_release(self) -> str | None:
+        """The running kernel's release (``uname -r``): /proc/sys/kernel/osrelease, else the
+        OSRELEASE of /proc/kcore's VMCOREINFO; on "/" also the uname system call."""
+        release = self.sysctl("kernel/osrelease")
+        if not release and self.exists("/proc/kcore"):
+            from kexec_py.system.kcore import parse_kcore
+            try:
+                release = parse_kcore(self.kcore_headers()).vmcoreinfo.get("OSRELEASE")
+            except SnapshotError:
+                release = None
+        if not release and self.root == Path("/"):
+            import os
+            release = os.uname().release
+        return release or None
+
+    def machine(self) -> str | None:
+        """The running kernel's architecture, as kexec_py's registry names it (x86_64,
+        i386, arm64, ppc64le, ...): the ELF machine of /proc/kcore, else (on "/") uname."""
+        head = self.read_bytes("/proc/kcore", limit=20) if self.exists("/proc/kcore") else b""
+        if len(head) >= 20 and head[:4] == b"\x7fELF":
+            machine = int.from_bytes(head[18:20], "little" if head[5] == 1 else "big")
+            name = {62: "x86_64", 3: "i386", 183: "arm64", 40: "arm", 22: "s390x", 243: "riscv64",
+                    258: "loongarch64"}.get(machine)
+            if machine == 21:
+                name = "ppc64le" if head[5] == 1 else "ppc64"
+            if name:
+                return name
+        if self.root == Path("/"):
+            import os
+            machine = os.uname().machine         # (the system layer names it itself: it may not import arch)
+            return {"aarch64": "arm64", "i486": "i386", "i586": "i386", "i686": "i386"}.get(machine, machine)
+        return None
+
+    def kernel_config(self, release: str | None) -> tuple[str, dict[str, str]] | None:
+        """The running kernel's build configuration: (where it was read, {"CONFIG_X": "y"}),
+        from /boot/config-RELEASE, else /proc/config.gz; None when neither exists. An
+        option that is "not set" is absent from the dict."""
+        candidates = ([f"/boot/config-{release}"] if release else []) + ["/proc/config.gz"]
+        for path in candidates:
+            if not self.exists(path):
+                continue
+            data = self.read_bytes(path)
+            if path.endswith(".gz"):
+                import gzip
+                try:
+                    data = gzip.decompress(data)
+                except (OSError, EOFError) as e:
+                    raise SnapshotError(f"{path}: not a gzip file ({e})") from None
+            options = {}
+            for line in data.decode("utf-8", "replace").splitlines():
+                key, sep, value = line.partition("=")
+                if sep and key.startswith("CONFIG_"):
+                    options[key] = value.strip().strip('"')
+            return path, options
+        return None
+
+    def ram_size(self) -> int | None:
+        """The RAM the kernel manages, as it counts it when it reads crashkernel= (crash
+        regions included): every "System RAM" range of /proc/iomem, merged."""
+        from kexec_py.plan.ranges import merge
+        try:
+            return sum(r.size for r in merge(self.iomem.containing_name("System RAM"))) or None
+        except SnapshotError:
+            return None
+
     def efi_systab(self) -> dict[str, int]:
         text = self.read_optional("/sys/firmware/efi/systab") or ""
         out = {}

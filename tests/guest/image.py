@@ -190,6 +190,7 @@ def _add_source_tree(st: Staging, workdir: Path) -> None:
     st.add_tree(GUEST_PYLIB, st.inputs.pydeps)
     st.archive.add_tree(f"{GUEST_PYLIB}/kexec_py", _compiled_kexec_py(workdir))
     st.archive.add_bytes("/usr/bin/kexec-py", KEXEC_PY_WRAPPER.encode(), 0o755)
+    st.archive.add_bytes("/usr/bin/kdump-py", KEXEC_PY_WRAPPER.replace("-m kexec_py ", "-m kexec_py.kdump ").encode(), 0o755)
 
 
 def _add_installed_package(st: Staging, unpacked: Path, workdir: Path) -> None:

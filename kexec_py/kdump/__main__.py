@@ -1,0 +1,3 @@
+from kexec_py.kdump.cli import main
+
+main()
