@@ -343,6 +343,66 @@ def fetch_pydeps(arch: Arch) -> Path:
     return target
 
 
+# --- kernels of an architecture dpkg does not know, without changing the host ----------
+
+# 32-bit arm (armhf): Debian's two kernel flavours, as issue 17 tests them. The LPAE one
+# runs on qemu-system-arm -machine virt, the other on -machine virt,highmem=off.
+ARM_KERNELS = {"armmp-lpae": "linux-image-armmp-lpae", "armmp": "linux-image-armmp"}
+
+
+def _private_apt(deb_arch: str) -> list[str]:
+    """apt options for a package state of ``deb_arch`` of our own, under the cache: its
+    lists, its archives, no dpkg status. Reads the host's sources.list; writes nothing
+    outside the cache (no dpkg --add-architecture)."""
+    top = cache_dir() / f"apt-{deb_arch}"
+    for sub in ("lists/partial", "cache/archives/partial"):
+        (top / sub).mkdir(parents=True, exist_ok=True)
+    return ["-o", f"APT::Architecture={deb_arch}", "-o", f"APT::Architectures::={deb_arch}",
+            "-o", f"Dir::State::Lists={top / 'lists'}", "-o", f"Dir::Cache={top / 'cache'}",
+            "-o", "Dir::State::status=/dev/null", "-o", "APT::Sandbox::User=root"]
+
+
+def fetch_foreign_kernel(deb_arch: str, meta: str, name: str) -> Path:
+    """The kernel image of metapackage ``meta`` for ``deb_arch`` (its current version),
+    downloaded and unpacked under the cache with a private apt state; cached."""
+    top = cache_dir() / f"apt-{deb_arch}"
+    stamp = top / f"{meta}.kernel"
+    if stamp.exists() and Path(stamp.read_text()).is_file():
+        return Path(stamp.read_text())
+    apt = _private_apt(deb_arch)
+    with open(top / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lists = top / "lists"
+        if not any(lists.glob("*_Packages*")):
+            try:
+                _run(["apt-get", *apt, "update"])
+            except FetchError as err:        # a mirror mid-sync (security index): main still resolves
+                if "Some index files failed to download" not in str(err):
+                    raise
+        proc = subprocess.run(["apt-cache", *apt, "depends", meta], capture_output=True, text=True)
+        found = re.findall(r"Depends: (linux-image-\S+)", proc.stdout)
+        if not found:
+            raise FetchError(f"apt-cache ({deb_arch}) knows no kernel package behind {meta}: {proc.stderr[-500:]}")
+        debs = top / "debs"
+        debs.mkdir(exist_ok=True)
+        if _downloaded(debs, found[0]) is None:
+            _run(["apt-get", *apt, "download", found[0]], cwd=debs)
+        root = top / "root" / name
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        _run(["dpkg-deb", "-x", str(_downloaded(debs, found[0])), str(root)])
+        kernels = sorted((root / "boot").glob("vmlinuz-*"))
+        if len(kernels) != 1:
+            raise FetchError(f"expected one kernel under {root / 'boot'}, found {kernels}")
+        stamp.write_text(str(kernels[0]))
+        return kernels[0]
+
+
+def fetch_arm_kernel(flavour: str) -> Path:
+    """Debian's armhf zImage of ``flavour`` ("armmp-lpae" or "armmp")."""
+    return fetch_foreign_kernel("armhf", ARM_KERNELS[flavour], flavour)
+
+
 @dataclass
 class Inputs:
     arch: Arch
