@@ -306,7 +306,10 @@ def fetch_debs(arch: Arch, refresh: bool = False) -> dict[str, str]:
         if recorded.get("asked") == asked and all((debs / f).exists() for f in files.values()):
             return files
     if refresh:
-        apt_update()
+        if arch.private_apt:
+            _private_update(arch.deb, again=True)
+        else:
+            apt_update()
         shutil.rmtree(debs)
         debs.mkdir()
     packages = resolve_packages(arch)
