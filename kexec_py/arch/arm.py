@@ -41,7 +41,7 @@ from kexec_py.plan.devicetree import ChosenSpec, build_dtb, kexec_chosen, parse_
 from kexec_py.plan.elf_core import CoreHeaderSpec, build_elf_core_header
 from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
-from kexec_py.plan.ranges import MiB, Range, align_down, align_up, merge, subtract
+from kexec_py.plan.ranges import MiB, Range, align_up, merge, subtract
 from kexec_py.structs import kexec_uapi as K
 from kexec_py.system.view import SystemView
 

@@ -83,7 +83,8 @@ def test_device_tree_says_bootargs_and_initrd(machine, crash, tmp_path):
     assert bytes(dtb.buf[:4]) == b"\xd0\x0d\xfe\xed"       # machine_kexec finds it by this magic (r2)
     assert bytes(initrd.buf[:4]) != b"\xd0\x0d\xfe\xed"
     (tmp_path / "t.dtb").write_bytes(bytes(dtb.buf))
-    dts = subprocess.run([require_tool("dtc", "device-tree-compiler"), "-I", "dtb", "-O", "dts", str(tmp_path / "t.dtb")],
+    dtc = require_tool("dtc", "device-tree-compiler")
+    dts = subprocess.run([dtc, "-I", "dtb", "-O", "dts", str(tmp_path / "t.dtb")],
                          capture_output=True, text=True, check=True).stdout
     chosen = dts[dts.index("chosen {"):]
     chosen = chosen[:chosen.index("};")]

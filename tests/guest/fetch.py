@@ -78,14 +78,14 @@ ARCHES = {
     # generated module imports) instead. python3.11 dlopens libgcc_s.so.1 (pthread_cancel).
     "arm": Arch("arm", "armhf", "arm-linux-gnueabihf", "linux-image-armmp-lpae",
                 "manylinux2014_armv7l", "qemu-system-arm", "qemu-system-arm", "ttyAMA0",
-                extra_packages=("makedumpfile", "python3-cffi-backend", "libgcc-s1"), private_apt=True,
+                extra_packages=("makedumpfile", "kdump-tools", "python3-cffi-backend", "libgcc-s1"), private_apt=True,
                 pip_skip=("cffi",), debian_modules=("_cffi_backend.*.so",),
                 extra_guest_files=("/lib/arm-linux-gnueabihf/libgcc_s.so.1",)),
     # The same with Debian's non-LPAE armmp kernel (on -M virt,highmem=off), where makedumpfile
     # works: on armmp-lpae it takes PAGE_OFFSET for 0xc0400000 (next-arches-facts.md).
     "armmp": Arch("armmp", "armhf", "arm-linux-gnueabihf", "linux-image-armmp",
                   "manylinux2014_armv7l", "qemu-system-arm", "qemu-system-arm", "ttyAMA0",
-                  extra_packages=("makedumpfile", "python3-cffi-backend", "libgcc-s1"), private_apt=True,
+                  extra_packages=("makedumpfile", "kdump-tools", "python3-cffi-backend", "libgcc-s1"), private_apt=True,
                   pip_skip=("cffi",), debian_modules=("_cffi_backend.*.so",),
                   extra_guest_files=("/lib/arm-linux-gnueabihf/libgcc_s.so.1",)),
 }
