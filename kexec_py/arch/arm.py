@@ -35,13 +35,14 @@ from dataclasses import dataclass
 
 from kexec_py.arch.base import FileInputs, LoadInputs, not_taken
 from kexec_py.errors import NoCrashMemory, NoSpace, SnapshotError, UsageError
-from kexec_py.image.arm_zimage import ArmImage, looks_like_uimage, looks_like_zimage, parse_uimage, parse_zimage
+from kexec_py.image.arm_zimage import (PAGE_DIRECTORY, ArmImage, looks_like_uimage, looks_like_zimage, parse_uimage,
+                                       parse_zimage)
 from kexec_py.image.open import ImageFormat
 from kexec_py.plan.devicetree import ChosenSpec, build_dtb, kexec_chosen, parse_dtb
 from kexec_py.plan.elf_core import CoreHeaderSpec, build_elf_core_header
 from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
-from kexec_py.plan.ranges import MiB, Range, align_up, merge, subtract
+from kexec_py.plan.ranges import MiB, Range, align_down, align_up, merge, subtract
 from kexec_py.structs import kexec_uapi as K
 from kexec_py.system.view import SystemView
 
@@ -66,6 +67,7 @@ class ArmFacts:
     crash_regions: tuple[Range, ...] = ()
     notes: tuple[tuple[int, int], ...] = ()  # crash notes, then vmcoreinfo: (paddr, size)
     stext: int | None = None                 # _stext from /proc/kallsyms
+    system_ram: tuple[Range, ...] = ()       # -l: all of System RAM, what is reserved in it included
 
 
 @dataclass(frozen=True, slots=True)
@@ -127,7 +129,7 @@ def read_load_facts(sys: SystemView) -> ArmFacts:
     usable = subtract(ram, holes)
     if not usable:
         raise SnapshotError("/proc/iomem lists no System RAM", "is /proc mounted, and are you root?")
-    return ArmFacts(ram=tuple(usable), tree=read_tree(sys))
+    return ArmFacts(ram=tuple(usable), tree=read_tree(sys), system_ram=tuple(ram))
 
 
 def read_crash_facts(sys: SystemView) -> ArmFacts:
@@ -161,16 +163,26 @@ def _options(inputs: LoadInputs) -> ArmOptions:
     return inputs.options if isinstance(inputs.options, ArmOptions) else ArmOptions()
 
 
-def _place_kernel(image: ArmImage, inputs: LoadInputs, free: list[Range]) -> tuple[int, Range, Segment]:
+def _place_kernel(image: ArmImage, inputs: LoadInputs, free: list[Range],
+                  system_ram: tuple[Range, ...] = ()) -> tuple[int, Range, Segment]:
     """(RAM base, the range the kernel keeps for itself, the kernel segment): the lowest
-    128 MiB aligned base in ``free`` with the kernel's whole room above it."""
+    128 MiB aligned base whose kernel room lies in one range of ``free``. The decompressor
+    writes from its page tables just below the kernel (base + TEXT_OFFSET) upwards, so
+    with ``system_ram`` (-l) the base itself may be RAM that is not free (reserved memory at
+    the start of RAM): the new kernel's PHYS_OFFSET stays the start of RAM. A capture
+    kernel's base is inside the crash region: its mem= counts from there."""
     room = align_up(image.text_offset + image.memory(_options(inputs).image_size), inputs.page_size)
+    writes_from = max(image.text_offset - PAGE_DIRECTORY, 0)
     for hole in free:
-        base = align_up(hole.start, RAM_ALIGN)
-        if base + room <= hole.end:
-            kernel = Segment("kernel", image.payload, base + image.text_offset,
-                             align_up(len(image.data), inputs.page_size))
-            return base, Range(base, base + room), kernel
+        below = align_down(hole.start, RAM_ALIGN)
+        candidates = [align_up(hole.start, RAM_ALIGN)]
+        if any(r.start <= below and hole.start <= r.end for r in system_ram):
+            candidates.insert(0, below)
+        for base in candidates:
+            if hole.start <= base + writes_from and base + room <= hole.end:
+                kernel = Segment("kernel", image.payload, base + image.text_offset,
+                                 align_up(len(image.data), inputs.page_size))
+                return base, Range(max(base, hole.start), base + room), kernel
     raise NoSpace(f"no 128 MiB aligned block of {room:#x} bytes (TEXT_OFFSET {image.text_offset:#x} and the "
                   f"kernel's room) in {', '.join(f'{h.start:#x}-{h.last:#x}' for h in free)}",
                   "reserve more memory (crashkernel=), or pass a smaller --image-size", what="kernel")
@@ -183,7 +195,7 @@ def _tree_source(inputs: LoadInputs, facts: ArmFacts) -> bytes:
 def _common(image: ArmImage, inputs: LoadInputs, facts: ArmFacts, free: list[Range], *, cmdline: str,
             crash: Range | None) -> tuple[list[Segment], list[str], Range | None, str]:
     """kernel, initrd, [elfcorehdr], device tree; notes; the elfcorehdr's range; the command line."""
-    base, kept, kernel = _place_kernel(image, inputs, free)
+    base, kept, kernel = _place_kernel(image, inputs, free, () if crash else facts.system_ram)
     alloc = Allocator(free, page_size=inputs.page_size)
     alloc.reserve(kept)
     lowmem_end = base + LOWMEM

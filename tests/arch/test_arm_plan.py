@@ -125,6 +125,27 @@ def test_elf_core_header_is_elf32_with_linear_addresses(machine):
     assert any(v <= stext < v + n for _, v, n in loads)
 
 
+@pytest.mark.parametrize("reserved_end, base", [
+    (0x40200000, 0x40000000),   # reserved memory below the page tables (TEXT_OFFSET - 16 KiB): RAM's start
+    (0x40206000, 0x48000000),   # reaching the decompressor's page tables: the next 128 MiB
+])
+def test_reserved_memory_at_the_start_of_ram(machine, tmp_path, reserved_end, base):
+    """-l: the decompressor takes its address rounded down to 128 MiB as the start of RAM and
+    writes from 16 KiB (page tables) below base + TEXT_OFFSET; reserved memory under that
+    keeps the base, reserved memory in the way moves it (booting.rst; head.S's r4)."""
+    import shutil
+    sys, kernel = machine
+    root = tmp_path / "snap"
+    shutil.copytree(sys.root, root, symlinks=True)
+    iomem = (root / "proc/iomem").read_text()
+    iomem = iomem.replace("40000000-9fffffff : System RAM\n",
+                          f"40000000-9fffffff : System RAM\n  40000000-{reserved_end - 1:08x} : reserved\n")
+    (root / "proc/iomem").write_text(iomem)
+    plan, image, _ = _plan((SystemView(root), kernel), crash=False)
+    assert seg(plan, "kernel").mem == base + image.text_offset
+    assert all(s.mem >= reserved_end for s in plan.segments)
+
+
 def test_image_size_overrides_the_room(machine):
     plan, _, _ = _plan(machine, crash=False, options=ArmOptions(image_size=0x3000000))
     kernel = seg(plan, "kernel")
