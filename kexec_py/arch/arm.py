@@ -68,6 +68,7 @@ class ArmFacts:
     notes: tuple[tuple[int, int], ...] = ()  # crash notes, then vmcoreinfo: (paddr, size)
     stext: int | None = None                 # _stext from /proc/kallsyms
     system_ram: tuple[Range, ...] = ()       # -l: all of System RAM, what is reserved in it included
+    dumped_crash: tuple[Range, ...] = ()     # -p: the crash memory as the dump's RAM sees it (not its boot alias)
 
 
 @dataclass(frozen=True, slots=True)
@@ -133,7 +134,8 @@ def read_load_facts(sys: SystemView) -> ArmFacts:
 
 
 def read_crash_facts(sys: SystemView) -> ArmFacts:
-    regions = tuple(sorted(set(sys.iomem.named("Crash kernel (boot alias)")))) or tuple(sys.crash_regions())
+    real = tuple(sys.crash_regions())
+    regions = tuple(sorted(set(sys.iomem.named("Crash kernel (boot alias)")))) or real
     if not regions:
         raise NoCrashMemory("no 'Crash kernel' region in /proc/iomem: memory for a crash kernel is not reserved",
                             "boot with crashkernel=256M (or more) on the kernel command line")
@@ -143,8 +145,11 @@ def read_crash_facts(sys: SystemView) -> ArmFacts:
                             "the kernel needs CONFIG_CRASH_DUMP (and /sys mounted)")
     if vmcoreinfo := sys.vmcoreinfo():
         notes.append(vmcoreinfo)
-    return ArmFacts(ram=tuple(_ram(sys)), tree=read_tree(sys), crash_regions=regions, notes=tuple(notes),
-                    stext=_stext(sys))
+    # The dump covers System RAM; where RAM also has a 32-bit "boot alias" (Keystone: RAM above
+    # 4 GiB, seen below it at boot), the segments go to the alias and the dump skips it.
+    ram = merge(r.range for r in sys.iomem.roots if r.name == "System RAM")
+    return ArmFacts(ram=tuple(ram), tree=read_tree(sys), crash_regions=regions, notes=tuple(notes),
+                    stext=_stext(sys), dumped_crash=real)
 
 
 def _stext(sys: SystemView) -> int | None:
@@ -238,14 +243,14 @@ def _common(image: ArmImage, inputs: LoadInputs, facts: ArmFacts, free: list[Ran
 
 
 def _core_spec(facts: ArmFacts, inputs: LoadInputs, crash: Range) -> CoreHeaderSpec:
-    ram = subtract(list(facts.ram), list(facts.crash_regions))
+    ram = subtract(list(facts.ram), list(facts.dumped_crash or facts.crash_regions))
     page_offset = _options(inputs).page_offset
     if page_offset is None:
         page_offset = facts.stext & ~KVBASE_MASK if facts.stext else DEFAULT_PAGE_OFFSET
     phys_offset = facts.ram[0].start
     wide = max(r.end for r in facts.ram) > 1 << 32
     return CoreHeaderSpec(elf_class=64 if wide else 32, machine=EM_ARM, notes=facts.notes, ram=tuple(ram),
-                          page_offset=(page_offset - phys_offset) % (1 << 32))
+                          page_offset=page_offset - phys_offset)
 
 
 def plan_load(image: ArmImage, inputs: LoadInputs, facts: ArmFacts) -> SegmentPlan:

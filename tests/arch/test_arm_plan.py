@@ -146,6 +146,40 @@ def test_reserved_memory_at_the_start_of_ram(machine, tmp_path, reserved_end, ba
     assert all(s.mem >= reserved_end for s in plan.segments)
 
 
+KEYSTONE_IOMEM = """\
+09000000-09000fff : pl011@9000000
+80000000-9fffffff : System RAM (boot alias)
+  88000000-8fffffff : Crash kernel (boot alias)
+800000000-81fffffff : System RAM
+  800008000-8007fffff : Kernel code
+  808000000-80fffffff : Crash kernel
+"""
+
+
+def test_boot_alias_crash_region_and_ram_above_4g(tmp_path):
+    """A Keystone-like machine: RAM above 4 GiB, seen through a 32-bit boot alias. The segments
+    go to the alias of the crash region (kexec-tools prefers it, kexec-tools-facts.md), the ELF
+    core header is ELF64 (RAM above UINT32_MAX) and covers System RAM, not its alias, less the
+    crash region; virtual addresses count from the start of that RAM."""
+    import shutil
+    from tests.guest.fetch import fetch_arm_kernel
+    kernel = fetch_arm_kernel("armmp-lpae")
+    root = tmp_path / "snap"
+    shutil.copytree(SNAPSHOT["armmp-lpae"], root, symlinks=True)
+    (root / "proc/iomem").write_text(KEYSTONE_IOMEM)
+    plan, image, _ = _plan((SystemView(root), kernel), crash=True)
+    alias = (0x88000000, 0x90000000)
+    assert all(alias[0] <= s.mem and s.mem + s.memsz <= alias[1] for s in plan.segments)
+    assert seg(plan, "kernel").mem == alias[0] + image.text_offset
+    core = seg(plan, "elfcorehdr")
+    assert core.mem % (2 << 20) == 0                                   # 2 MiB aligned with LPAE
+    assert plan.cmdline.endswith(f" elfcorehdr={core.mem:#x} mem={(core.mem - alias[0]) >> 10}K")
+    elf = ELFFile(io.BytesIO(bytes(core.buf)))
+    assert elf.elfclass == 64 and elf["e_machine"] == "EM_ARM"
+    loads = [(s["p_paddr"], s["p_vaddr"], s["p_memsz"]) for s in elf.iter_segments() if s["p_type"] == "PT_LOAD"]
+    assert loads == [(0x800000000, 0xC0000000, 0x8000000), (0x810000000, 0xD0000000, 0x10000000)]
+
+
 def test_image_size_overrides_the_room(machine):
     plan, _, _ = _plan(machine, crash=False, options=ArmOptions(image_size=0x3000000))
     kernel = seg(plan, "kernel")
