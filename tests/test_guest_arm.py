@@ -76,6 +76,13 @@ def test_armmp_kdump_and_makedumpfile():
     harness.assert_makedumpfile_reads(result)
 
 
+def test_armmp_kdump_default_syscall():
+    harness.prepare(ARMMP)
+    result = harness.run(harness.kdump(AUTO_LOAD, "armmp-kexec-py-kdump-a"), ARMMP)
+    harness.assert_kdump_proof(result)
+    harness.assert_makedumpfile_reads(result)
+
+
 def test_armmp_reboot():
     harness.prepare(ARMMP)
     command, append = harness.reboot_load(ARMMP, '"$KERNEL"', "armmp-l", "c")
