@@ -151,6 +151,17 @@ def test_a_uimage_of_a_zimage(tmp_path):
     assert image.source == "uImage" and image.load_addr == 0x40008000 and image.kernel_size == 0x20000
 
 
+def test_a_uimage_of_debians_zimage_loads_like_the_zimage(debian, tmp_path):
+    _, path = debian
+    zimage = path.read_bytes()
+    (tmp_path / "uImage").write_bytes(_uimage(zimage))
+    assert "u-boot legacy uImage" in _file(tmp_path / "uImage")
+    wrapped, plain = parse_uimage(_uimage(zimage), path="uImage"), parse_zimage(zimage, path=str(path))
+    assert wrapped.data == plain.data and wrapped.memory() == plain.memory()
+    assert (wrapped.text_offset, wrapped.kernel_size, wrapped.bss_size) == (plain.text_offset, plain.kernel_size,
+                                                                           plain.bss_size)
+
+
 def test_a_gzip_uimage_of_a_raw_image():
     raw = bytes(range(256)) * 64
     image = parse_uimage(_uimage(gzip.compress(raw), comp=1, load=0x80008000), path="uImage")
