@@ -324,7 +324,8 @@ def _load_segments(req: Request, ctx: Context, inputs: Inputs, submitter: _Submi
 
     arch = ctx.arch
     load_inputs = _load_inputs(req, ctx, inputs)
-    purgatory = load_purgatory(arch.name)
+    # an arch whose kernel enters the new image itself (arm) says uses_purgatory = False
+    purgatory = load_purgatory(arch.name) if getattr(arch, "uses_purgatory", True) else None
     with _naming_inputs(req):
         if req.crash:
             facts = arch.read_crash_facts(ctx.sys)

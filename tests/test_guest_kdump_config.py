@@ -17,7 +17,7 @@ must say "ready" (exit 0, or 2 with warnings).
 
 All of this happens inside the guest's initramfs; nothing is written on the host.
 
-Run: pytest -m guest tests/test_guest_kdump_config.py   (one guest boot per arch: x86_64, arm64, ppc64le)
+Run: pytest -m guest tests/test_guest_kdump_config.py   (one guest boot per arch: x86_64, arm64, ppc64le, 32-bit arm)
 """
 
 from __future__ import annotations
@@ -60,7 +60,7 @@ GUEST_SETUP = "\n".join((
 ))
 
 
-@pytest.fixture(scope="module", params=["x86_64", "aarch64", "ppc64le"])
+@pytest.fixture(scope="module", params=["x86_64", "aarch64", "ppc64le", "armmp"])
 def inputs(request):
     """Install QEMU and fetch the guest inputs once (a failure fails, never skips)."""
     return harness.prepare(request.param)

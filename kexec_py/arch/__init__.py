@@ -34,13 +34,13 @@ class Entry:
 
 
 # option group -> module defining its option names (NAMES), title (TITLE) and parser (parse)
-OPTION_GROUPS = {"x86": "kexec_py.arch.x86_options"}
+OPTION_GROUPS = {"x86": "kexec_py.arch.x86_options", "arm": "kexec_py.arch.arm_options"}
 
 REGISTRY: dict[str, Entry] = {e.name: e for e in (
     Entry("x86_64", ("x86_64", "amd64"), "kexec_py.arch.x86_64:X86_64", file_syscall=True, option_group="x86"),
     Entry("i386", ("i386", "i486", "i586", "i686"), "kexec_py.arch.i386:I386", option_group="x86"),
     Entry("arm64", ("aarch64", "arm64"), "kexec_py.arch.arm64:Arm64", file_syscall=True),
-    Entry("arm", ("armv7l", "armv6l", "armv8l", "arm"), unsupported="not implemented yet"),
+    Entry("arm", ("armv7l", "armv6l", "armv8l", "arm"), "kexec_py.arch.arm:Arm", option_group="arm"),
     Entry("ppc64le", ("ppc64le",), "kexec_py.arch.ppc64le:Ppc64le", file_syscall=True),
     Entry("s390x", ("s390x",), unsupported="not implemented yet"),
     Entry("ia64", ("ia64",), unsupported="Itanium support was removed from Linux in 6.7, and there is no "

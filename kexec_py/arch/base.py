@@ -68,6 +68,8 @@ class Arch(Protocol):
     hotplug_flag: int               # the kexec_load flag --hotplug sets (0: not supported)
     formats: tuple                  # ImageFormats, probed in order
     signed_kind: str                # what a kernel signed for kexec_file_load is here ("a signed bzImage")
+    # Optional (not a protocol member): ``uses_purgatory = False`` when the kernel's own
+    # machine_kexec enters the new image (arm); the planners then get purgatory=None.
 
     def read_crash_facts(self, sys): ...
     def plan_crash(self, image, inputs: LoadInputs, facts, purgatory) -> SegmentPlan: ...

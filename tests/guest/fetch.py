@@ -41,6 +41,12 @@ class Arch:
     console_options: str = "115200"      # after "console=NAME,"; "" for none (a hypervisor console)
     kernel_glob: str = "vmlinuz-*"       # the kernel image under the package's /boot
     extra_packages: tuple[str, ...] = ()     # guest packages this arch adds to GUEST_PACKAGES
+    # apt with a package state of its own under the cache (see _private_apt), for an
+    # architecture the host's dpkg does not know: nothing on the host changes
+    private_apt: bool = False
+    pip_skip: tuple[str, ...] = ()           # PY_REQUIREMENTS without a wheel here: from Debian instead
+    debian_modules: tuple[str, ...] = ()     # globs under /usr/lib/python3/dist-packages copied to pydeps
+    extra_guest_files: tuple[str, ...] = ()  # guest files nothing links to (dlopen'd), added to the image
 
     def console_param(self) -> str:
         """The kernel's console= parameter for the guest's console."""
@@ -75,6 +81,21 @@ ARCHES = {
     "ppc64le": Arch("ppc64le", "ppc64el", "powerpc64le-linux-gnu", "linux-image-powerpc64le",
                     "manylinux2014_ppc64le", "qemu-system-ppc64", "qemu-system-ppc", "hvc0",
                     console_options="", kernel_glob="vmlinux-*", extra_packages=KDUMP_PACKAGES),
+    # 32-bit arm (armhf): Debian 12's armmp-lpae zImage in qemu-system-arm -M virt -cpu cortex-a15.
+    # PyPI has no armv7l wheel of cffi: Debian's C backend (_cffi_backend, all kexec_py's
+    # generated module imports) instead. python3.11 dlopens libgcc_s.so.1 (pthread_cancel).
+    "arm": Arch("arm", "armhf", "arm-linux-gnueabihf", "linux-image-armmp-lpae",
+                "manylinux2014_armv7l", "qemu-system-arm", "qemu-system-arm", "ttyAMA0",
+                extra_packages=(*KDUMP_PACKAGES, "libgcc-s1"), private_apt=True,
+                pip_skip=("cffi",), debian_modules=("_cffi_backend.*.so",),
+                extra_guest_files=("/lib/arm-linux-gnueabihf/libgcc_s.so.1",)),
+    # The same with Debian's non-LPAE armmp kernel (on -M virt,highmem=off), where makedumpfile
+    # works: on armmp-lpae it takes PAGE_OFFSET for 0xc0400000 (next-arches-facts.md).
+    "armmp": Arch("armmp", "armhf", "arm-linux-gnueabihf", "linux-image-armmp",
+                  "manylinux2014_armv7l", "qemu-system-arm", "qemu-system-arm", "ttyAMA0",
+                  extra_packages=(*KDUMP_PACKAGES, "libgcc-s1"), private_apt=True,
+                  pip_skip=("cffi",), debian_modules=("_cffi_backend.*.so",),
+                  extra_guest_files=("/lib/arm-linux-gnueabihf/libgcc_s.so.1",)),
 }
 
 # Packages the guest needs besides the kernel.  Their library dependencies
@@ -172,7 +193,27 @@ def ensure_host_tools(arch: Arch) -> None:
          env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
 
 
+def _apt_options(deb_arch: str) -> list[str]:
+    """The apt options for deb_arch: a private package state for a private_apt arch."""
+    if any(a.private_apt and a.deb == deb_arch for a in ARCHES.values()):
+        return _private_apt(deb_arch)
+    return []
+
+
+def _private_update(deb_arch: str, *, again: bool = False) -> None:
+    lists = cache_dir() / f"apt-{deb_arch}" / "lists"
+    if again or not any(lists.glob("*_Packages*")):
+        try:
+            _run(["apt-get", *_private_apt(deb_arch), "update"])
+        except FetchError as err:        # a mirror mid-sync fails one index; main still resolves
+            if "Some index files failed to download" not in str(err):
+                raise
+
+
 def _ensure_foreign_arch(arch: Arch) -> None:
+    if arch.private_apt:
+        _private_update(arch.deb)
+        return
     native = _run(["dpkg", "--print-architecture"]).strip()
     if arch.deb == native:
         return
@@ -186,12 +227,13 @@ def _ensure_foreign_arch(arch: Arch) -> None:
 
 # --- resolving and downloading .debs -----------------------------------------
 
-def _apt_depends(packages: list[str], deb_arch: str) -> dict[str, list[str]]:
+def _apt_depends(packages: list[str], deb_arch: str, qualifier: str | None = None) -> dict[str, list[str]]:
     """Direct Depends/PreDepends of each package (first of each alternative
-    group), in one apt-cache call: each call costs a second or more here."""
-    proc = subprocess.run(["apt-cache", "depends", "--no-recommends", "--no-suggests",
+    group), in one apt-cache call: each call costs a second or more here.
+    Packages are named "pkg:<qualifier>" (default: deb_arch)."""
+    proc = subprocess.run(["apt-cache", *_apt_options(deb_arch), "depends", "--no-recommends", "--no-suggests",
                            "--no-conflicts", "--no-breaks", "--no-replaces", "--no-enhances",
-                           *[f"{p}:{deb_arch}" for p in packages]],
+                           *[f"{p}:{qualifier or deb_arch}" for p in packages]],
                           capture_output=True, text=True)
     found: dict[str, list[str]] = {}
     deps: list[str] = []
@@ -218,7 +260,7 @@ def _apt_depends_any(packages: list[str], deb_arch: str) -> dict[str, list[str]]
     found = _apt_depends(packages, deb_arch)
     rest = [p for p in packages if p not in found]
     if rest:
-        arch_all = _apt_depends(rest, "all")
+        arch_all = _apt_depends(rest, deb_arch, qualifier="all")
         _ARCH_ALL.update(arch_all)
         found.update(arch_all)
     return found
@@ -231,7 +273,10 @@ def _depends_with_update(packages: list[str], deb_arch: str) -> dict[str, list[s
             break
         if attempt:
             time.sleep(10 * attempt)
-        apt_update(again=attempt > 0)
+        if _apt_options(deb_arch):
+            _private_update(deb_arch, again=True)
+        else:
+            apt_update(again=attempt > 0)
         found = _apt_depends_any(packages, deb_arch)
     missing = sorted(set(packages) - set(found))
     if missing:
@@ -262,12 +307,15 @@ def _downloaded(debs: Path, pkg: str) -> Path | None:
 
 
 def _download(arch: Arch, packages: list[str], dest: Path) -> None:
-    cmd = ["apt-get", "-o", "APT::Sandbox::User=root", "download",
+    cmd = ["apt-get", "-o", "APT::Sandbox::User=root", *_apt_options(arch.deb), "download",
            *[f"{p}:{'all' if p in _ARCH_ALL else arch.deb}" for p in packages]]
     try:
         _run(cmd, cwd=dest)
     except FetchError:
-        apt_update()           # stale lists name versions the mirror dropped
+        if arch.private_apt:
+            _private_update(arch.deb, again=True)
+        else:
+            apt_update()           # stale lists name versions the mirror dropped
         _run(cmd, cwd=dest)
 
 
@@ -283,7 +331,10 @@ def fetch_debs(arch: Arch, refresh: bool = False) -> dict[str, str]:
         if recorded.get("asked") == asked and all((debs / f).exists() for f in files.values()):
             return files
     if refresh:
-        apt_update()
+        if arch.private_apt:
+            _private_update(arch.deb, again=True)
+        else:
+            apt_update()
         shutil.rmtree(debs)
         debs.mkdir()
     packages = resolve_packages(arch)
@@ -351,22 +402,89 @@ def _prune_stdlib(stdlib: Path) -> None:
         shutil.rmtree(cfg, ignore_errors=True)
 
 
-def fetch_pydeps(arch: Arch) -> Path:
+def fetch_pydeps(arch: Arch, root: Path | None = None) -> Path:
     """pip-install kexec_py's dependencies for the guest (binary wheels only)."""
     target = arch_dir(arch) / "pydeps"
     stamp = arch_dir(arch) / "pydeps.stamp"
-    want = json.dumps([arch.pip_platform, *PY_REQUIREMENTS])
+    requirements = [r for r in PY_REQUIREMENTS if r.split("==")[0] not in arch.pip_skip]
+    want = json.dumps([arch.pip_platform, *requirements, *arch.debian_modules])
     if target.is_dir() and stamp.exists() and stamp.read_text() == want:
         return target
     shutil.rmtree(target, ignore_errors=True)
     _run([sys.executable, "-m", "pip", "install", "--quiet", "--no-compile",
           "--target", str(target), "--platform", arch.pip_platform,
           "--python-version", "%d.%d" % GUEST_PYTHON, "--implementation", "cp",
-          "--only-binary=:all:", *PY_REQUIREMENTS])
+          "--only-binary=:all:", *requirements])
+    for pattern in arch.debian_modules:
+        found = sorted((root / "usr/lib/python3/dist-packages").glob(pattern)) if root else []
+        if not found:
+            raise FetchError(f"no {pattern} under {root}/usr/lib/python3/dist-packages")
+        for path in found:
+            shutil.copy2(path, target / path.name)
     shutil.rmtree(target / "bin", ignore_errors=True)
     compile_tree(target, "/opt/kpy/lib")
     stamp.write_text(want)
     return target
+
+
+# --- kernels of an architecture dpkg does not know, without changing the host ----------
+
+# 32-bit arm (armhf): Debian's two kernel flavours, as issue 17 tests them. The LPAE one
+# runs on qemu-system-arm -machine virt, the other on -machine virt,highmem=off.
+ARM_KERNELS = {"armmp-lpae": "linux-image-armmp-lpae", "armmp": "linux-image-armmp"}
+
+
+def _private_apt(deb_arch: str) -> list[str]:
+    """apt options for a package state of ``deb_arch`` of our own, under the cache: its
+    lists, its archives, no dpkg status. Reads the host's sources.list; writes nothing
+    outside the cache (no dpkg --add-architecture)."""
+    top = cache_dir() / f"apt-{deb_arch}"
+    for sub in ("lists/partial", "cache/archives/partial"):
+        (top / sub).mkdir(parents=True, exist_ok=True)
+    return ["-o", f"APT::Architecture={deb_arch}", "-o", f"APT::Architectures::={deb_arch}",
+            "-o", f"Dir::State::Lists={top / 'lists'}", "-o", f"Dir::Cache={top / 'cache'}",
+            "-o", "Dir::State::status=/dev/null", "-o", "APT::Sandbox::User=root"]
+
+
+def fetch_foreign_kernel(deb_arch: str, meta: str, name: str) -> Path:
+    """The kernel image of metapackage ``meta`` for ``deb_arch`` (its current version),
+    downloaded and unpacked under the cache with a private apt state; cached."""
+    top = cache_dir() / f"apt-{deb_arch}"
+    stamp = top / f"{meta}.kernel"
+    if stamp.exists() and Path(stamp.read_text()).is_file():
+        return Path(stamp.read_text())
+    apt = _private_apt(deb_arch)
+    with open(top / ".lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        lists = top / "lists"
+        if not any(lists.glob("*_Packages*")):
+            try:
+                _run(["apt-get", *apt, "update"])
+            except FetchError as err:        # a mirror mid-sync (security index): main still resolves
+                if "Some index files failed to download" not in str(err):
+                    raise
+        proc = subprocess.run(["apt-cache", *apt, "depends", meta], capture_output=True, text=True)
+        found = re.findall(r"Depends: (linux-image-\S+)", proc.stdout)
+        if not found:
+            raise FetchError(f"apt-cache ({deb_arch}) knows no kernel package behind {meta}: {proc.stderr[-500:]}")
+        debs = top / "debs"
+        debs.mkdir(exist_ok=True)
+        if _downloaded(debs, found[0]) is None:
+            _run(["apt-get", *apt, "download", found[0]], cwd=debs)
+        root = top / "root" / name
+        shutil.rmtree(root, ignore_errors=True)
+        root.mkdir(parents=True)
+        _run(["dpkg-deb", "-x", str(_downloaded(debs, found[0])), str(root)])
+        kernels = sorted((root / "boot").glob("vmlinuz-*"))
+        if len(kernels) != 1:
+            raise FetchError(f"expected one kernel under {root / 'boot'}, found {kernels}")
+        stamp.write_text(str(kernels[0]))
+        return kernels[0]
+
+
+def fetch_arm_kernel(flavour: str) -> Path:
+    """Debian's armhf zImage of ``flavour`` ("armmp-lpae" or "armmp")."""
+    return fetch_foreign_kernel("armhf", ARM_KERNELS[flavour], flavour)
 
 
 @dataclass
@@ -389,7 +507,7 @@ def fetch(arch_name: str = "x86_64", refresh: bool = False) -> Inputs:
     with open(arch_dir(arch) / ".lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)     # concurrent test runs share the cache
         root = unpack_debs(arch, fetch_debs(arch, refresh))
-        pydeps = fetch_pydeps(arch)
+        pydeps = fetch_pydeps(arch, root)
     kernels = sorted((root / "boot").glob(arch.kernel_glob))
     if len(kernels) != 1:
         raise FetchError(f"expected one kernel image under {root / 'boot'}, found {kernels}")

@@ -36,7 +36,7 @@ DEFAULT_SMP = 2
 DEFAULT_CRASHKERNEL = "384M"
 # A 32-bit kernel reserves crash memory below 512 MiB, where KASLR also puts the
 # kernel: 384M fits only when the kernel lands near an end, 192M always does.
-ARCH_CRASHKERNEL = {"i386": "192M"}
+ARCH_CRASHKERNEL = {"i386": "192M", "arm": "256M", "armmp": "256M"}    # arm: in lowmem (768 MiB of it on virt)
 
 # Guest paths the load commands use (exported to every step).
 GUEST_KERNEL = "/boot/vmlinuz"
@@ -80,6 +80,8 @@ QEMU_MACHINE = {
     "x86_64": ["-machine", "pc", "-cpu", "qemu64,+rdrand"],
     "i386": ["-machine", "pc", "-cpu", "qemu32,+rdrand"],       # qemu32 has PAE, for 686-pae
     "aarch64": ["-machine", "virt", "-cpu", "max"],
+    "arm": ["-machine", "virt", "-cpu", "cortex-a15"],                  # armmp-lpae
+    "armmp": ["-machine", "virt,highmem=off", "-cpu", "cortex-a15"],    # no LPAE: no RAM above 4 GiB
     # pseries with SLOF; the caps TCG cannot provide are turned off, which silences four
     # "TCG doesn't support requested feature" warnings (the kernel boots either way).
     "ppc64le": ["-machine", "pseries,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off",

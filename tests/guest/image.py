@@ -178,6 +178,8 @@ def _compiled_kexec_py(workdir: Path) -> Path:
 
 def _add_interpreter(st: Staging) -> None:
     st.add(PYTHON)
+    for extra in st.inputs.arch.extra_guest_files:      # dlopen'd, so no ELF file names them
+        st.add(extra)
     st.archive.add_symlink("/usr/bin/python3", "python3.11")
     st.archive.add_tree("/usr/lib/python3.11", st.host("/usr/lib/python3.11"))
     st.archive.add_tree("/etc/python3.11", st.host("/etc/python3.11"))
