@@ -3,13 +3,12 @@ at their 64-bit entry point through our purgatory."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kexec_py.arch.base import FileInputs, LoadInputs, not_taken
 from kexec_py.errors import UnsupportedImage
 from kexec_py.image.bzimage import looks_like_bzimage, parse_bzimage
 from kexec_py.image.open import ImageFormat
 from kexec_py.plan.ranges import MiB, align_up
+from kexec_py.record import Record
 from kexec_py.structs import kexec_uapi as K
 
 # The kexec_load plans live in kexec_py.arch.x86_64_load, and the vmlinux and UKI readers
@@ -60,22 +59,24 @@ def _parse_uki(data: bytes, *, path: str) -> Uki:
     return replace(uki, kernel=parse_bzimage(uki.linux, path=f"{path} (.linux section)"))
 
 
-@dataclass(frozen=True, slots=True)
-class X86_64:
-    name: str = "x86_64"
-    kexec_arch: int = K.KEXEC_ARCH_X86_64
-    native_kexec_arch: int = K.KEXEC_ARCH_X86_64
-    destination_limit: int = 1 << 52    # MAXMEM with 5-level paging, the larger of its two values
-    elf_machine: str = "EM_X86_64"
-    has_file_syscall: bool = True
-    device_tree: bool = False
-    hotplug_flag: int = K.KEXEC_UPDATE_ELFCOREHDR   # --hotplug (0: not supported here)
-    signed_kind: str = "a signed bzImage (or UKI)"
-    formats: tuple[ImageFormat, ...] = (
-        ImageFormat("bzImage64", looks_like_bzimage, parse_bzimage),
-        ImageFormat("elf-x86_64", _looks_like_elf, _parse_vmlinux),
-        ImageFormat("uki", _looks_like_pe, _parse_uki),
+class X86_64(Record):
+    _defaults = dict(
+        name="x86_64",
+        kexec_arch=K.KEXEC_ARCH_X86_64,
+        native_kexec_arch=K.KEXEC_ARCH_X86_64,
+        destination_limit=1 << 52,         # MAXMEM with 5-level paging, the larger of its two values
+        elf_machine="EM_X86_64",
+        has_file_syscall=True,
+        device_tree=False,
+        hotplug_flag=K.KEXEC_UPDATE_ELFCOREHDR,    # --hotplug (0: not supported here)
+        signed_kind="a signed bzImage (or UKI)",
+        formats=(                           # tuple[ImageFormat, ...]
+            ImageFormat("bzImage64", looks_like_bzimage, parse_bzimage),
+            ImageFormat("elf-x86_64", _looks_like_elf, _parse_vmlinux),
+            ImageFormat("uki", _looks_like_pe, _parse_uki),
+        ),
     )
+    __slots__ = tuple(_defaults)
 
     def read_crash_facts(self, sys) -> x86.CrashFacts:
         from kexec_py.arch import x86

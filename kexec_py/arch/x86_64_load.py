@@ -41,7 +41,7 @@ def _unwrap_uki(image, inputs: LoadInputs) -> tuple[BzImage, LoadInputs]:
     """A UKI boots as its .linux bzImage, with its .initrd and .cmdline unless the user gave their own."""
     if not isinstance(image, Uki):
         return image, inputs
-    from dataclasses import replace
+    from kexec_py.record import replace
     cmdline, initrd = image.defaults(inputs.cmdline, inputs.initrd)
     return image.kernel, replace(inputs, cmdline=cmdline, initrd=initrd)
 
@@ -255,7 +255,7 @@ def elf_segments(image: Vmlinux, delta: int) -> list[Segment]:
 
 
 def _moved_note(image: Vmlinux, plan: SegmentPlan) -> SegmentPlan:
-    from dataclasses import replace
+    from kexec_py.record import replace
     kernel = next(s for s in plan.segments if s.name == "kernel")
     delta = kernel.mem - align_down(image.loads[0].paddr, PAGE_SIZE)
     note = (f"vmlinux PT_LOADs {image.start:#x}-{image.end - 1:#x} "

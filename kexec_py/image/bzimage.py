@@ -7,28 +7,29 @@ protected-mode part starts at (setup_sects + 1) * 512.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kexec_py.errors import CorruptImage, UnsupportedImage
+from kexec_py.record import REQUIRED, Record
 
 
-@dataclass(frozen=True, slots=True)
-class BzImage:
-    path: str
-    data: bytes = None                  # the whole file
-    version: int = 0                    # boot protocol, e.g. 0x020f
-    setup_sects: int = 0
-    setup_size: int = 0                 # bytes of the real-mode part, (setup_sects + 1) * 512
-    loadflags: int = 0
-    xloadflags: int = 0
-    relocatable: bool = False
-    kernel_alignment: int = 0
-    min_alignment: int = 0
-    pref_address: int = 0
-    init_size: int = 0
-    cmdline_size: int = 0
-    initrd_addr_max: int = 0
-    header_len: int = 0                 # setup-header bytes to copy into the zero page
+class BzImage(Record):
+    _defaults = dict(
+        path=REQUIRED,
+        data=None,                      # the whole file
+        version=0,                      # boot protocol, e.g. 0x020f
+        setup_sects=0,
+        setup_size=0,                   # bytes of the real-mode part, (setup_sects + 1) * 512
+        loadflags=0,
+        xloadflags=0,
+        relocatable=False,
+        kernel_alignment=0,
+        min_alignment=0,
+        pref_address=0,
+        init_size=0,
+        cmdline_size=0,
+        initrd_addr_max=0,
+        header_len=0,                   # setup-header bytes to copy into the zero page
+    )
+    __slots__ = tuple(_defaults)
 
     format = "bzImage"
 
