@@ -84,7 +84,11 @@ def check(name: str, *, dry_run: bool = False) -> None:
 
 def get(name: str, *, dry_run: bool = False):
     """The ``Arch`` implementation of ``name`` (with ``dry_run``, also one that only plans)."""
-    import importlib
     found = entry(name, dry_run=dry_run)
     module, _, cls = (found.implementation or found.dry_run_only).partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    return getattr(_import(module), cls)()
+
+
+def _import(module: str):
+    """importlib.import_module(module), without importing importlib (and warnings)."""
+    return __import__(module, fromlist=["_"])

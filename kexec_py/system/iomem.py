@@ -20,7 +20,7 @@ from kexec_py.errors import SnapshotError
 from kexec_py.plan.ranges import Range, trusted_range
 from kexec_py.record import REQUIRED, Record
 
-_LINE = re.compile(r"^( *)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)$")
+_LINE = r"^( *)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)$"     # compiled by re.match when first used
 # Every line at once: a resource line fills groups 1-4; any other non-blank line, group 5.
 _LINES = re.compile(r"^(?:( *)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)|(.*\S.*))$", re.MULTILINE)
 # Line breaks str.splitlines() knows besides \n: with any of them, the line-by-line parser runs.
@@ -119,7 +119,7 @@ def _entries_by_line(text: str, source: str) -> list[tuple[str, str, str, str, s
     out = []
     depth = -1
     for lineno, line in enumerate(text.splitlines(), 1):
-        m = _LINE.match(line)
+        m = re.match(_LINE, line)
         if m is None:
             if not line.strip():
                 continue
