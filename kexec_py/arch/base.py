@@ -6,7 +6,9 @@ formats it loads, the facts it reads from the system, the kexec_load plans (cras
 and reboot), what kexec_file_load gets for an image and what the kernel will need
 for it, and which signature a locked-down kernel checks. The driver calls nothing
 else; ``tests/arch/test_arch_protocol.py`` checks every registered arch against
-this protocol.
+this protocol. The protocol class itself is in ``kexec_py.arch.protocol`` (a Protocol
+needs typing, which no command imports) and is read here as ``base.Arch``; the
+values are ``kexec_py.record`` Records, not dataclasses, for start-up time.
 """
 
 from __future__ import annotations

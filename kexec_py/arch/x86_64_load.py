@@ -6,7 +6,7 @@ the kexec_file_load path, which needs none of it, does not import it (issue 13).
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable
+from typing import TYPE_CHECKING, Callable
 
 from kexec_py.arch import x86
 from kexec_py.arch.base import LoadInputs
@@ -15,23 +15,25 @@ from kexec_py.arch.x86_64 import (ELF_CMDLINE_SIZE, ELF_KERNEL_ALIGN, ELF_KERNEL
                                   ENTRY64_REGS, INITRD_MIN, SETUP_MIN)
 from kexec_py.errors import PlacementError, UnsupportedImage, UsageError
 from kexec_py.image.bzimage import BzImage
-from kexec_py.image.uki import Uki
-from kexec_py.image.vmlinux import Vmlinux
 from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
 from kexec_py.plan.ranges import GiB, MiB, Range, align_down, align_up
 from kexec_py.structs import kexec_uapi as K
 
+if TYPE_CHECKING:
+    from kexec_py.image.uki import Uki
+    from kexec_py.image.vmlinux import Vmlinux
+
 
 def plan_crash(image, inputs: LoadInputs, facts: x86.CrashFacts, purgatory) -> SegmentPlan:
-    if isinstance(image, Vmlinux):
+    if image.format == "vmlinux":      # (kexec_py.image.vmlinux and .uki: imported for such images only)
         return plan_vmlinux_crash(image, inputs, facts, purgatory)
     image, inputs = _unwrap_uki(image, inputs)
     return plan_bzimage_crash(image, inputs, facts, purgatory)
 
 
 def plan_load(image, inputs: LoadInputs, facts: x86.LoadFacts, purgatory) -> SegmentPlan:
-    if isinstance(image, Vmlinux):
+    if image.format == "vmlinux":      # (kexec_py.image.vmlinux and .uki: imported for such images only)
         return plan_vmlinux_load(image, inputs, facts, purgatory)
     image, inputs = _unwrap_uki(image, inputs)
     return plan_bzimage_load(image, inputs, facts, purgatory)
@@ -39,7 +41,7 @@ def plan_load(image, inputs: LoadInputs, facts: x86.LoadFacts, purgatory) -> Seg
 
 def _unwrap_uki(image, inputs: LoadInputs) -> tuple[BzImage, LoadInputs]:
     """A UKI boots as its .linux bzImage, with its .initrd and .cmdline unless the user gave their own."""
-    if not isinstance(image, Uki):
+    if image.format != "uki":
         return image, inputs
     from kexec_py.record import replace
     cmdline, initrd = image.defaults(inputs.cmdline, inputs.initrd)
