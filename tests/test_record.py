@@ -103,6 +103,11 @@ def test_mutable_records_and_factories():
         hash(a)                                               # as an eq=True, frozen=False dataclass
 
 
+def test_x86_64_keeps_x86s_page_size():
+    from kexec_py.arch import x86, x86_64
+    assert x86_64.PAGE_SIZE == x86.PAGE_SIZE == 4096      # x86_64.py no longer imports x86.py for it
+
+
 def test_range_is_ordered_frozen_and_checked():
     assert sorted([Range(5, 6), Range(1, 9), Range(1, 3)]) == [Range(1, 3), Range(1, 9), Range(5, 6)]
     assert Range(1, 2) < Range(1, 3) <= Range(1, 3) < Range(2, 2)
