@@ -29,13 +29,11 @@ def refuse_unsupported(v: dict) -> None:
 
 def arch_options(v: dict, arch: str):
     """The options of ``arch``'s own group, parsed; UsageError for options of another group."""
-    import importlib
-
     from kexec_py import arch as arches
     own = arches.entry(arch, dry_run=bool(v.get("dry_run"))).option_group
     parsed = None
     for group, module_name in arches.OPTION_GROUPS.items():
-        module = importlib.import_module(module_name)
+        module = arches._import(module_name)
         if group == own:
             parsed = module.parse(v)
         elif given := [n for n in module.NAMES if v.get(n) not in (None, False)]:

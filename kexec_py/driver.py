@@ -15,11 +15,11 @@ from __future__ import annotations
 import errno as E
 import os
 import sys as _sys
-from dataclasses import dataclass, field, replace
-from pathlib import Path
 
 from kexec_py.errors import (FileSyscallUnavailable, ImageError, ImageNotFound, KexecError, NoCrashMemory,
                              NoSpace, NotPermitted, PlacementError, SnapshotError, SubmitError, UsageError)
+from kexec_py.paths import path_text
+from kexec_py.record import REQUIRED, Record, factory, replace
 from kexec_py.request import Request, Syscall
 from kexec_py.structs import kexec_uapi as K
 
@@ -37,26 +37,31 @@ _FALLBACKS = {
 }
 
 
-@dataclass
-class Context:
-    arch: object            # an Arch
-    sys: object             # a SystemView
-    backend: object
-    # looked up when the Context is made, so that a redirected sys.stdout/stderr is used
-    out: object = field(default_factory=lambda: _sys.stdout)
-    err: object = field(default_factory=lambda: _sys.stderr)
-    # where a crash load is recorded, to be loaded again if the kernel refuses a later one
-    # (kexec_py.lastgood.Store); None: lastgood.store_for decides (only on the running system)
-    last_good: object = None
+class Context(Record):
+    _defaults = dict(
+        arch=REQUIRED,      # an Arch
+        sys=REQUIRED,       # a SystemView
+        backend=REQUIRED,
+        # looked up when the Context is made, so that a redirected sys.stdout/stderr is used
+        out=factory(lambda: _sys.stdout),
+        err=factory(lambda: _sys.stderr),
+        # where a crash load is recorded, to be loaded again if the kernel refuses a later one
+        # (kexec_py.lastgood.Store); None: lastgood.store_for decides (only on the running system)
+        last_good=None,
+    )
+    __slots__ = tuple(_defaults)
+    _frozen = False
 
 
-@dataclass(frozen=True, slots=True)
-class Inputs:
+class Inputs(Record):
     """Everything a load reads from files, read once."""
-    kernel: object                  # a KernelFile: the file's bytes, decompressed when it was wrapped
-    image: object                   # the kernel, parsed by the arch's first format that takes it
-    cmdline: str                    # composed from --append / --reuse-cmdline
-    dtb: bytes | None               # --dtb
+    _defaults = dict(
+        kernel=REQUIRED,            # a KernelFile: the file's bytes, decompressed when it was wrapped
+        image=REQUIRED,             # the kernel, parsed by the arch's first format that takes it
+        cmdline=REQUIRED,           # composed from --append / --reuse-cmdline
+        dtb=REQUIRED,               # bytes | None: --dtb
+    )
+    __slots__ = tuple(_defaults)
 
 
 def run(req: Request, ctx: Context) -> int:
@@ -297,7 +302,7 @@ def _load_file(req: Request, ctx: Context, inputs: Inputs, fi, submitter: _Submi
         if wanted:
             flags |= bit
     kernel_bytes = fi.kernel if fi.kernel is not None else inputs.kernel.data if inputs.kernel.compression else None
-    plan = FilePlan(arch=ctx.arch.name, kernel=Path(req.kernel), initrd=Path(req.initrd) if req.initrd else None,
+    plan = FilePlan(arch=ctx.arch.name, kernel=path_text(req.kernel), initrd=path_text(req.initrd) if req.initrd else None,
                     cmdline=cmdline, flags=flags, kernel_bytes=kernel_bytes, initrd_bytes=initrd_bytes)
     preflight.check_file_plan(plan, fi, crash_region=ctx.sys.crash_regions()[-1] if req.crash else None,
                               page_size=ctx.sys.page_size)
@@ -400,7 +405,8 @@ def _crash_state(ctx: Context) -> str:
 def _read_dtb(path: str) -> bytes:
     from kexec_py.plan.devicetree import parse_dtb
     _check_file(path, "device tree")
-    data = Path(path).read_bytes()
+    with open(path, "rb") as f:
+        data = f.read()
     parse_dtb(data, what=path)          # a damaged --dtb is refused naming the file
     return data
 
@@ -429,10 +435,10 @@ class _naming_inputs:
 
 
 def _check_file(path: str, what: str) -> None:
-    p = Path(path)
-    if not p.exists():
+    p = os.fspath(path)
+    if not os.path.exists(p):
         raise ImageNotFound(f"{path}: no such {what} file", f"check the {what} path")
-    if not p.is_file():
+    if not os.path.isfile(p):
         raise ImageError(f"{path} is not a regular file", f"give the {what} file itself")
     if not os.access(p, os.R_OK):
         raise ImageError(f"{path}: permission denied", "run as root or fix the file mode")

@@ -44,8 +44,10 @@ class KexecError(Exception):
                 exit_code: int | None = None) -> "KexecError":
         """A new error of the same kind with more said (raise it ``from None``): the path
         of the file it is about, what it cost. The original is left as it was raised."""
-        import copy
-        new = copy.copy(self)
+        # copy.copy's way for an exception (made from its args, then its __dict__), without
+        # importing copy (and weakref with it) on the way to every error message
+        new = type(self).__new__(type(self), *self.args)
+        new.__dict__.update(self.__dict__)
         new.args = (message if message is not None else self.message,)
         new.message = new.args[0]
         new.hint = hint if hint is not None else self.hint

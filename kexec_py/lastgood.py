@@ -17,29 +17,23 @@ exits with the refusal's status. ``-p -u`` forgets the record.
 
 from __future__ import annotations
 
-import json
 import os
-import stat
-import subprocess
 import sys
-import time
-from dataclasses import asdict, dataclass
-from pathlib import Path
 
-STATE_DIR = Path("/run/kexec-py")
+from kexec_py.record import REQUIRED, Record
+
+# Imported on every crash load on the running system, so kept light (kexec_py.record; json,
+# subprocess and time only where a record is written or a reload runs).
+STATE_DIR = "/run/kexec-py"
 RECORD = "crash-load.json"
 # Set in the environment of the reload kexec-py runs: that run neither restores nor records.
 RESTORING = "KEXEC_PY_RESTORING"
 
 
-@dataclass(frozen=True)
-class FileId:
+class FileId(Record):
     """What says a file is still the one that was loaded."""
-    path: str
-    dev: int
-    ino: int
-    size: int
-    mtime_ns: int
+    _defaults = dict(path=REQUIRED, dev=REQUIRED, ino=REQUIRED, size=REQUIRED, mtime_ns=REQUIRED)
+    __slots__ = tuple(_defaults)
 
     @classmethod
     def of(cls, path: str) -> FileId:
@@ -58,15 +52,19 @@ class FileId:
 class Store:
     """The record of the last crash kernel loaded, in one directory only root can write."""
 
-    def __init__(self, directory: Path = STATE_DIR, command: tuple[str, ...] | None = None):
+    def __init__(self, directory: str = STATE_DIR, command: tuple[str, ...] | None = None):
+        from pathlib import Path
         self.path = Path(directory) / RECORD
         # what runs a recorded command line: this kexec-py (tests give a recording launcher)
         self.command = list(command) if command else [sys.executable, "-m", "kexec_py"]
 
     def record(self, argv: list[str], files: list[str]) -> None:
         """Write down a successful load (atomically: a reader sees the old or the new record)."""
+        import json
+        import time
+        ids = [FileId.of(f) for f in files]
         entry = {"argv": list(argv), "cwd": os.getcwd(), "loaded": time.strftime("%Y-%m-%d %H:%M:%S"),
-                 "files": [asdict(FileId.of(f)) for f in files]}
+                 "files": [{name: getattr(i, name) for name in FileId._fields} for i in ids]}
         self.path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         tmp = self.path.with_name(f".{RECORD}.{os.getpid()}")
         fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -82,6 +80,8 @@ class Store:
 
     def read(self) -> dict | None:
         """The record, if there is one that this user wrote and nobody else can have changed."""
+        import json
+        import stat
         try:
             fd = os.open(self.path, os.O_RDONLY | os.O_NOFOLLOW)
         except OSError:
@@ -99,6 +99,7 @@ class Store:
 
     def restore(self, err) -> bool:
         """Load the recorded crash kernel again; say on ``err`` what happened."""
+        import subprocess
         entry = self.read()
         lead = "kexec-py: the kernel unloaded the crash kernel loaded before and then refused the new one"
         if entry is None:
@@ -124,6 +125,6 @@ def store_for(sys_root: Path, backend) -> Store | None:
     """The store a load on the running system keeps: none for a snapshot root, a test
     backend, --dry-run, or the reload that a restore runs."""
     from kexec_py.submit.backends import SyscallBackend
-    if Path(sys_root) != Path("/") or not isinstance(backend, SyscallBackend) or os.environ.get(RESTORING):
+    if os.path.normpath(str(sys_root)) != "/" or not isinstance(backend, SyscallBackend) or os.environ.get(RESTORING):
         return None
     return Store()

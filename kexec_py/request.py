@@ -9,7 +9,8 @@ one. ``steps_from_options`` reproduces that, option by option.
 from __future__ import annotations
 
 import enum
-from dataclasses import dataclass, field, replace
+
+from kexec_py.record import Record, factory
 
 
 class Syscall(enum.Enum):
@@ -18,20 +19,22 @@ class Syscall(enum.Enum):
     LOAD = "load"                # -c: kexec_load only
 
 
-@dataclass(frozen=True, slots=True)
-class Steps:
+class Steps(Record):
     """kexec-tools' do_* flags: what main() does, in this order."""
 
-    status: bool = False         # -S: report and stop
-    unload: bool = False
-    load: bool = True
-    crash: bool = False          # -p seen (anywhere): the crash image, for -u and -S too
-    shutdown: bool = True        # run `shutdown -r now` after loading (the default action)
-    sync: bool = True
-    ifdown: bool = False
-    exec: bool = False
-    syscall: Syscall = Syscall.AUTO
-    load_given: bool = False     # -l seen: -S then reports the normal kexec image
+    _defaults = dict(
+        status=False,            # -S: report and stop
+        unload=False,
+        load=True,
+        crash=False,             # -p seen (anywhere): the crash image, for -u and -S too
+        shutdown=True,           # run `shutdown -r now` after loading (the default action)
+        sync=True,
+        ifdown=False,
+        exec=False,
+        syscall=Syscall.AUTO,
+        load_given=False,        # -l seen: -S then reports the normal kexec image
+    )
+    __slots__ = tuple(_defaults)
 
 
 # What each action option does to the steps when it is met (kexec-tools' main()).
@@ -50,35 +53,37 @@ _EFFECTS = {
 
 def steps_from_options(seen: list[str], *, no_sync: bool = False, no_ifdown: bool = False) -> Steps:
     """Apply the action options in the order they were given."""
-    steps = Steps()
+    steps = dict(Steps._defaults)
     for name in seen:
-        steps = replace(steps, **_EFFECTS[name])
+        steps.update(_EFFECTS[name])
     if no_sync:
-        steps = replace(steps, sync=False)
+        steps["sync"] = False
     if no_ifdown:
-        steps = replace(steps, ifdown=False)
-    return steps
+        steps["ifdown"] = False
+    return Steps(**steps)
 
 
-@dataclass(frozen=True, slots=True)
-class Request:
-    steps: Steps = field(default_factory=Steps)
-    kernel: str | None = None
-    initrd: str | None = None
-    append: str | None = None
-    reuse_cmdline: bool = False
-    debug: bool = False
-    dry_run: bool = False
-    image_type: str | None = None
-    no_checks: bool = False      # -i: purgatory skips the SHA-256 check
-    mem_min: int = 0
-    mem_max: int = (1 << 64) - 1
-    entry: int | None = None     # --entry: override the entry point (kexec_load)
-    hotplug: bool = False
-    dtb: str | None = None
-    no_cma: bool = False
-    force_dtb: bool = False
-    arch_options: object = None  # the target architecture's own options (e.g. arch.x86_options.X86Options)
+class Request(Record):
+    _defaults = dict(
+        steps=factory(Steps),
+        kernel=None,
+        initrd=None,
+        append=None,
+        reuse_cmdline=False,
+        debug=False,
+        dry_run=False,
+        image_type=None,
+        no_checks=False,         # -i: purgatory skips the SHA-256 check
+        mem_min=0,
+        mem_max=(1 << 64) - 1,
+        entry=None,              # --entry: override the entry point (kexec_load)
+        hotplug=False,
+        dtb=None,
+        no_cma=False,
+        force_dtb=False,
+        arch_options=None,       # the target architecture's own options (e.g. arch.x86_options.X86Options)
+    )
+    __slots__ = tuple(_defaults)
 
     @property
     def crash(self) -> bool:

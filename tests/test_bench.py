@@ -8,12 +8,13 @@ No timing is asserted here: the speed targets are the benchmark's business
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parent.parent
-CASES = ["a", "b", "c100", "c1000", "d-help", "d-S", "s"]
+CASES = ["a", "b", "c100", "c1000", "d-help", "d-S", "d-u-p", "s-l", "s-p", "f-a", "f-c"]
 
 
 def test_quick_bench_prints_every_case(tmp_path):
@@ -32,12 +33,21 @@ def test_quick_bench_prints_every_case(tmp_path):
             (sample,) = data[case][who]
             assert sample["wall"] > 0 and sample["rss_kib"] > 0, (case, who)
             assert "calls" not in sample, "the measured runs are not traced"
+            assert data[case]["peak"][who] > 0, (case, who)        # GNU time's peak RSS
     # the load cases ran to the end: in each program's traced warm-up run, the last kexec call
     # failed with the guard's EPERM, and the measured run exited as the warm-up did
-    for case, call in (("a", "kexec_load("), ("b", "kexec_load("), ("c100", "kexec_load("), ("s", "kexec_file_load(")):
+    # (f: a kernel without kexec_file_load, the guard answering ENOSYS; -a -p falls back to kexec_load)
+    for case, call, errno in (("a", "kexec_load(", "EPERM"), ("b", "kexec_load(", "EPERM"),
+                              ("c100", "kexec_load(", "EPERM"), ("s-l", "kexec_file_load(", "EPERM"),
+                              ("s-p", "kexec_file_load(", "EPERM"), ("f-a", "kexec_load(", "ENOSYS"),
+                              ("f-c", "kexec_load(", "ENOSYS")):
         for who in ("ours", "theirs"):
             warmup = data[case]["warmup"][who]
             calls = [c for c in warmup["calls"] if call in c]
-            assert calls and calls[-1].endswith("= -1 EPERM (Operation not permitted)"), (case, who, warmup)
+            assert calls and f"= -1 {errno} (" in calls[-1], (case, who, warmup)
             assert data[case][who][0]["exit"] == warmup["exit"] != 0, (case, who)
     assert data["d-S"]["ours"][0]["exit"] == data["d-S"]["theirs"][0]["exit"] == 0
+    # -a -p on a kernel without kexec_file_load tried it first, then kexec_load
+    for who in ("ours", "theirs"):
+        names = [re.search(r"(kexec_\w+|reboot)\(", c).group(1) for c in data["f-a"]["warmup"][who]["calls"]]
+        assert "kexec_file_load" in names and names[-1] == "kexec_load", (who, names)

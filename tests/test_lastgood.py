@@ -15,7 +15,6 @@ import json
 import os
 import shutil
 import sys
-from dataclasses import dataclass
 
 import pytest
 
@@ -84,12 +83,11 @@ def test_only_a_load_on_the_running_system_keeps_a_record(monkeypatch):
     assert store_for("/", SyscallBackend()) is None  # the reload a restore runs
 
 
-@dataclass
 class FreeingThenRefusing(RecordingBackend):
     """Refuses kexec_load with ``refusal`` after marking the crash kernel unloaded, as the kernel
     does for a crash load it refuses after freeing the old one."""
-    loaded_flag: str = ""
-    refusal: int = errno.EADDRNOTAVAIL
+    _defaults = dict(loaded_flag="", refusal=errno.EADDRNOTAVAIL)
+    __slots__ = tuple(_defaults)
 
     def kexec_load(self, entry, segments, flags):
         with open(self.loaded_flag, "w") as f:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import errno
-from dataclasses import replace
+from kexec_py.record import replace
 from pathlib import Path
 
 import pytest

@@ -15,22 +15,24 @@ if it is a new host ABI. The README's "How it is built" says the same.
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
 
 from kexec_py.errors import UsageError
+from kexec_py.record import REQUIRED, Record
 
 
-@dataclass(frozen=True, slots=True)
-class Entry:
-    name: str
-    machines: tuple[str, ...]          # `uname -m` spellings of this architecture
-    implementation: str | None = None  # "module:Class" of its Arch, None: not supported
-    file_syscall: bool = False         # whether its kernels offer kexec_file_load
-    option_group: str | None = None    # the architecture-specific options it takes (OPTION_GROUPS)
-    unsupported: str | None = None     # why kexec-py loads no kernels here
-    # "module:Class" of an Arch that plans loads (--dry-run only) but is not yet proven by a
-    # real load in a guest: no syscall is made with it until it moves to ``implementation``
-    dry_run_only: str | None = None
+class Entry(Record):
+    _defaults = dict(
+        name=REQUIRED,
+        machines=REQUIRED,             # `uname -m` spellings of this architecture
+        implementation=None,           # "module:Class" of its Arch, None: not supported
+        file_syscall=False,            # whether its kernels offer kexec_file_load
+        option_group=None,             # the architecture-specific options it takes (OPTION_GROUPS)
+        unsupported=None,              # why kexec-py loads no kernels here
+        # "module:Class" of an Arch that plans loads (--dry-run only) but is not yet proven by a
+        # real load in a guest: no syscall is made with it until it moves to ``implementation``
+        dry_run_only=None,
+    )
+    __slots__ = tuple(_defaults)
 
 
 # option group -> module defining its option names (NAMES), title (TITLE) and parser (parse)
@@ -82,7 +84,11 @@ def check(name: str, *, dry_run: bool = False) -> None:
 
 def get(name: str, *, dry_run: bool = False):
     """The ``Arch`` implementation of ``name`` (with ``dry_run``, also one that only plans)."""
-    import importlib
     found = entry(name, dry_run=dry_run)
     module, _, cls = (found.implementation or found.dry_run_only).partition(":")
-    return getattr(importlib.import_module(module), cls)()
+    return getattr(_import(module), cls)()
+
+
+def _import(module: str):
+    """importlib.import_module(module), without importing importlib (and warnings)."""
+    return __import__(module, fromlist=["_"])

@@ -6,32 +6,32 @@ formats it loads, the facts it reads from the system, the kexec_load plans (cras
 and reboot), what kexec_file_load gets for an image and what the kernel will need
 for it, and which signature a locked-down kernel checks. The driver calls nothing
 else; ``tests/arch/test_arch_protocol.py`` checks every registered arch against
-this protocol.
+this protocol. The protocol class itself is in ``kexec_py.arch.protocol`` (a Protocol
+needs typing, which no command imports) and is read here as ``base.Arch``; the
+values are ``kexec_py.record`` Records, not dataclasses, for start-up time.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Protocol, runtime_checkable
-
-from kexec_py.plan.placement import Allocator
-from kexec_py.plan.plan import Buffer, SegmentPlan
 from kexec_py.plan.ranges import Range
+from kexec_py.record import REQUIRED, Record
 
 
-@dataclass(frozen=True, slots=True)
-class LoadInputs:
+class LoadInputs(Record):
     """The already-read inputs of a kexec_load plan."""
 
-    cmdline: str                    # composed from --append / --reuse-cmdline, without elfcorehdr=
-    initrd: Buffer | None           # the initrd bytes (an mmap'd view for big files)
-    page_size: int                  # the running kernel's page size: segments are aligned to it
-    no_checks: bool = False         # -i: the purgatory skips its SHA-256 check
-    window: Range = Range(0, 1 << 64)  # --mem-min / --mem-max: segments only inside this
-    dtb: bytes | None = None        # --dtb: the device tree to start from (DT architectures)
-    options: object = None          # the architecture's own options (Request.arch_options)
-    rng_seed: bytes | None = None   # random bytes for the new kernel's early entropy
-    hotplug_size: int | None = None # --hotplug: elfcorehdr room the kernel may rewrite (crash_elfcorehdr_size)
+    _defaults = dict(
+        cmdline=REQUIRED,           # composed from --append / --reuse-cmdline, without elfcorehdr=
+        initrd=REQUIRED,            # Buffer | None: the initrd bytes (an mmap'd view for big files)
+        page_size=REQUIRED,         # the running kernel's page size: segments are aligned to it
+        no_checks=False,            # -i: the purgatory skips its SHA-256 check
+        window=Range(0, 1 << 64),   # --mem-min / --mem-max: segments only inside this
+        dtb=None,                   # --dtb: the device tree to start from (DT architectures)
+        options=None,               # the architecture's own options (Request.arch_options)
+        rng_seed=None,              # random bytes for the new kernel's early entropy
+        hotplug_size=None,          # --hotplug: elfcorehdr room the kernel may rewrite (crash_elfcorehdr_size)
+    )
+    __slots__ = tuple(_defaults)
 
     def usable(self, ranges) -> list[Range]:
         """``ranges`` cut down to the --mem-min/--mem-max window."""
@@ -39,52 +39,24 @@ class LoadInputs:
 
     def allocator(self, ranges) -> Allocator:
         """An allocator over ``ranges`` (within the window), handing out page-aligned ranges."""
+        from kexec_py.plan.placement import Allocator
         return Allocator(self.usable(ranges), page_size=self.page_size)
 
 
-@dataclass(frozen=True, slots=True)
-class FileInputs:
+class FileInputs(Record):
     """What kexec_file_load gets for an image beyond the user's files, and what the
     kernel will need to load it (checked before the call)."""
 
-    kernel: Buffer | None = None    # bytes to pass instead of the kernel file (None: the file, or
-                                    # its decompressed content when it was compressed)
-    initrd: Buffer | None = None    # an initrd the image carries (a UKI's .initrd)
-    cmdline: str | None = None      # a command line the image carries (a UKI's .cmdline)
-    kernel_memory: int = 0          # bytes the kernel occupies once running (bss included)
-    kernel_align: int = 0           # alignment the kernel's loader places it at
-    cmdline_max: int | None = None  # longest command line, NUL included, the kernel takes
-
-
-@runtime_checkable
-class Arch(Protocol):
-    name: str                       # "x86_64": the registry's name, and the purgatory object's
-    kexec_arch: int                 # KEXEC_ARCH_*, ORed into kexec_load's flags
-    native_kexec_arch: int          # the KEXEC_ARCH_* its kernel takes besides KEXEC_ARCH_DEFAULT
-    destination_limit: int          # KEXEC_DESTINATION_MEMORY_LIMIT: every segment ends below it
-    elf_machine: str                # "EM_X86_64": checks the purgatory object
-    has_file_syscall: bool          # whether the kernel offers kexec_file_load here
-    device_tree: bool               # whether kernels get a device tree (--dtb)
-    hotplug_flag: int               # the kexec_load flag --hotplug sets (0: not supported)
-    formats: tuple                  # ImageFormats, probed in order
-    signed_kind: str                # what a kernel signed for kexec_file_load is here ("a signed bzImage")
-    # Optional (not a protocol member): ``uses_purgatory = False`` when the kernel's own
-    # machine_kexec enters the new image (arm); the planners then get purgatory=None.
-
-    def read_crash_facts(self, sys): ...
-    def plan_crash(self, image, inputs: LoadInputs, facts, purgatory) -> SegmentPlan: ...
-    def read_load_facts(self, sys): ...
-    def plan_load(self, image, inputs: LoadInputs, facts, purgatory) -> SegmentPlan: ...
-
-    def file_inputs(self, image) -> FileInputs:
-        """What kexec_file_load gets for ``image``; raises FileSyscallUnavailable (errno
-        ENOEXEC, so that -a goes on with kexec_load) for an image it does not take."""
-        ...
-
-    def signed(self, kernel: Buffer) -> bool:
-        """Whether ``kernel`` (what kexec_file_load will read) carries the kind of
-        signature this architecture's kernel verifies on a locked-down system."""
-        ...
+    _defaults = dict(
+        kernel=None,                # Buffer | None: bytes to pass instead of the kernel file (None: the
+                                    # file, or its decompressed content when it was compressed)
+        initrd=None,                # an initrd the image carries (a UKI's .initrd)
+        cmdline=None,               # a command line the image carries (a UKI's .cmdline)
+        kernel_memory=0,            # bytes the kernel occupies once running (bss included)
+        kernel_align=0,             # alignment the kernel's loader places it at
+        cmdline_max=None,           # longest command line, NUL included, the kernel takes
+    )
+    __slots__ = tuple(_defaults)
 
 
 def not_taken(why: str):
@@ -94,3 +66,11 @@ def not_taken(why: str):
     from kexec_py.errors import FileSyscallUnavailable
     return FileSyscallUnavailable(why, "use -c (kexec_load), or the default -a, which does so by itself",
                                   errno=errno.ENOEXEC, userspace=True)
+
+
+def __getattr__(name: str):
+    """``Arch``, the protocol, lives in kexec_py.arch.protocol (it needs typing); read here as before."""
+    if name == "Arch":
+        from kexec_py.arch.protocol import Arch
+        return Arch
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -3,21 +3,34 @@ at their 64-bit entry point through our purgatory."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import Callable
-
-from kexec_py.arch import x86
 from kexec_py.arch.base import FileInputs, LoadInputs, not_taken
-from kexec_py.errors import PlacementError, UnsupportedImage, UsageError
-from kexec_py.image.bzimage import BzImage, looks_like_bzimage, parse_bzimage
+from kexec_py.errors import UnsupportedImage
+from kexec_py.image.bzimage import looks_like_bzimage, parse_bzimage
 from kexec_py.image.open import ImageFormat
-from kexec_py.image.uki import Uki, looks_like_pe, machine_name, parse_uki
-from kexec_py.image.vmlinux import Vmlinux, looks_like_elf, parse_vmlinux
-from kexec_py.plan.placement import Allocator, Placement
-from kexec_py.plan.plan import Segment, SegmentPlan
-from kexec_py.arch.x86 import PAGE_SIZE
-from kexec_py.plan.ranges import GiB, MiB, Range, align_down, align_up
+from kexec_py.plan.ranges import MiB, align_up
+from kexec_py.record import Record
 from kexec_py.structs import kexec_uapi as K
+
+# The kexec_load plans live in kexec_py.arch.x86_64_load, and the vmlinux and UKI readers
+# in their own modules: imported when a load needs them, not by the kexec_file_load path
+# of a bzImage (issue 13: that path's whole run is a few times kexec-tools' start-up).
+PAGE_SIZE = 4096                # x86.PAGE_SIZE (kexec_py.arch.x86 is not imported here)
+
+
+def _looks_like_elf(head: bytes) -> bool:
+    from kexec_py.image.vmlinux import looks_like_elf
+    return looks_like_elf(head)
+
+
+def _parse_vmlinux(data, *, path: str):
+    from kexec_py.image.vmlinux import parse_vmlinux
+    return parse_vmlinux(data, path=path)
+
+
+def _looks_like_pe(head: bytes) -> bool:
+    from kexec_py.image.uki import looks_like_pe
+    return looks_like_pe(head)
+
 
 ENTRY64_OFFSET = 0x200          # startup_64 relative to the protected-mode kernel
 ENTRY64_REGS = ("rax", "rbx", "rcx", "rdx", "rsi", "rdi", "rsp", "rbp",
@@ -37,6 +50,7 @@ def _parse_uki(data: bytes, *, path: str) -> Uki:
     """A UKI whose .linux is an x86_64 bzImage."""
     from dataclasses import replace
 
+    from kexec_py.image.uki import machine_name, parse_uki
     from kexec_py.structs.pe import IMAGE_FILE_MACHINE_AMD64
     uki = parse_uki(data, path=path)
     if uki.machine != IMAGE_FILE_MACHINE_AMD64:
@@ -45,51 +59,51 @@ def _parse_uki(data: bytes, *, path: str) -> Uki:
     return replace(uki, kernel=parse_bzimage(uki.linux, path=f"{path} (.linux section)"))
 
 
-@dataclass(frozen=True, slots=True)
-class X86_64:
-    name: str = "x86_64"
-    kexec_arch: int = K.KEXEC_ARCH_X86_64
-    native_kexec_arch: int = K.KEXEC_ARCH_X86_64
-    destination_limit: int = 1 << 52    # MAXMEM with 5-level paging, the larger of its two values
-    elf_machine: str = "EM_X86_64"
-    has_file_syscall: bool = True
-    device_tree: bool = False
-    hotplug_flag: int = K.KEXEC_UPDATE_ELFCOREHDR   # --hotplug (0: not supported here)
-    signed_kind: str = "a signed bzImage (or UKI)"
-    formats: tuple[ImageFormat, ...] = (
-        ImageFormat("bzImage64", looks_like_bzimage, parse_bzimage),
-        ImageFormat("elf-x86_64", looks_like_elf, parse_vmlinux),
-        ImageFormat("uki", looks_like_pe, _parse_uki),
+class X86_64(Record):
+    _defaults = dict(
+        name="x86_64",
+        kexec_arch=K.KEXEC_ARCH_X86_64,
+        native_kexec_arch=K.KEXEC_ARCH_X86_64,
+        destination_limit=1 << 52,         # MAXMEM with 5-level paging, the larger of its two values
+        elf_machine="EM_X86_64",
+        has_file_syscall=True,
+        device_tree=False,
+        hotplug_flag=K.KEXEC_UPDATE_ELFCOREHDR,    # --hotplug (0: not supported here)
+        signed_kind="a signed bzImage (or UKI)",
+        formats=(                           # tuple[ImageFormat, ...]
+            ImageFormat("bzImage64", looks_like_bzimage, parse_bzimage),
+            ImageFormat("elf-x86_64", _looks_like_elf, _parse_vmlinux),
+            ImageFormat("uki", _looks_like_pe, _parse_uki),
+        ),
     )
+    __slots__ = tuple(_defaults)
 
     def read_crash_facts(self, sys) -> x86.CrashFacts:
+        from kexec_py.arch import x86
         return x86.read_crash_facts(sys, page_offset_default=x86.PAGE_OFFSET_DEFAULT)
 
     def plan_crash(self, image, inputs: LoadInputs, facts: x86.CrashFacts, purgatory) -> SegmentPlan:
-        if isinstance(image, Vmlinux):
-            return plan_vmlinux_crash(image, inputs, facts, purgatory)
-        image, inputs = _unwrap_uki(image, inputs)
-        return plan_bzimage_crash(image, inputs, facts, purgatory)
+        from kexec_py.arch import x86_64_load
+        return x86_64_load.plan_crash(image, inputs, facts, purgatory)
 
     def read_load_facts(self, sys) -> x86.LoadFacts:
+        from kexec_py.arch import x86
         return x86.read_load_facts(sys)
 
     def plan_load(self, image, inputs: LoadInputs, facts: x86.LoadFacts, purgatory) -> SegmentPlan:
-        if isinstance(image, Vmlinux):
-            return plan_vmlinux_load(image, inputs, facts, purgatory)
-        image, inputs = _unwrap_uki(image, inputs)
-        return plan_bzimage_load(image, inputs, facts, purgatory)
+        from kexec_py.arch import x86_64_load
+        return x86_64_load.plan_load(image, inputs, facts, purgatory)
 
     def file_inputs(self, image) -> FileInputs:
         """A bzImage as it is; a UKI's .linux, with its .initrd and .cmdline; no vmlinux
         (the kernel's x86_64 kexec_file_load knows only bzImages)."""
-        if isinstance(image, Vmlinux):
+        if image.format == "vmlinux":
             raise not_taken(f"kexec_file_load on x86_64 takes no vmlinux kernels, and {image.path} is one")
         kernel = initrd = cmdline = None
         bz = image
-        if isinstance(image, Uki):
+        if image.format == "uki":
             kernel, initrd, cmdline, bz = image.linux, image.initrd, image.cmdline, image.kernel
-        from kexec_py.structs.bootparam import XLF_CAN_BE_LOADED_ABOVE_4G
+        from kexec_py.structs.fast import XLF_CAN_BE_LOADED_ABOVE_4G
         if not bz.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G:
             raise not_taken(f"{image.path} cannot be loaded above 4 GiB (no XLF_CAN_BE_LOADED_ABOVE_4G), "
                             "which kexec_file_load requires")
@@ -103,265 +117,3 @@ class X86_64:
         return has_pe_signature(kernel)
 
 
-def _unwrap_uki(image, inputs: LoadInputs) -> tuple[BzImage, LoadInputs]:
-    """A UKI boots as its .linux bzImage, with its .initrd and .cmdline unless the user gave their own."""
-    if not isinstance(image, Uki):
-        return image, inputs
-    from dataclasses import replace
-    cmdline, initrd = image.defaults(inputs.cmdline, inputs.initrd)
-    return image.kernel, replace(inputs, cmdline=cmdline, initrd=initrd)
-
-
-@dataclass(frozen=True, slots=True)
-class KernelPart:
-    """What the shared x86_64 layout needs to know about the kernel it loads,
-    whatever file it came from (bzImage, vmlinux, the bzImage inside a UKI)."""
-    path: str
-    placement: Placement            # size, alignment and lowest address of the kernel's memory
-    header: bytes                   # setup header for the zero page, from 0x1f1
-    cmdline_size: int
-    above_4g: bool                  # may the kernel, zero page and initrd lie above 4 GiB
-    segments: Callable[[int], list[Segment]]   # the kernel's segments once placed at an address
-    entry: Callable[[int], int]                # its 64-bit entry point once placed there
-    fixed: int | None = None        # load exactly here when that memory is free (vmlinux, -l)
-
-
-def bzimage_part(image: BzImage) -> KernelPart:
-    """The protected-mode part of a bzImage, entered at startup_64 (offset 0x200)."""
-    size = align_up(image.init_size, PAGE_SIZE)
-    from kexec_py.structs.bootparam import XLF_CAN_BE_LOADED_ABOVE_4G
-    return KernelPart(
-        path=image.path,
-        placement=Placement(size=size, align=image.kernel_alignment, min_addr=max(MiB, image.pref_address)),
-        header=image.setup_header, cmdline_size=image.cmdline_size,
-        above_4g=bool(image.xloadflags & XLF_CAN_BE_LOADED_ABOVE_4G),
-        segments=lambda at: [Segment("kernel", image.payload, at, size)],
-        entry=lambda at: at + ENTRY64_OFFSET)
-
-
-def _place_boot(alloc: Allocator, kern: KernelPart, inputs: LoadInputs, cmdline: str, purgatory,
-                efi: x86.EfiHandover | None = None) -> x86.BootLayout:
-    """Purgatory, setup (zero page + command line), kernel and initrd, each top-down below the
-    previous, with the alignment and lower bounds the boot protocol sets. A kernel with a
-    ``fixed`` address is put there first when that memory is free."""
-    x86.check_cmdline(kern, cmdline)
-    kernel = _take_fixed(alloc, kern) if kern.fixed is not None else None
-    purg = alloc.take("purgatory", Placement(size=purgatory.memsz, align=purgatory.align, min_addr=SETUP_MIN))
-    cmd_bytes = cmdline.encode() + b"\0"
-    setup = alloc.take("setup", Placement(size=x86.setup_size(cmd_bytes, efi), min_addr=SETUP_MIN))
-    kernel = kernel or alloc.take("kernel", kern.placement)
-    initrd = None
-    if inputs.initrd is not None:
-        initrd = alloc.take("initrd", Placement(size=max(len(inputs.initrd), 1), min_addr=INITRD_MIN))
-    _check_4g(kern, [setup, kernel] + ([initrd] if initrd else []))
-    return x86.BootLayout(purg, setup, kernel, initrd, cmd_bytes)
-
-
-def _take_fixed(alloc: Allocator, kern: KernelPart) -> Range | None:
-    """Reserve the kernel's own link-time range if it is free memory, else None."""
-    from kexec_py.plan.ranges import subtract
-    want = Range.sized(kern.fixed, align_up(kern.placement.size, PAGE_SIZE))
-    if any(hole.contains(want) for hole in subtract(alloc.free, alloc.taken)):
-        alloc.reserve(want)
-        return want
-    return None
-
-
-def _boot_segments(kern: KernelPart, inputs: LoadInputs, boot: x86.BootLayout, purgatory, *, e820, running: bytes | None,
-                   acpi_rsdp: int, extra: list[Segment], backup: tuple | None,
-                   efi: x86.EfiHandover | None = None) -> tuple[list[Segment], int]:
-    """The segments of ``boot`` plus ``extra``, and the purgatory linked to check them all."""
-    initrd = Range.sized(boot.initrd.start, len(inputs.initrd)) if boot.initrd else None
-    setup = x86.setup_bytes(kern.header, boot.setup, boot.cmd_bytes, initrd, e820=e820, running=running,
-                            acpi_rsdp=acpi_rsdp, rng_seed=inputs.rng_seed, efi=efi)
-    segments = [*extra,
-                Segment("setup", setup, boot.setup.start, boot.setup.size),
-                *kern.segments(boot.kernel.start)]
-    if boot.initrd:
-        segments.append(Segment("initrd", inputs.initrd, boot.initrd.start, boot.initrd.size))
-    regs = dict(rsi=boot.setup.start, rip=kern.entry(boot.kernel.start))
-    purg_seg, entry = link_purgatory(purgatory, boot.purgatory, segments, regs=regs, backup=backup,
-                                     skip_checks=inputs.no_checks, **x86.purgatory_options(inputs))
-    return sorted([*segments, purg_seg], key=lambda s: s.mem), entry
-
-
-def plan_bzimage_crash(image: BzImage, inputs: LoadInputs, facts: x86.CrashFacts,
-                       purgatory) -> SegmentPlan:
-    """Every segment of a capture-kernel load inside the highest crash region, placed
-    top-down the way kexec-tools places them: backup, elfcorehdr, purgatory, setup,
-    kernel, initrd."""
-    return plan_part_crash(bzimage_part(image), inputs, facts, purgatory)
-
-
-def plan_part_crash(kern: KernelPart, inputs: LoadInputs, facts: x86.CrashFacts, purgatory,
-                    notes: tuple[str, ...] = ()) -> SegmentPlan:
-    """The crash layout around any kernel part: backup and ELF core header first."""
-    region = facts.crash_regions[-1]
-    alloc = inputs.allocator([region])
-    cc = x86.place_crash_core(alloc, facts, elf_class=64, machine=EM_X86_64, hotplug_size=inputs.hotplug_size)
-    e820 = x86.crash_e820(facts, backup_src=cc.backup_src, taken_out=[cc.backup, cc.elfcorehdr])
-    efi, efi_notes = x86.plan_efi(inputs, facts.efi, kern.header)
-    # acpi_rsdp= only for a capture kernel that is not handed the EFI system table
-    cmdline = x86.crash_cmdline(inputs, cc, e820, acpi_rsdp=0 if efi else x86.running_acpi_rsdp(facts))
-    boot = _place_boot(alloc, kern, inputs, cmdline, purgatory, efi)
-    segments, entry = _boot_segments(
-        kern, inputs, boot, purgatory, e820=e820, running=facts.boot_params, acpi_rsdp=facts.acpi_rsdp,
-        extra=cc.segments(), backup=(cc.backup_src, cc.backup.start), efi=efi)
-    notes = (*notes, *x86.crash_notes(facts, region, cc, e820), *efi_notes)
-    return SegmentPlan(arch="x86_64", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
-                       flags=x86.crash_flags(inputs, K.KEXEC_ARCH_X86_64), cmdline=cmdline,
-                       allowed=facts.crash_regions, notes=notes)
-
-
-def plan_bzimage_load(image: BzImage, inputs: LoadInputs, facts: x86.LoadFacts, purgatory) -> SegmentPlan:
-    """A kernel for a later ``kexec -e``: placed top-down in RAM, handed the firmware's memory map."""
-    return plan_part_load(bzimage_part(image), inputs, facts, purgatory)
-
-
-def plan_part_load(kern: KernelPart, inputs: LoadInputs, facts: x86.LoadFacts, purgatory,
-                   notes: tuple[str, ...] = ()) -> SegmentPlan:
-    alloc = inputs.allocator(facts.ram)
-    efi, efi_notes = x86.plan_efi(inputs, facts.efi, kern.header)
-    boot = _place_boot(alloc, kern, inputs, inputs.cmdline, purgatory, efi)
-    segments, entry = _boot_segments(kern, inputs, boot, purgatory, e820=facts.e820, running=facts.boot_params,
-                                     acpi_rsdp=facts.acpi_rsdp, extra=[], backup=None, efi=efi)
-    return SegmentPlan(arch="x86_64", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
-                       flags=K.KEXEC_ARCH_X86_64,
-                       cmdline=inputs.cmdline, allowed=facts.ram,
-                       notes=(f"memory map from {facts.source}", *notes, *x86.e820_notes(facts.e820),
-                              *efi_notes))
-
-
-def link_purgatory(purgatory, where, segments, *, regs: dict[str, int],
-                   backup: tuple | None, skip_checks: bool, **options):
-    """Link the purgatory at ``where`` and fill in its variables: the digest of every
-    other segment, the backup to make, and the registers to enter the kernel with."""
-    return x86.link_entry_purgatory(purgatory, where, segments, regs_symbol="entry64_regs",
-                                    reg_names=ENTRY64_REGS, reg_size=8, regs=regs, backup=backup,
-                                    skip_checks=skip_checks, stack_reg="rsp", **options)
-
-
-def _check_4g(kern: KernelPart, ranges) -> None:
-    if kern.above_4g:
-        return
-    for r in ranges:
-        if r.end > 4 * GiB:
-            raise UnsupportedImage(f"{kern.path} cannot be loaded above 4 GiB, but the crash region is there",
-                                   "reserve crash memory below 4 GiB (crashkernel=SIZE without ,high)")
-
-
-# -- ELF vmlinux ---------------------------------------------------------------
-
-def _elf_args(image: Vmlinux, inputs: LoadInputs) -> str:
-    """How to enter the ELF kernel: "linux" (zero page, through the purgatory) or "none"."""
-    style = x86.options(inputs).args or ("linux" if image.is_linux else None)
-    if style is None:
-        raise UsageError(f"{image.path} is an ELF program but not a Linux kernel (it has no 'Linux' ELF note)",
-                         "pass --args-none to jump to its entry point, or --args-linux if it is a Linux kernel")
-    if style == "elf":
-        raise UsageError("--args-elf (ELF boot notes) is not supported by kexec-py",
-                         "use --args-linux for a Linux vmlinux, or --args-none for other ELF programs")
-    if style not in ("linux", "none"):
-        raise UsageError(f"unknown ELF argument style {style!r}", "use --args-linux or --args-none")
-    return style
-
-
-def _faked_setup_header(image: Vmlinux, size: int) -> bytes:
-    """The setup header a bzImage would carry, made up for a bare vmlinux: the kernel
-    reads the protocol version, the command-line limit and the root flags from it."""
-    from kexec_py.structs import bootparam as bp
-    fields = {sc.name: 0 for sc in bp.setup_header.subcons}
-    fields.update(header=bp.HDRS_MAGIC, version=0x020F, boot_flag=bp.BOOT_FLAG, root_flags=1,
-                  loadflags=bp.LOADED_HIGH, kernel_alignment=ELF_KERNEL_ALIGN, relocatable_kernel=1,
-                  min_alignment=ELF_KERNEL_ALIGN.bit_length() - 1,
-                  xloadflags=bp.XLF_KERNEL_64 | bp.XLF_CAN_BE_LOADED_ABOVE_4G,
-                  cmdline_size=ELF_CMDLINE_SIZE, initrd_addr_max=0x7FFFFFFF,
-                  pref_address=align_down(image.start, ELF_KERNEL_ALIGN), init_size=size)
-    return bp.setup_header.build(fields)
-
-
-def vmlinux_part(image: Vmlinux, *, at_link_address: bool) -> KernelPart:
-    """The PT_LOADs as one block, moved as a whole by a 2 MiB multiple: startup_64
-    fixes up its own page tables for wherever it finds itself."""
-    base = align_down(image.start, ELF_KERNEL_ALIGN)
-    size = align_up(image.end, PAGE_SIZE) - base
-    return KernelPart(
-        path=image.path,
-        placement=Placement(size=size, align=ELF_KERNEL_ALIGN,
-                            min_addr=max(ELF_KERNEL_ALIGN, min(base, ELF_KERNEL_MIN))),
-        header=_faked_setup_header(image, size), cmdline_size=ELF_CMDLINE_SIZE, above_4g=True,
-        segments=lambda at: elf_segments(image, at - base),
-        entry=lambda at: image.entry + (at - base),
-        fixed=base if at_link_address else None)
-
-
-def elf_segments(image: Vmlinux, delta: int) -> list[Segment]:
-    """One page-aligned segment per PT_LOAD at p_paddr + ``delta`` (PT_LOADs that
-    share a page after the rounding become one segment)."""
-    groups: list[list] = []                       # [start, end, [(addr, bytes)]]
-    for s in image.loads:
-        addr = s.paddr + delta
-        lo, hi = align_down(addr, PAGE_SIZE), align_up(addr + s.memsz, PAGE_SIZE)
-        if groups and lo < groups[-1][1]:
-            groups[-1][1] = max(groups[-1][1], hi)
-            groups[-1][2].append((addr, image.payload(s)))
-        else:
-            groups.append([lo, hi, [(addr, image.payload(s))]])
-    out = []
-    for i, (lo, hi, parts) in enumerate(groups):
-        if len(parts) == 1 and parts[0][0] == lo:
-            buf = parts[0][1]
-        else:
-            joined = bytearray(max(a - lo + len(p) for a, p in parts))
-            for a, p in parts:
-                joined[a - lo:a - lo + len(p)] = p
-            buf = bytes(joined)
-        out.append(Segment("kernel" if i == 0 else f"kernel.{i}", buf, lo, hi - lo))
-    return out
-
-
-def _moved_note(image: Vmlinux, plan: SegmentPlan) -> SegmentPlan:
-    from dataclasses import replace
-    kernel = next(s for s in plan.segments if s.name == "kernel")
-    delta = kernel.mem - align_down(image.loads[0].paddr, PAGE_SIZE)
-    note = (f"vmlinux PT_LOADs {image.start:#x}-{image.end - 1:#x} "
-            + (f"moved by {delta:+#x}" if delta else "at their own addresses"))
-    return replace(plan, notes=plan.notes + (note,))
-
-
-def plan_vmlinux_crash(image: Vmlinux, inputs: LoadInputs, facts: x86.CrashFacts, purgatory) -> SegmentPlan:
-    """A vmlinux as the capture kernel: its PT_LOADs moved into the crash region,
-    with the same backup, ELF core header and e820 as a bzImage."""
-    if _elf_args(image, inputs) == "none":
-        return plan_elf_none(image, inputs, facts.crash_regions, crash=True)
-    return _moved_note(image, plan_part_crash(vmlinux_part(image, at_link_address=False), inputs, facts,
-                                              purgatory))
-
-
-def plan_vmlinux_load(image: Vmlinux, inputs: LoadInputs, facts: x86.LoadFacts, purgatory) -> SegmentPlan:
-    """A vmlinux for -l: at its own physical addresses when that RAM is free, else moved."""
-    if _elf_args(image, inputs) == "none":
-        return plan_elf_none(image, inputs, facts.ram, crash=False)
-    return _moved_note(image, plan_part_load(vmlinux_part(image, at_link_address=True), inputs, facts,
-                                             purgatory))
-
-
-def plan_elf_none(image: Vmlinux, inputs: LoadInputs, allowed, *, crash: bool) -> SegmentPlan:
-    """--args-none: the PT_LOADs where they say, entered at e_entry, no purgatory and
-    nothing passed (an ELF program that is not Linux may not be movable)."""
-    if inputs.initrd is not None:
-        raise UsageError("--args-none passes nothing to the new kernel, so it cannot take an initrd",
-                         "drop --initrd, or use --args-linux")
-    segments = elf_segments(image, 0)
-    for s in segments:
-        if not any(a.contains(s.range) for a in allowed):
-            where = "the crash region" if crash else "RAM"
-            raise PlacementError(f"{image.path}: with --args-none the PT_LOADs stay at their own addresses, and "
-                                 f"{s.mem:#x}-{s.mem + s.memsz - 1:#x} is outside {where}",
-                                 "use --args-linux (the default for a Linux vmlinux), which moves the kernel")
-    flags = (K.KEXEC_ON_CRASH if crash else 0) | K.KEXEC_ARCH_X86_64
-    return SegmentPlan(arch="x86_64", page_size=inputs.page_size, segments=tuple(segments), entry=image.entry,
-                       flags=flags, cmdline="",
-                       allowed=tuple(allowed),
-                       notes=("--args-none: entered at e_entry with no purgatory, no zero page and "
-                              "no command line",))

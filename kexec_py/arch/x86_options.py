@@ -6,10 +6,9 @@ Light on purpose: the command line is checked before any planner is imported.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kexec_py import options
 from kexec_py.errors import UsageError
+from kexec_py.record import Record
 
 TITLE = options.X86
 # the options of this group, as the option table marks them (their keys in the parsed command line)
@@ -19,14 +18,16 @@ DEFAULT_SERIAL_PORT = 0x3F8            # --console-serial without --serial: ttyS
 UART_CLOCK_BAUD = 115200               # the 8250's base rate: the baud is 115200 / divisor
 
 
-@dataclass(frozen=True, slots=True)
-class X86Options:
-    serial_port: int | None = None        # purgatory console on this 8250 I/O port (--console-serial)
-    serial_baud: int | None = None        # ... programmed to this rate (--serial-baud); None: as left
-    core_header_class: int | None = None  # 32 or 64 (--elf32/64-core-headers); None: automatic
-    pass_memmap: bool = False             # --pass-memmap-cmdline
-    noefi: bool = False                   # --noefi: hand the new kernel no EFI information
-    args: str | None = None               # ELF kernels: "linux" or "none" (--args-*); None: by the image
+class X86Options(Record):
+    _defaults = dict(
+        serial_port=None,                 # purgatory console on this 8250 I/O port (--console-serial)
+        serial_baud=None,                 # ... programmed to this rate (--serial-baud); None: as left
+        core_header_class=None,           # 32 or 64 (--elf32/64-core-headers); None: automatic
+        pass_memmap=False,                # --pass-memmap-cmdline
+        noefi=False,                      # --noefi: hand the new kernel no EFI information
+        args=None,                        # ELF kernels: "linux" or "none" (--args-*); None: by the image
+    )
+    __slots__ = tuple(_defaults)
 
 
 def parse(v: dict) -> X86Options:

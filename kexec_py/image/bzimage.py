@@ -7,28 +7,29 @@ protected-mode part starts at (setup_sects + 1) * 512.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kexec_py.errors import CorruptImage, UnsupportedImage
+from kexec_py.record import REQUIRED, Record
 
 
-@dataclass(frozen=True, slots=True)
-class BzImage:
-    path: str
-    data: bytes = None                  # the whole file
-    version: int = 0                    # boot protocol, e.g. 0x020f
-    setup_sects: int = 0
-    setup_size: int = 0                 # bytes of the real-mode part, (setup_sects + 1) * 512
-    loadflags: int = 0
-    xloadflags: int = 0
-    relocatable: bool = False
-    kernel_alignment: int = 0
-    min_alignment: int = 0
-    pref_address: int = 0
-    init_size: int = 0
-    cmdline_size: int = 0
-    initrd_addr_max: int = 0
-    header_len: int = 0                 # setup-header bytes to copy into the zero page
+class BzImage(Record):
+    _defaults = dict(
+        path=REQUIRED,
+        data=None,                      # the whole file
+        version=0,                      # boot protocol, e.g. 0x020f
+        setup_sects=0,
+        setup_size=0,                   # bytes of the real-mode part, (setup_sects + 1) * 512
+        loadflags=0,
+        xloadflags=0,
+        relocatable=False,
+        kernel_alignment=0,
+        min_alignment=0,
+        pref_address=0,
+        init_size=0,
+        cmdline_size=0,
+        initrd_addr_max=0,
+        header_len=0,                   # setup-header bytes to copy into the zero page
+    )
+    __slots__ = tuple(_defaults)
 
     format = "bzImage"
 
@@ -40,7 +41,7 @@ class BzImage:
     @property
     def setup_header(self) -> bytes:
         """The setup header's bytes, as the zero page takes them (from offset 0x1f1)."""
-        from kexec_py.structs.bootparam import SETUP_HEADER_OFFSET
+        from kexec_py.structs.fast import SETUP_HEADER_OFFSET
         return bytes(self.data[SETUP_HEADER_OFFSET:SETUP_HEADER_OFFSET + self.header_len])
 
     def __repr__(self) -> str:
@@ -53,20 +54,21 @@ def looks_like_bzimage(head: bytes) -> bool:
 
 
 def read_setup_header(data: bytes, *, path: str):
-    """The setup header (a construct Container) and the size of the real-mode part,
-    checked only for what every bzImage must have. Raises CorruptImage."""
-    from construct import ConstructError
+    """The setup header (its fields as attributes) and the size of the real-mode part,
+    checked only for what every bzImage must have. Raises CorruptImage.
 
-    from kexec_py.structs import bootparam as bp
+    Read with the struct form of ``kexec_py.structs.bootparam.setup_header``
+    (``kexec_py.structs.fast``, for speed: no construct on the kexec_file_load path)."""
+    from kexec_py.structs import fast
 
     if not looks_like_bzimage(data):
         raise CorruptImage(f"{path} is not a bzImage (no 'HdrS' setup header)")
     if len(data) < 1024:
         raise CorruptImage(f"{path}: truncated: {len(data)} bytes, less than a bzImage's two setup sectors")
-    try:
-        hdr = bp.setup_header.parse(data[bp.SETUP_HEADER_OFFSET:bp.SETUP_HEADER_OFFSET + bp.SETUP_HEADER_SIZE])
-    except ConstructError as e:
-        raise CorruptImage(f"{path}: truncated setup header") from e
+    raw = bytes(data[fast.SETUP_HEADER_OFFSET:fast.SETUP_HEADER_OFFSET + fast.SETUP_HEADER.size])
+    if len(raw) < fast.SETUP_HEADER.size:
+        raise CorruptImage(f"{path}: truncated setup header")
+    hdr = SetupHeader(zip(fast.SETUP_HEADER_NAMES, fast.SETUP_HEADER.unpack(raw)))
     setup_size = ((hdr.setup_sects or 4) + 1) * 512
     if setup_size >= len(data):
         raise CorruptImage(f"{path}: truncated: {len(data)} bytes, but the setup part alone claims {setup_size}",
@@ -79,18 +81,29 @@ def read_setup_header(data: bytes, *, path: str):
     return hdr, setup_size
 
 
+class SetupHeader(dict):
+    """The setup header's fields by name, also as attributes (as construct's Container gives them)."""
+
+    __slots__ = ()
+
+    def __getattr__(self, name):
+        try:
+            return self[name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+
 def header_len(data: bytes) -> int:
     """Setup-header bytes to copy into the zero page: up to the end the jump at 0x200 skips."""
-    from kexec_py.structs import bootparam as bp
-    from kexec_py.structs.layout import offset_of, read_field
-    jump = read_field(bp.setup_header, "jump", data, bp.SETUP_HEADER_OFFSET)   # a short jmp: 0xeb, offset
-    after_jump = offset_of(bp.setup_header, "header")          # where the jump's offset counts from
-    return min(after_jump + (jump >> 8), bp.SETUP_HEADER_SIZE)
+    from kexec_py.structs import fast
+    at = fast.SETUP_HEADER_OFFSET + fast.SETUP_HEADER_HEADER_AT - 2
+    jump = int.from_bytes(data[at:at + 2], "little")       # a short jmp: 0xeb, offset
+    return min(fast.SETUP_HEADER_HEADER_AT + (jump >> 8), fast.SETUP_HEADER.size)
 
 
 def parse_bzimage(data: bytes, *, path: str) -> BzImage:
     """Read and check the setup header for a 64-bit load. Raises CorruptImage / UnsupportedImage."""
-    from kexec_py.structs import bootparam as bp
+    from kexec_py.structs import fast as bp
 
     hdr, setup_size = read_setup_header(data, path=path)
     if hdr.version < 0x020C:

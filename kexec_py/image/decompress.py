@@ -6,9 +6,6 @@ The compressed payload inside a bzImage is the kernel's own business.
 
 from __future__ import annotations
 
-import lzma as _lzma
-import zlib
-
 from kexec_py.errors import CorruptImage
 
 GZIP = b"\x1f\x8b"
@@ -37,6 +34,14 @@ def sniff(head: bytes) -> str | None:
     return None
 
 
+def _codec_errors() -> tuple:
+    """zlib's and lzma's exceptions, imported when one is being matched (a kernel that is not
+    compressed needs neither module)."""
+    import lzma
+    import zlib
+    return zlib.error, lzma.LZMAError
+
+
 def decompress(data: bytes, kind: str, *, what: str) -> bytes:
     """Decompress ``data`` (named ``what`` in errors) as ``kind``."""
     if kind == "zboot":
@@ -54,7 +59,7 @@ def decompress(data: bytes, kind: str, *, what: str) -> bytes:
             return bz2.decompress(data)
         if kind == "zstd":
             return _zstd(data, what)
-    except (OSError, EOFError, ValueError, zlib.error, _lzma.LZMAError) as e:   # BadGzipFile, LZMAError, a bad deflate block
+    except (OSError, EOFError, ValueError) + _codec_errors() as e:   # BadGzipFile, LZMAError, a bad deflate block
         raise CorruptImage(f"{what}: {kind} data is corrupt or truncated ({e})",
                            "re-copy the file or pass the uncompressed kernel") from e
     except MemoryError:

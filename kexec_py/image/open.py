@@ -5,34 +5,38 @@ from __future__ import annotations
 
 import mmap
 import os
-from dataclasses import dataclass
-from pathlib import Path
-from typing import Callable, Sequence
+from collections.abc import Callable, Sequence
 
 from kexec_py.errors import ImageError, ImageNotFound, UnknownFormat
 from kexec_py.image.decompress import decompress, sniff
+from kexec_py.paths import path_text
+from kexec_py.record import REQUIRED, Record
 
 MAX_KERNEL_BYTES = 1 << 31
 
 
-@dataclass(frozen=True, slots=True)
-class ImageFormat:
-    name: str
-    probe: Callable[[bytes], bool]
-    parse: Callable[..., object]       # parse(data, path=...) -> a KernelImage
+class ImageFormat(Record):
+    _defaults = dict(
+        name=REQUIRED,
+        probe=REQUIRED,                 # Callable[[bytes], bool]
+        parse=REQUIRED,                 # parse(data, path=...) -> a KernelImage
+    )
+    __slots__ = tuple(_defaults)
 
 
-@dataclass(frozen=True, slots=True)
-class KernelFile:
-    path: Path
-    data: bytes | MappedFile           # the file mapped read-only, or its decompressed bytes
-    compression: str | None            # how the file itself was wrapped, or None
+class KernelFile(Record):
+    _defaults = dict(
+        path=REQUIRED,                  # the path as kexec_py.plan.plan.path_text gives it
+        data=REQUIRED,                  # the file mapped read-only (MappedFile), or its decompressed bytes
+        compression=REQUIRED,           # how the file itself was wrapped, or None
+    )
+    __slots__ = tuple(_defaults)
 
 
 def read_kernel_file(path: str | Path) -> KernelFile:
     """The kernel file's bytes: mapped, not copied (the pages are the page cache's, and a
     second read of the same file costs nothing), or decompressed when it is wrapped."""
-    path = Path(path)
+    path = path_text(path)
     try:
         with open(path, "rb") as f:
             size = os.fstat(f.fileno()).st_size

@@ -8,23 +8,19 @@ placing. Both are frozen values; nothing downstream of the planner changes them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-from pathlib import Path
-
 from kexec_py.plan.ranges import Range
+from kexec_py.record import REQUIRED, Record
 
 Buffer = bytes | bytearray | memoryview
 
 
-@dataclass(frozen=True, slots=True)
-class Segment:
+
+class Segment(Record):
     """One kexec_segment: ``buf`` is copied to physical ``mem``; the rest of
     ``memsz`` is zero-filled by the kernel."""
 
-    name: str
-    buf: Buffer
-    mem: int
-    memsz: int
+    _defaults = dict(name=REQUIRED, buf=REQUIRED, mem=REQUIRED, memsz=REQUIRED)
+    __slots__ = tuple(_defaults)
 
     @property
     def bufsz(self) -> int:
@@ -39,50 +35,57 @@ class Segment:
                 f"bufsz={self.bufsz:#x})")
 
 
-@dataclass(frozen=True, slots=True)
-class SegmentPlan:
+class SegmentPlan(Record):
     """A plan for kexec_load."""
 
-    arch: str
-    segments: tuple[Segment, ...]
-    entry: int
-    flags: int                      # KEXEC_ON_CRASH | KEXEC_ARCH_* | ...
-    cmdline: str                    # the command line the new kernel will see
-    page_size: int                  # the running kernel's: every segment is aligned to it
-    # Where the segments must lie: the crash region(s) for -p, usable RAM otherwise.
-    allowed: tuple[Range, ...] = ()
-    notes: tuple[str, ...] = ()     # human-readable facts for --dry-run / -d
+    _defaults = dict(
+        arch=REQUIRED,
+        segments=REQUIRED,          # tuple[Segment, ...]
+        entry=REQUIRED,
+        flags=REQUIRED,             # KEXEC_ON_CRASH | KEXEC_ARCH_* | ...
+        cmdline=REQUIRED,           # the command line the new kernel will see
+        page_size=REQUIRED,         # the running kernel's: every segment is aligned to it
+        # Where the segments must lie: the crash region(s) for -p, usable RAM otherwise.
+        allowed=(),                 # tuple[Range, ...]
+        notes=(),                   # human-readable facts for --dry-run / -d
+    )
+    __slots__ = tuple(_defaults)
 
     @property
     def syscall(self) -> str:
         return "kexec_load"
 
 
-@dataclass(frozen=True, slots=True)
-class FilePlan:
+class FilePlan(Record):
     """A plan for kexec_file_load."""
 
-    arch: str
-    kernel: Path
-    initrd: Path | None
-    cmdline: str
-    flags: int                      # KEXEC_FILE_ON_CRASH | KEXEC_FILE_NO_INITRAMFS | ...
-    # When the kernel file had to be decompressed or unwrapped, the bytes to pass
-    # (through a memfd) instead of the file itself.
-    kernel_bytes: bytes | None = field(default=None, repr=False)
-    # An initrd that is not a file of its own (a UKI's .initrd): passed through a memfd.
-    initrd_bytes: bytes | None = field(default=None, repr=False)
-    notes: tuple[str, ...] = ()
+    _defaults = dict(
+        arch=REQUIRED,
+        kernel=REQUIRED,            # the path as kexec_py.paths.path_text writes it
+        initrd=REQUIRED,            # the same, or None
+        cmdline=REQUIRED,
+        flags=REQUIRED,             # KEXEC_FILE_ON_CRASH | KEXEC_FILE_NO_INITRAMFS | ...
+        # When the kernel file had to be decompressed or unwrapped, the bytes to pass
+        # (through a memfd) instead of the file itself.
+        kernel_bytes=None,
+        # An initrd that is not a file of its own (a UKI's .initrd): passed through a memfd.
+        initrd_bytes=None,
+        notes=(),
+    )
+    __slots__ = tuple(_defaults)
+    _hidden = ("kernel_bytes", "initrd_bytes")
 
     @property
     def syscall(self) -> str:
         return "kexec_file_load"
 
 
-@dataclass(frozen=True, slots=True)
-class UnloadPlan:
-    arch: str
-    crash: bool
-    use_file_syscall: bool
-    flags: int                      # for kexec_file_load
-    kexec_arch: int = 0             # KEXEC_ARCH_* for the kexec_load form
+class UnloadPlan(Record):
+    _defaults = dict(
+        arch=REQUIRED,
+        crash=REQUIRED,
+        use_file_syscall=REQUIRED,
+        flags=REQUIRED,             # for kexec_file_load
+        kexec_arch=0,               # KEXEC_ARCH_* for the kexec_load form
+    )
+    __slots__ = tuple(_defaults)

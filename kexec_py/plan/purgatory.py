@@ -526,6 +526,15 @@ def load_purgatory(arch: str) -> PurgatoryObject:
 
 
 def _purgatory_folder():
+    """kexec_py/data/purgatory: a Path when the package is a directory on disk (importing
+    importlib.resources costs a kexec_load several milliseconds), else through it (a zip)."""
+    import os
+
+    import kexec_py
+    here = os.path.dirname(kexec_py.__file__ or "")
+    if os.path.isdir(os.path.join(here, "data", "purgatory")):
+        from pathlib import Path
+        return Path(here, "data", "purgatory")
     import importlib.resources
     return importlib.resources.files("kexec_py").joinpath("data", "purgatory")
 

@@ -6,9 +6,10 @@ Ranges are ``[start, end)``. Inclusive bounds (as /proc/iomem and
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
 from operator import attrgetter
-from typing import Iterable
+
+_new, _set = object.__new__, object.__setattr__
 
 KiB = 1024
 MiB = 1024 * KiB
@@ -23,14 +24,54 @@ def align_down(value: int, align: int) -> int:
     return value // align * align
 
 
-@dataclass(frozen=True, slots=True, order=True)
 class Range:
-    start: int
-    end: int
+    """A frozen value ordered by (start, end), written out rather than a dataclass
+    (``kexec_py.record`` says why: every command imports this module)."""
 
-    def __post_init__(self) -> None:
-        if self.end < self.start:
-            raise ValueError(f"range end {self.end:#x} before start {self.start:#x}")
+    __slots__ = ("start", "end")
+
+    def __init__(self, start: int, end: int) -> None:
+        if end < start:
+            raise ValueError(f"range end {end:#x} before start {start:#x}")
+        _set(self, "start", start)
+        _set(self, "end", end)
+
+    def __setattr__(self, name, value):
+        raise AttributeError(f"cannot assign to field {name!r}")
+
+    def __delattr__(self, name):
+        raise AttributeError(f"cannot delete field {name!r}")
+
+    def __eq__(self, other):
+        if other.__class__ is not Range:
+            return NotImplemented
+        return self.start == other.start and self.end == other.end
+
+    def __hash__(self):
+        return hash((self.start, self.end))
+
+    def __lt__(self, other):
+        if other.__class__ is not Range:
+            return NotImplemented
+        return (self.start, self.end) < (other.start, other.end)
+
+    def __le__(self, other):
+        if other.__class__ is not Range:
+            return NotImplemented
+        return (self.start, self.end) <= (other.start, other.end)
+
+    def __gt__(self, other):
+        if other.__class__ is not Range:
+            return NotImplemented
+        return (self.start, self.end) > (other.start, other.end)
+
+    def __ge__(self, other):
+        if other.__class__ is not Range:
+            return NotImplemented
+        return (self.start, self.end) >= (other.start, other.end)
+
+    def __reduce__(self):
+        return (Range, (self.start, self.end))
 
     @classmethod
     def from_inclusive(cls, start: int, last: int) -> "Range":
@@ -76,9 +117,6 @@ class Range:
 
     def __repr__(self) -> str:
         return f"Range[{self.start:#x}, {self.end:#x})"
-
-
-_new, _set = object.__new__, object.__setattr__
 
 
 def trusted_range(start: int, end: int) -> Range:

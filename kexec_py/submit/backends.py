@@ -8,16 +8,16 @@ the installed command honours no environment variable that would swap it in).
 
 from __future__ import annotations
 
-import hashlib
-import json
 import os
-from dataclasses import dataclass, field
+
+from kexec_py.record import REQUIRED, Record, factory
 
 
-@dataclass
-class SyscallBackend:
+class SyscallBackend(Record):
     """The running kernel. Its calls use this process's own syscall numbers; loading a
     kernel of another architecture than the running one's is refused before it is made."""
+
+    __slots__ = ()
 
     def kexec_load(self, entry, segments, flags):
         from kexec_py.submit import syscalls
@@ -43,16 +43,20 @@ class SyscallBackend:
         shutdown()
 
 
-@dataclass
-class RecordingBackend:
-    arch: str
-    calls: list[dict] = field(default_factory=list)
-    fail: dict[str, list[int]] = field(default_factory=dict)   # call name -> errnos to raise, in turn
-    log_path: str | None = None
+class RecordingBackend(Record):
+    _defaults = dict(
+        arch=REQUIRED,
+        calls=factory(list),            # list[dict]
+        fail=factory(dict),             # call name -> errnos to raise, in turn
+        log_path=None,
+    )
+    __slots__ = tuple(_defaults)
+    _frozen = False
 
     def _record(self, call: dict) -> None:
         self.calls.append(call)
         if self.log_path:
+            import json
             with open(self.log_path, "a") as f:
                 f.write(json.dumps(call) + "\n")
         pending = self.fail.get(call["call"])
@@ -61,12 +65,15 @@ class RecordingBackend:
             raise OSError(err, os.strerror(err))
 
     def kexec_load(self, entry, segments, flags):
+        import hashlib
         self._record({"call": "kexec_load", "arch": self.arch, "entry": entry, "flags": flags,
                       "segments": [{"bufsz": len(buf), "mem": mem, "memsz": memsz,
                                     "sha256": hashlib.sha256(buf).hexdigest()}
                                    for buf, mem, memsz in segments]})
 
     def kexec_file_load(self, kernel_fd, initrd_fd, cmdline, flags):
+        import hashlib
+
         def digest(fd):
             if fd < 0:
                 return None

@@ -13,24 +13,24 @@ order (kept while parsing) rather than walking the tree.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
-from typing import Iterator, NamedTuple
+from collections import namedtuple
+from collections.abc import Iterator
 
 from kexec_py.errors import SnapshotError
 from kexec_py.plan.ranges import Range, trusted_range
+from kexec_py.record import REQUIRED, Record
 
-_LINE = re.compile(r"^( *)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)$")
+_LINE = r"^( *)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)$"     # compiled by re.match when first used
 # Every line at once: a resource line fills groups 1-4; any other non-blank line, group 5.
 _LINES = re.compile(r"^(?:( *)([0-9a-fA-F]+)-([0-9a-fA-F]+) : (.*)|(.*\S.*))$", re.MULTILINE)
 # Line breaks str.splitlines() knows besides \n: with any of them, the line-by-line parser runs.
 _OTHER_BREAKS = re.compile("[\r\x0b\x0c\x1c\x1d\x1e\x85\u2028\u2029]")
 
 
-class Resource(NamedTuple):
-    range: Range
-    name: str
-    depth: int
-    children: tuple["Resource", ...] = ()
+# range: Range, name: str, depth: int, children: tuple[Resource, ...]. A collections.namedtuple,
+# not typing.NamedTuple: every command imports this module, and not typing (issue 13).
+class Resource(namedtuple("Resource", ("range", "name", "depth", "children"), defaults=((),))):
+    __slots__ = ()
 
     def walk(self) -> Iterator["Resource"]:
         yield self
@@ -41,11 +41,14 @@ class Resource(NamedTuple):
         return f"<Resource {self.name!r} [{self.range.start:#x}-{self.range.last:#x}]>"
 
 
-@dataclass(frozen=True, slots=True)
-class IoMem:
-    roots: tuple[Resource, ...]
-    # every resource in file order (a pre-order walk of ``roots``), kept by parse_iomem
-    flat: tuple[Resource, ...] | None = field(default=None, compare=False, repr=False)
+class IoMem(Record):
+    _defaults = dict(
+        roots=REQUIRED,             # tuple[Resource, ...]
+        # every resource in file order (a pre-order walk of ``roots``), kept by parse_iomem
+        flat=None,
+    )
+    __slots__ = tuple(_defaults)
+    _hidden = _uncompared = ("flat",)
 
     def walk(self) -> Iterator[Resource]:
         if self.flat is not None:
@@ -116,7 +119,7 @@ def _entries_by_line(text: str, source: str) -> list[tuple[str, str, str, str, s
     out = []
     depth = -1
     for lineno, line in enumerate(text.splitlines(), 1):
-        m = _LINE.match(line)
+        m = re.match(_LINE, line)
         if m is None:
             if not line.strip():
                 continue

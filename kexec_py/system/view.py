@@ -8,35 +8,30 @@ CLI roots it at "/".
 
 from __future__ import annotations
 
+import os
 import re
-from dataclasses import dataclass
 from functools import cached_property
-from pathlib import Path
-from typing import TYPE_CHECKING
 
 from kexec_py.errors import SnapshotError
 from kexec_py.plan.ranges import Range
-from kexec_py.system.iomem import IoMem, parse_iomem
-
-if TYPE_CHECKING:
-    from kexec_py.plan.devicetree import DeviceTree
+from kexec_py.record import REQUIRED, Record
 
 KCORE_HEADER_BYTES = 64 * 1024
 FDT_PATH = "/sys/firmware/fdt"
 DEVICE_TREE_DIRS = ("/proc/device-tree", "/sys/firmware/devicetree/base")
 
 
-@dataclass(frozen=True, slots=True)
-class CrashNote:
-    cpu: int
-    addr: int
-    size: int
+class CrashNote(Record):
+    _defaults = dict(cpu=REQUIRED, addr=REQUIRED, size=REQUIRED)
+    __slots__ = tuple(_defaults)
 
 
-@dataclass(frozen=True, slots=True)
-class TypedRange:
-    range: Range
-    type: str       # the kernel's own words: "System RAM", "ACPI Tables", "reserved", ...
+class TypedRange(Record):
+    _defaults = dict(
+        range=REQUIRED,     # Range
+        type=REQUIRED,      # the kernel's own words: "System RAM", "ACPI Tables", "reserved", ...
+    )
+    __slots__ = tuple(_defaults)
 
 
 def parse_cpu_list(text: str) -> list[int]:
@@ -51,22 +46,33 @@ def parse_cpu_list(text: str) -> list[int]:
 
 
 class SystemView:
+    # The root is kept as a string and files are opened by os.path joins: pathlib (3 ms to
+    # import here, with urllib.parse) is imported only by what needs a Path (issue 13).
     def __init__(self, root: str | Path = "/"):
-        self.root = Path(root)
+        self._root = os.fspath(root)
+
+    @property
+    def root(self) -> Path:
+        from pathlib import Path
+        return Path(self._root)
 
     def __repr__(self) -> str:
         return f"SystemView({str(self.root)!r})"
 
     # -- raw access ---------------------------------------------------------
+    def _file(self, path: str) -> str:
+        return os.path.join(self._root, path.lstrip("/"))
+
     def path(self, path: str) -> Path:
-        return self.root / path.lstrip("/")
+        from pathlib import Path
+        return Path(self._file(path))
 
     def exists(self, path: str) -> bool:
-        return self.path(path).exists()
+        return os.path.exists(self._file(path))
 
     def read_bytes(self, path: str, *, limit: int | None = None) -> bytes:
         try:
-            with open(self.path(path), "rb") as f:
+            with open(self._file(path), "rb") as f:
                 return f.read() if limit is None else f.read(limit)
         except FileNotFoundError:
             raise SnapshotError(f"{path} does not exist",
@@ -94,6 +100,7 @@ class SystemView:
     # -- parsed facts -------------------------------------------------------
     @cached_property
     def iomem(self) -> IoMem:
+        from kexec_py.system.iomem import parse_iomem
         return parse_iomem(self.read_text("/proc/iomem"))
 
     @cached_property
@@ -196,8 +203,7 @@ class SystemView:
         """The running kernel's page size: the auxiliary vector's AT_PAGESZ
         (/proc/self/auxv), else PAGESIZE= of the VMCOREINFO note in /proc/kcore.
         Every segment of a kexec_load must be aligned to it."""
-        auxv = self.path("/proc/self/auxv")
-        if auxv.exists():
+        if self.exists("/proc/self/auxv"):
             size = auxv_page_size(self.read_bytes("/proc/self/auxv"))
             if size is None:
                 raise SnapshotError("/proc/self/auxv: no AT_PAGESZ entry with a power-of-two page size in it")

@@ -3,7 +3,7 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
+from kexec_py.record import replace
 
 from kexec_py.arch import x86
 from kexec_py.arch.x86_options import X86Options
