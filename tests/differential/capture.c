@@ -4,13 +4,15 @@
  * program asked for instead of asking the kernel.
  *
  * Built freestanding (gcc -ffreestanding -nostdlib -shared -fPIC, with -m64
- * or -m32): it includes only the compiler's own headers and declares the few
+ * or -m32, or powerpc64le-linux-gnu-gcc for kexec-tools under qemu-ppc64le): it includes only the compiler's own headers and declares the few
  * libc functions it calls, which the dynamic linker finds in the program's
  * libc. So the host needs no 32-bit C library to build the i386 copy.
  *
  * Environment:
  *   KEXEC_CAPTURE_DIR  directory to write into (must exist). Without it every
  *                      intercepted call fails with EPERM and nothing is written.
+ *   KEXEC_CAPTURE_PAGE_SIZE  (decimal) what getpagesize() and sysconf(_SC_PAGESIZE)
+ *                      return instead of the real page size (see below).
  *
  * Written there, for the n-th intercepted call (n = 0, 1, ...):
  *   calls.txt         one line per call:
