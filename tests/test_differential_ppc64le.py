@@ -319,6 +319,24 @@ def test_a_dropped_pt_load_is_caught(harness, tmp_path):
     assert "core.loads" in F.diff(theirs, broken)
 
 
+def test_a_wrong_usable_memory_is_caught(harness, tmp_path):
+    import shutil
+    ctx, theirs, _, runs = compare(harness, FIXTURES[0], "p")
+    dest = tmp_path / "ours"
+    shutil.copytree(runs[1].out, dest)
+    usable = bytes(8) + ctx.crash_end.to_bytes(8, "big")          # <0 crash_end>, 2 + 2 cells
+    edited = 0
+    for i, _ in enumerate((dest / "0.segments.txt").read_text().split("\n")[:-1]):
+        seg = dest / f"0.seg-{i}.bin"
+        buf = seg.read_bytes()
+        if buf[:4] == P.FDT_MAGIC.to_bytes(4, "big") and buf.count(usable) == 1:
+            seg.write_bytes(buf.replace(usable, bytes(8) + (ctx.crash_end + 0x10000).to_bytes(8, "big")))
+            edited += 1
+    assert edited == 1
+    broken = _facts(dest, ctx, "console=hvc0 irqpoll nr_cpus=1")
+    assert "memory./memory@0.usable" in F.diff(theirs, broken)
+
+
 def test_every_intended_difference_is_documented():
     text = DOCS.read_text()
     missing = [name for name in INTENDED if f"`{name}`" not in text]
