@@ -185,9 +185,9 @@ INTENDED = {
         "described is the same",
         lambda ctx, t: True, _sorted_merged_loads),
     "ppc64-dtb-top-of-crash-region": Intended(
-        "ppc64 -p: kexec-py puts the device tree at the top of the crash region (inside the "
-        "real-mode area, memory@0); kexec-tools 2.0.25 puts it top-down below min(RMA top, 768 MiB), "
-        "a cap it keeps for old kernels, so here below 0x30000000",
+        "ppc64 -p: kexec-py puts the device tree at the top of the crash region (here inside the "
+        "real-mode area, memory@0, too); kexec-tools 2.0.25 puts it top-down below min(RMA top, "
+        "768 MiB), a cap it keeps for old kernels, so here below 0x30000000",
         lambda ctx, t: ctx.crash_end > KEXEC_TOOLS_RMO_CAP, _dtb_placement),
     "ppc64-reserve-whole-segments": Intended(
         "ppc64 reservation block: kexec-py reserves the backup, the ELF core header, the initrd and "
