@@ -275,8 +275,11 @@ class TreeSpec:
 def next_tree(fdt: bytes, spec: TreeSpec) -> DeviceTree:
     """The tree the next kernel gets (header boot CPU: a placeholder)."""
     tree = parse_dtb(fdt, what="the device tree")
-    set_boot_chosen(tree.root.ensure_child("chosen"), cmdline=spec.cmdline, initrd=spec.initrd,
-                    stale=STALE_CHOSEN)
+    chosen = tree.root.ensure_child("chosen")
+    set_boot_chosen(chosen, cmdline=spec.cmdline, initrd=spec.initrd, stale=STALE_CHOSEN)
+    # the next kernel was booted by kexec: an empty marker, as kexec-tools and the kernel's
+    # own kexec_file_load (of_kexec_alloc_and_setup_fdt) both add
+    chosen.props["linux,booted-from-kexec"] = b""
     if spec.usable is not None:
         _set_usable_memory(tree, spec.usable)
     tree.reservations = [(r.start, r.size) for r in merge(spec.reserve)]

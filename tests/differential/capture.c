@@ -4,13 +4,15 @@
  * program asked for instead of asking the kernel.
  *
  * Built freestanding (gcc -ffreestanding -nostdlib -shared -fPIC, with -m64
- * or -m32): it includes only the compiler's own headers and declares the few
+ * or -m32, or powerpc64le-linux-gnu-gcc for kexec-tools under qemu-ppc64le): it includes only the compiler's own headers and declares the few
  * libc functions it calls, which the dynamic linker finds in the program's
  * libc. So the host needs no 32-bit C library to build the i386 copy.
  *
  * Environment:
  *   KEXEC_CAPTURE_DIR  directory to write into (must exist). Without it every
  *                      intercepted call fails with EPERM and nothing is written.
+ *   KEXEC_CAPTURE_PAGE_SIZE  (decimal) what getpagesize() and sysconf(_SC_PAGESIZE)
+ *                      return instead of the real page size (see below).
  *
  * Written there, for the n-th intercepted call (n = 0, 1, ...):
  *   calls.txt         one line per call:
@@ -36,8 +38,12 @@
 #elif defined(__i386__)
 #define NR_KEXEC_LOAD 283
 #define NR_REBOOT 88            /* i386 has no kexec_file_load */
+#elif defined(__powerpc64__) && defined(__LITTLE_ENDIAN__)
+#define NR_KEXEC_LOAD 268
+#define NR_KEXEC_FILE_LOAD 382
+#define NR_REBOOT 88
 #else
-#error "capture.c knows the syscall numbers of x86_64 and i386 only"
+#error "capture.c knows the syscall numbers of x86_64, i386 and ppc64le only"
 #endif
 
 /* From libc (declared here: no libc headers are used). */
@@ -232,6 +238,53 @@ long syscall(long number, ...)
 	if (!real_syscall)
 		fail("no libc syscall()", "");
 	return real_syscall(number, a[0], a[1], a[2], a[3], a[4], a[5]);
+}
+
+/*
+ * KEXEC_CAPTURE_PAGE_SIZE (decimal): the page size the program's getpagesize() and
+ * sysconf(_SC_PAGESIZE) report, in place of the one it runs with. Under qemu-user the
+ * program sees the host's 4 KiB pages; the snapshot's kernel may use others (ppc64le:
+ * 64 KiB, its /proc/self/auxv AT_PAGESZ), and kexec-tools rounds segments to that size.
+ * (qemu-user's own -p 65536 breaks getdents on a 4 KiB host.) libc's internal uses of
+ * the page size are not affected.
+ */
+static long page_size_override(void)
+{
+	const char *s = getenv("KEXEC_CAPTURE_PAGE_SIZE");
+	long v = 0;
+	if (!s)
+		return 0;
+	for (; *s >= '0' && *s <= '9'; s++)
+		v = v * 10 + (*s - '0');
+	return v;
+}
+
+int getpagesize(void)
+{
+	static int (*real)(void);
+	long v = page_size_override();
+	if (v)
+		return (int)v;
+	if (!real)
+		real = (int (*)(void))dlsym(RTLD_NEXT, "getpagesize");
+	if (!real)
+		fail("no libc getpagesize()", "");
+	return real();
+}
+
+#define SC_PAGESIZE 30          /* _SC_PAGESIZE in glibc's <bits/confname.h> */
+
+long sysconf(int name)
+{
+	static long (*real)(int);
+	long v = page_size_override();
+	if (name == SC_PAGESIZE && v)
+		return v;
+	if (!real)
+		real = (long (*)(int))dlsym(RTLD_NEXT, "sysconf");
+	if (!real)
+		fail("no libc sysconf()", "");
+	return real(name);
 }
 
 long kexec_load(unsigned long entry, unsigned long nr, const struct seg *segs, unsigned long flags)

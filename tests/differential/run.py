@@ -40,7 +40,15 @@ class HarnessError(AssertionError):
 ARCHES = {
     "x86_64": ("x86_64", "lib64/ld-linux-x86-64.so.2", "x86_64-linux-gnu", "-m64", None),
     "i386": ("i386", "lib/ld-linux.so.2", "i386-linux-gnu", "-m32", "i686"),
+    "ppc64le": ("ppc64le", "lib/powerpc64le-linux-gnu/ld64.so.2", "powerpc64le-linux-gnu", None, None),
 }
+# architectures the host cannot run: (cross compiler, qemu-user emulator, its Debian package).
+# Under qemu-user the program sees the emulator's page size (the host's 4 KiB), so capture.c
+# reports the snapshot's own (AT_PAGESZ in its proc/self/auxv) to getpagesize() and sysconf().
+FOREIGN = {
+    "ppc64le": ("powerpc64le-linux-gnu-gcc", "qemu-ppc64le", "qemu-user"),
+}
+AT_PAGESZ = 6
 
 
 @dataclass(frozen=True)
@@ -50,10 +58,14 @@ class Reference:
     loader: Path
     libpath: str
     personality: str | None
+    root: Path | None = None            # a foreign architecture's root, for qemu-user's -L
 
     def argv(self, lib: Path, args: list[str]) -> list[str]:
-        """Debian's kexec through Debian's own dynamic loader, with ``lib`` preloaded."""
+        """Debian's kexec through Debian's own dynamic loader, with ``lib`` preloaded (under
+        qemu-user for a foreign architecture)."""
         prefix = ["setarch", self.personality] if self.personality else []
+        if self.arch in FOREIGN:
+            prefix = [FOREIGN[self.arch][1], "-L", str(self.root)]
         return [*prefix, str(self.loader), "--preload", str(lib), "--library-path", self.libpath,
                 str(self.binary), *args]
 
@@ -64,7 +76,10 @@ def reference_kexec(arch: str = "x86_64") -> Reference:
     cache, loader, triplet, _, personality = ARCHES[arch]
     root = fetch(cache).root
     ref = Reference(arch, root / "sbin/kexec", root / loader,
-                    f"{root}/lib/{triplet}:{root}/usr/lib/{triplet}", personality)
+                    f"{root}/lib/{triplet}:{root}/usr/lib/{triplet}", personality, root)
+    if arch in FOREIGN and not shutil.which(FOREIGN[arch][1]):
+        raise HarnessError(f"{FOREIGN[arch][1]} is not installed: apt-get install {FOREIGN[arch][2]} "
+                           "(scripts/test-all installs it)")
     for path in (ref.binary, ref.loader):
         if not path.exists():
             raise HarnessError(f"{path} is missing: run scripts/guest-deps --arch {cache}")
@@ -77,8 +92,11 @@ def build_capture_library(dest: Path, arch: str = "x86_64") -> Path:
     for tool in ("gcc", "unshare", "setarch"):
         if not shutil.which(tool):
             raise HarnessError(f"{tool} is not installed; the differential tests need gcc and util-linux")
+    compiler = [FOREIGN[arch][0]] if arch in FOREIGN else ["gcc", ARCHES[arch][3]]
+    if not shutil.which(compiler[0]):
+        raise HarnessError(f"{compiler[0]} is not installed (scripts/test-all installs it)")
     lib = dest / f"capture-{arch}.so"
-    subprocess.run(["gcc", ARCHES[arch][3], "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
+    subprocess.run([*compiler, "-shared", "-fPIC", "-O2", "-Wall", "-Wextra", "-Werror",
                     "-ffreestanding", "-nostdlib", "-fno-stack-protector", "-o", str(lib),
                     str(HERE / "capture.c")], check=True)
     return lib
@@ -113,8 +131,21 @@ def _finish(proc: subprocess.Popen, out: Path, what: str) -> Run:
     return Run(out, proc.returncode, stderr)
 
 
+def snapshot_page_size(fixture: Path) -> int:
+    """AT_PAGESZ from the snapshot's proc/self/auxv (native-endian u64 pairs, as captured)."""
+    import struct
+    auxv = fixture / "proc/self/auxv"
+    if not auxv.exists():
+        raise HarnessError(f"{auxv} is missing: the snapshot does not say its page size")
+    pairs = dict(struct.iter_unpack("<QQ", auxv.read_bytes()[:len(auxv.read_bytes()) // 16 * 16]))
+    if AT_PAGESZ not in pairs:
+        raise HarnessError(f"{auxv} has no AT_PAGESZ")
+    return pairs[AT_PAGESZ]
+
+
 def spawn_theirs(ref: Reference, lib: Path, fixture: Path, args: list[str], out: Path) -> subprocess.Popen:
-    inner = ["env", f"KEXEC_CAPTURE_DIR={out}", *ref.argv(lib, args)]
+    page = [f"KEXEC_CAPTURE_PAGE_SIZE={snapshot_page_size(fixture)}"] if ref.arch in FOREIGN else []
+    inner = ["env", f"KEXEC_CAPTURE_DIR={out}", *page, *ref.argv(lib, args)]
     script = (f"mount --bind {shlex.quote(str(fixture / 'proc'))} /proc && "
               f"mount --bind {shlex.quote(str(fixture / 'sys'))} /sys && "
               f"exec {shlex.join(inner)}")
