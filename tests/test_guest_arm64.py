@@ -66,6 +66,7 @@ def test_kdump_kexec_load():
     result = harness.run(harness.kdump(harness.kexec_py_load("c"), "arm64-kexec-py-kdump-c"), ARCH)
     assert_kdump_proof(result)
     harness.assert_makedumpfile_reads(result)        # -l -d 31 walks the page tables: the ELF header's map
+    harness.assert_python_dmesg_matches(result)      # kexec_py.vmcore.dmesg == vmcore-dmesg
 
 
 def test_kdump_default_syscall_falls_back_or_uses_the_file_syscall():

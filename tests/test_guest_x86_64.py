@@ -51,6 +51,7 @@ def test_kdump_kexec_load():
     result = harness.run(harness.kdump(harness.kexec_py_load("c"), "kexec-py-kdump-c"))
     assert_kdump_proof(result)
     harness.assert_makedumpfile_reads(result)
+    harness.assert_python_dmesg_matches(result)     # kexec_py.vmcore.dmesg == vmcore-dmesg
 
 
 def test_kdump_kexec_file_load():

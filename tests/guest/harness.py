@@ -183,6 +183,26 @@ def assert_makedumpfile_reads(result: "Result") -> None:
     print(f"makedumpfile -l -d 31: {m.get('MAKEDUMPFILE-BYTES')} bytes in {m.get('MAKEDUMPFILE-MS')} ms")
 
 
+def assert_python_dmesg_matches(result: "Result") -> None:
+    """The capture kernel's kexec_py.vmcore.dmesg (init.sh's run_python_dmesg) printed the
+    dead kernel's log from /proc/vmcore exactly as Debian's vmcore-dmesg did, token included."""
+    m = result.markers
+    assert m.get("PY-DMESG-RC") == "0", f"kexec_py.vmcore.dmesg failed in the capture kernel\n{result.explain()}"
+    for name in ("vmcore-dmesg.txt", "kdump-py-dmesg.txt"):
+        assert name in result.files, f"{name} did not reach the host (bad: {result.bad_files})\n{result.explain()}"
+    reference = result.files["vmcore-dmesg.txt"].splitlines()
+    ours = result.files["kdump-py-dmesg.txt"].splitlines()
+    assert len(reference) > 10, f"vmcore-dmesg printed {len(reference)} lines\n{result.explain()}"
+    for i, (a, b) in enumerate(zip(reference, ours)):
+        assert a == b, f"line {i + 1} differs:\n vmcore-dmesg: {a!r}\n kexec_py:     {b!r}"
+    assert len(ours) == len(reference), f"{len(ours)} lines from kexec_py, {len(reference)} from vmcore-dmesg"
+    assert m.get("PY-DMESG-SAME") == "yes", f"the guest's cmp says the logs differ\n{result.explain()}"
+    token = (result.token or "").encode()
+    assert token and any(token in line for line in ours), f"token {result.token} not in kexec_py's log"
+    print(f"kexec_py.vmcore.dmesg: {len(ours)} lines, the same as vmcore-dmesg's, "
+          f"in {m.get('PY-DMESG-MS')} ms")
+
+
 def load_unload(load_command: str, unload_command: str, name: str = "unload") -> Scenario:
     """Load, then unload; CRASH-LOADED-load / CRASH-LOADED-unload tell the story."""
     return Scenario(name, [("load", load_command), ("unload", unload_command)])
