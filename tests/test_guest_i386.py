@@ -42,6 +42,7 @@ def test_kdump_kexec_load_and_no_file_syscall():
     assert "syscall kexec_file_load not available" in result.step_output("file_syscall"), result.explain()
     assert m.get("CRASH-LOADED-file_syscall") == "0", result.explain()
     assert_kdump_proof(result)
+    harness.assert_python_dmesg_matches(result)      # kexec_py.vmcore.dmesg == vmcore-dmesg (32-bit ring)
 
 
 def test_auto_falls_back_to_kexec_load_then_unloads():
