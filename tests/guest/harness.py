@@ -199,6 +199,19 @@ def assert_python_dmesg_matches(result: "Result") -> None:
     assert m.get("PY-DMESG-SAME") == "yes", f"the guest's cmp says the logs differ\n{result.explain()}"
     token = (result.token or "").encode()
     assert token and any(token in line for line in ours), f"token {result.token} not in kexec_py's log"
+    # The capture kernel's extract of the vmcore (kexec_py.vmcore.extract) holds the whole log.
+    assert m.get("VMCORE-EXTRACT-RC") == "0" and "vmcore-extract.gz" in result.files, result.explain()
+    import gzip
+    import io
+    import tempfile
+
+    from kexec_py.vmcore.dmesg import dmesg
+    with tempfile.NamedTemporaryFile(prefix="kpy-extract-") as f:
+        f.write(gzip.decompress(result.files["vmcore-extract.gz"]))
+        f.flush()
+        out = io.BytesIO()
+        dmesg(f.name, out)
+    assert out.getvalue().splitlines() == reference, "the extract's log differs from the vmcore's"
     print(f"kexec_py.vmcore.dmesg: {len(ours)} lines, the same as vmcore-dmesg's, "
           f"in {m.get('PY-DMESG-MS')} ms")
 
@@ -461,4 +474,7 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
         if not keep_images and not os.environ.get("KEXEC_PY_KEEP_IMAGES"):
             main_img.unlink(missing_ok=True)
             capture_img.unlink(missing_ok=True)
+    for name, data in result.files.items():         # the guest's files, next to the console log
+        (workdir / "files").mkdir(exist_ok=True)
+        (workdir / "files" / Path(name).name).write_bytes(data)
     return result

@@ -49,6 +49,7 @@ exec {PYTHON} -S -m kexec_py.vmcore.dmesg "$@"
 # What Python needs at start-up besides what the host's run reports (other locales'
 # codecs; os.py is the landmark by which it finds its standard library).
 DMESG_EXTRA_MODULES = ("kexec_py.vmcore.dmesg",      # run as __main__: importtime does not list it
+                       "kexec_py.vmcore.extract",    # init.sh's second run (imports nothing more)
                        "encodings.ascii", "encodings.latin_1", "os")
 # hashlib (imported by construct) does without OpenSSL's _hashlib: Debian's python3.11
 # has the md5/sha*/blake2 modules built in. That spares libcrypto's 4.7 MB.

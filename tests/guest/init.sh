@@ -123,6 +123,12 @@ run_python_dmesg() {
     if cmp -s /tmp/dmesg.txt /tmp/py-dmesg.txt; then mark PY-DMESG-SAME yes; else mark PY-DMESG-SAME no; fi
     kpy_put vmcore-dmesg.txt /tmp/dmesg.txt
     kpy_put kdump-py-dmesg.txt /tmp/py-dmesg.txt
+    # Only the log's pages, as a small vmcore (the host keeps some as test fixtures).
+    PYTHONPATH=/opt/kpy/lib PYTHONDONTWRITEBYTECODE=1 python3 -S -m kexec_py.vmcore.extract \
+        /proc/vmcore /tmp/vmcore-extract >/dev/null 2>/tmp/extract.err && gzip -9 /tmp/vmcore-extract
+    mark VMCORE-EXTRACT-RC $?
+    head -c 1000 /tmp/extract.err
+    [ -f /tmp/vmcore-extract.gz ] && kpy_put vmcore-extract.gz /tmp/vmcore-extract.gz
 }
 
 # Debian's makedumpfile, where the capture image has it: --dump-dmesg reads the log
