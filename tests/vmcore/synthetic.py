@@ -202,7 +202,7 @@ DEFAULT_RECORDS = [
 
 def lockless_vmcore(space: Space, records: list[Record] = DEFAULT_RECORDS, *,
                     wrong_linear_vaddr: bool = False, first_id: int | None = None,
-                    first_lpos: int = 3 * 2048 + 1700) -> bytes:
+                    first_lpos: int = 3 * 2048 + 1810) -> bytes:
     """A vmcore whose kernel log is ``records`` in a lockless ring buffer: 16 descriptors
     (the struct printk_ringbuffer, descs in the kernel image; infos and the 2 KiB text
     ring in the direct map), the oldest record ``first_id`` (default: 6 ids before the
