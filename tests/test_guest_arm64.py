@@ -65,7 +65,7 @@ assert_kdump_proof = harness.assert_kdump_proof
 def test_kdump_kexec_load():
     # log_buf_len=1M: the log lives in memblock memory, read through the linear map
     result = harness.run(harness.kdump(harness.kexec_py_load("c"), "arm64-kexec-py-kdump-c"), ARCH,
-                         append="log_buf_len=1M")
+                         append="log_buf_len=1M", dmesg_files=True)
     assert_kdump_proof(result)
     harness.assert_makedumpfile_reads(result)        # -l -d 31 walks the page tables: the ELF header's map
     harness.assert_python_dmesg_matches(result)      # kexec_py.vmcore.dmesg == vmcore-dmesg

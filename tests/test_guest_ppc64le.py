@@ -61,7 +61,7 @@ def test_kdump_kexec_py_kexec_load():
     load = harness.kexec_py_load("c")
     scenario = harness.Scenario("ppc64le-kexec-py-kdump-c", [("first", load), ("unload", harness.KEXEC_PY_UNLOAD),
                                                               ("load", load)], crash=True)
-    result = harness.run(scenario, ARCH, append="log_buf_len=1M")     # the log in memblock memory
+    result = harness.run(scenario, ARCH, append="log_buf_len=1M", dmesg_files=True)  # the log in memblock memory
     m = result.markers
     assert (m.get("RC-first"), m.get("CRASH-LOADED-first")) == ("0", "1"), result.explain()
     assert (m.get("RC-unload"), m.get("CRASH-LOADED-unload")) == ("0", "0"), result.explain()

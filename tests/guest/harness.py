@@ -94,6 +94,10 @@ def capture_append(arch: fetch.Arch) -> str:
     return f"{arch.console_param()} reset_devices nr_cpus=1 irqpoll nousb panic=1"
 
 
+# On the capture kernel's command line: send the logs and the vmcore extract (init.sh).
+DMESG_FILES = "kpy_dmesg=files"
+
+
 def first_append(arch: fetch.Arch, crashkernel: str, extra: str = "") -> str:
     """Command line of the first kernel.  KASLR stays on (no nokaslr)."""
     line = f"{arch.console_param()} crashkernel={crashkernel} panic=1"
@@ -185,7 +189,8 @@ def assert_makedumpfile_reads(result: "Result") -> None:
 
 def assert_python_dmesg_matches(result: "Result") -> None:
     """The capture kernel's kexec_py.vmcore.dmesg (init.sh's run_python_dmesg) printed the
-    dead kernel's log from /proc/vmcore exactly as Debian's vmcore-dmesg did, token included."""
+    dead kernel's log from /proc/vmcore exactly as Debian's vmcore-dmesg did, token included
+    (a run with ``dmesg_files=True``)."""
     m = result.markers
     assert m.get("PY-DMESG-RC") == "0", f"kexec_py.vmcore.dmesg failed in the capture kernel\n{result.explain()}"
     for name in ("vmcore-dmesg.txt", "kdump-py-dmesg.txt"):
@@ -448,11 +453,13 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
         smp: int = DEFAULT_SMP, crashkernel: str | None = None,
         append: str = "", timeout: float = DEFAULT_TIMEOUT, echo: bool = False,
         keep_images: bool = False, extra_files: dict[str, Path] | None = None,
-        kernel: Path | None = None, firmware: str = "bios") -> Result:
+        kernel: Path | None = None, firmware: str = "bios", dmesg_files: bool = False) -> Result:
     """Build the images for ``scenario``, boot them, and return what the guest said.
     ``extra_files`` maps guest paths to host files baked into the first kernel's initrd;
     ``kernel`` replaces the Debian kernel (booted first, and /boot/vmlinuz in the guest);
-    ``firmware`` is "bios" (QEMU's default) or "ovmf" (UEFI, x86_64)."""
+    ``firmware`` is "bios" (QEMU's default) or "ovmf" (UEFI, x86_64);
+    ``dmesg_files``: the capture kernel also sends both logs and a vmcore extract to the
+    host (see ``assert_python_dmesg_matches``; some seconds more under TCG)."""
     firmware_args(arch, firmware)           # refuse a bad firmware before building anything
     inputs = prepare(arch)
     if kernel is not None:
@@ -461,7 +468,7 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
     crashkernel = crashkernel or ARCH_CRASHKERNEL.get(arch, DEFAULT_CRASHKERNEL)
     workdir = _run_dir(inputs.arch, scenario.name)
     env = {"KERNEL": GUEST_KERNEL, "CAPTURE_INITRD": GUEST_CAPTURE_INITRD,
-           "CAPTURE_APPEND": capture_append(inputs.arch)}
+           "CAPTURE_APPEND": capture_append(inputs.arch) + (f" {DMESG_FILES}" if dmesg_files else "")}
     capture_img = image.build_capture(inputs, workdir / "capture.img")
     main_img = image.build_main(inputs, capture_img, scenario.guest_files(env),
                                 workdir / "main.img", extra_files=extra_files)
