@@ -134,6 +134,19 @@ def arm64_space() -> Space:
                        f"KERNELOFFSET={0x1234_0000:x}"])
 
 
+def arm64_pre_5_4_space() -> Space:
+    """The layout before Linux 5.4: the linear map in the upper half of the kernel's
+    address space (PAGE_OFFSET = -(1 << (VA_BITS - 1))), the image in the lower half."""
+    image_vaddr = 0xFFFF_0000_0800_0000 + 0x0567_0000      # KIMAGE_VADDR (old) + a KASLR offset
+    image_paddr = 0x8008_0000
+    phys_offset = 0x8000_0000
+    page_offset = 0xFFFF_8000_0000_0000                     # -(1 << 47)
+    return Space(EM_AARCH64, "little", image_paddr, image_vaddr, ram_paddr=0x8800_0000,
+                 linear_base=(page_offset - phys_offset) & U64,
+                 info=["NUMBER(VA_BITS)=48", f"NUMBER(kimage_voffset)={image_vaddr - image_paddr:#x}",
+                       f"NUMBER(PHYS_OFFSET)={phys_offset:#x}", f"KERNELOFFSET={0x0567_0000:x}"])
+
+
 def ppc64_space(byteorder: str = "little") -> Space:
     return Space(EM_PPC64, byteorder, 0x0, 0xC000_0000_0000_0000, ram_paddr=0x2000_0000,
                  linear_base=0xC000_0000_0000_0000, info=["NUMBER(RADIX_MMU)=1"])

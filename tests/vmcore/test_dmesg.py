@@ -18,7 +18,7 @@ import pytest
 
 from tests.vmcore import synthetic as S
 
-SPACES = {"x86_64": S.x86_64_space, "arm64": S.arm64_space,
+SPACES = {"x86_64": S.x86_64_space, "arm64": S.arm64_space, "arm64-before-5.4": S.arm64_pre_5_4_space,
           "ppc64le": S.ppc64_space, "ppc64-big-endian": lambda: S.ppc64_space("big")}
 
 
