@@ -102,6 +102,10 @@ class Vmcore:
                 return os.pread(fd, size, offset)
             except OSError as e:
                 raise VmcoreError(f"{path}: cannot read {size} bytes at offset {offset:#x}: {e.strerror}") from None
+            except OverflowError:           # an offset past 2**63: seen from a broken core header
+                raise VmcoreError(f"{path}: a program header puts memory at file offset {offset:#x}, "
+                                  "past the end of any file", "the core header that the capture kernel "
+                                  "was loaded with is wrong; reload it and crash again") from None
 
         core = cls._from_headers(path, read_at)
         core.by_header = by_header

@@ -91,11 +91,16 @@ def _lockless(core: Vmcore) -> Iterator[bytes]:
     prb = core.read(core.word(core.need("SYMBOL(prb)")), f.size__printk_ringbuffer)
     desc_ring = f.off__printk_ringbuffer__desc_ring
     data_ring = f.off__printk_ringbuffer__text_data_ring
-    count = 1 << uint(prb, desc_ring + f.off__prb_desc_ring__count_bits, 4)
+    count_bits = uint(prb, desc_ring + f.off__prb_desc_ring__count_bits, 4)
+    size_bits = uint(prb, data_ring + f.off__prb_data_ring__size_bits, 4)
+    if not (count_bits < 32 and size_bits < 32):       # the kernel's log is at most 2**25 bytes
+        raise VmcoreError(f"{core.path}: the printk ring claims 2**{count_bits} descriptors and "
+                          f"2**{size_bits} bytes of text", "the dump's log is damaged")
+    count = 1 << count_bits
     desc_size, info_size = f.size__prb_desc, f.size__printk_info
     descs = core.read(uint(prb, desc_ring + f.off__prb_desc_ring__descs), count * desc_size)
     infos = core.read(uint(prb, desc_ring + f.off__prb_desc_ring__infos), count * info_size)
-    ring_size = 1 << uint(prb, data_ring + f.off__prb_data_ring__size_bits, 4)
+    ring_size = 1 << size_bits
     text_data = core.read(uint(prb, data_ring + f.off__prb_data_ring__data), ring_size)
     counter = f.off__atomic_long_t__counter
     tail = uint(prb, desc_ring + f.off__prb_desc_ring__tail_id + counter)

@@ -336,6 +336,8 @@ def summary(result: Result, loader: str) -> str:
         ("vmcore-dmesg exit", m.get("VMCORE-DMESG-RC", "-")),
         ("token", f"{result.token} {found} in the dead kernel's log"),
         *_makedumpfile_rows(result),
+        ("kexec_py dmesg", f"exit {m.get('PY-DMESG-RC', '-')}, {m.get('PY-DMESG-LINES', '-')} lines, "
+                           f"same as vmcore-dmesg: {m.get('PY-DMESG-SAME', '-')}"),
         ("phases (s)", ", ".join(f"{k} {v}" for k, v in result.phases().items())),
         ("console log", str(result.log_path)),
     ]

@@ -130,6 +130,20 @@ def test_bad_input_is_one_line(name, data, words, tmp_path):
     assert len(lines) == 1 and str(core) in lines[0] and words in lines[0], lines
 
 
+def test_a_program_header_offset_past_any_file_is_one_line(tmp_path, vmcore_dmesg):
+    """kexec-tools 2.0.25 on Debian 12's arm64 kernel builds such a header (its /proc/vmcore
+    has a size near 2**64): both readers fail, ours in one line."""
+    import struct
+    data = bytearray(S.lockless_vmcore(S.x86_64_space()))
+    struct.pack_into("<Q", data, 64 + 56 * 2 + 8, 0xFFFF_BCD4_6601_E000)      # the direct map's p_offset
+    core = write(tmp_path, "broken", bytes(data))
+    assert run([vmcore_dmesg], core).returncode != 0
+    result = ours(core)
+    assert result.returncode == 1 and result.stdout == b""
+    lines = result.stderr.decode().splitlines()
+    assert len(lines) == 1 and "past the end of any file" in lines[0], lines
+
+
 def test_missing_file_is_one_line(tmp_path):
     result = ours(tmp_path / "absent")
     assert result.returncode == 1 and len(result.stderr.decode().splitlines()) == 1
