@@ -154,6 +154,8 @@ def _variable_length(core: Vmcore) -> Iterator[bytes]:
     buf_len = core.word(core.need("SYMBOL(log_buf_len)"), 4)
     first_idx = core.word(core.need("SYMBOL(log_first_idx)"), 4)
     next_idx = core.word(core.need("SYMBOL(log_next_idx)"), 4)
+    if not 0 < buf_len < 1 << 31:
+        raise VmcoreError(f"{core.path}: log_buf_len is {buf_len}", "the dump's log is damaged")
     buf = core.read(log_buf, buf_len)
     bo = core.byteorder
 
