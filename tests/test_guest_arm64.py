@@ -63,9 +63,13 @@ assert_kdump_proof = harness.assert_kdump_proof
 
 
 def test_kdump_kexec_load():
-    result = harness.run(harness.kdump(harness.kexec_py_load("c"), "arm64-kexec-py-kdump-c"), ARCH)
+    # log_buf_len=1M: the log lives in memblock memory, read through the linear map
+    result = harness.run(harness.kdump(harness.kexec_py_load("c"), "arm64-kexec-py-kdump-c"), ARCH,
+                         append="log_buf_len=1M", dmesg_files=True)
     assert_kdump_proof(result)
     harness.assert_makedumpfile_reads(result)        # -l -d 31 walks the page tables: the ELF header's map
+    harness.assert_python_dmesg_matches(result)      # kexec_py.vmcore.dmesg == vmcore-dmesg
+    assert b"log_buf_len: 1048576 bytes" in result.files["vmcore-dmesg.txt"], "the log stayed in the image"
 
 
 def test_kdump_default_syscall_falls_back_or_uses_the_file_syscall():

@@ -36,12 +36,13 @@ def test_kdump_kexec_load_and_no_file_syscall():
         ("file_syscall", f"kexec-py -p -s {LOAD_ARGS}"),
         ("load", harness.kexec_py_load("c")),
     ], crash=True)
-    result = harness.run(scenario, ARCH)
+    result = harness.run(scenario, ARCH, dmesg_files=True)
     m = result.markers
     assert m.get("RC-file_syscall") == "253", result.explain()
     assert "syscall kexec_file_load not available" in result.step_output("file_syscall"), result.explain()
     assert m.get("CRASH-LOADED-file_syscall") == "0", result.explain()
     assert_kdump_proof(result)
+    harness.assert_python_dmesg_matches(result)      # kexec_py.vmcore.dmesg == vmcore-dmesg (32-bit ring)
 
 
 def test_auto_falls_back_to_kexec_load_then_unloads():

@@ -62,17 +62,20 @@ def test_reference_kexec_tools_kdump():
 def test_kdump_kexec_py_kexec_load():
     """kexec-py -p -c: our planner (64 KiB pages, the 64 KiB backup, the device tree from
     /proc/device-tree) and purgatory; loaded, unloaded with -p -u, loaded again, crashed:
-    vmcore-dmesg and makedumpfile find the token."""
+    vmcore-dmesg and makedumpfile find the token, and kexec_py.vmcore.dmesg prints what
+    vmcore-dmesg prints."""
     load = harness.kexec_py_load("c")
     scenario = harness.Scenario("ppc64le-kexec-py-kdump-c", [("first", load), ("unload", harness.KEXEC_PY_UNLOAD),
                                                               ("load", load)], crash=True)
-    result = harness.run(scenario, ARCH)
+    result = harness.run(scenario, ARCH, append="log_buf_len=1M", dmesg_files=True)  # the log in memblock memory
     m = result.markers
     assert (m.get("RC-first"), m.get("CRASH-LOADED-first")) == ("0", "1"), result.explain()
     assert (m.get("RC-unload"), m.get("CRASH-LOADED-unload")) == ("0", "0"), result.explain()
     print("\n" + harness.summary(result, "kexec-py -p -c"))
     harness.assert_kdump_proof(result)
     harness.assert_makedumpfile_reads(result)
+    harness.assert_python_dmesg_matches(result)      # kexec_py.vmcore.dmesg == vmcore-dmesg
+    assert b"log_buf_len: 1048576 bytes" in result.files["vmcore-dmesg.txt"], "the log stayed in the image"
 
 
 def test_kdump_default_syscall_falls_back():

@@ -48,9 +48,14 @@ def test_reference_kexec_tools_unload():
 
 
 def test_kdump_kexec_load():
-    result = harness.run(harness.kdump(harness.kexec_py_load("c"), "kexec-py-kdump-c"))
+    # log_buf_len=1M: the log lives in memblock memory, read through the direct map (the
+    # page tables, for kexec_py.vmcore.dmesg) instead of the kernel image
+    result = harness.run(harness.kdump(harness.kexec_py_load("c"), "kexec-py-kdump-c"), append="log_buf_len=1M",
+                         dmesg_files=True)
     assert_kdump_proof(result)
     harness.assert_makedumpfile_reads(result)
+    harness.assert_python_dmesg_matches(result)     # kexec_py.vmcore.dmesg == vmcore-dmesg
+    assert b"log_buf_len: 1048576 bytes" in result.files["vmcore-dmesg.txt"], "the log stayed in the image"
 
 
 def test_kdump_kexec_file_load():

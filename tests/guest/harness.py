@@ -96,6 +96,10 @@ def capture_append(arch: fetch.Arch) -> str:
     return f"{arch.console_param()} reset_devices nr_cpus=1 irqpoll nousb panic=1"
 
 
+# On the capture kernel's command line: send the logs and the vmcore extract (init.sh).
+DMESG_FILES = "kpy_dmesg=files"
+
+
 def first_append(arch: fetch.Arch, crashkernel: str, extra: str = "") -> str:
     """Command line of the first kernel.  KASLR stays on (no nokaslr)."""
     line = f"{arch.console_param()} crashkernel={crashkernel} panic=1"
@@ -183,6 +187,40 @@ def assert_makedumpfile_reads(result: "Result") -> None:
         f"token not in makedumpfile's --dump-dmesg\n{result.explain()}"
     assert m.get("MAKEDUMPFILE-RC") == "0", f"makedumpfile -l -d 31 failed\n{result.explain()}"
     print(f"makedumpfile -l -d 31: {m.get('MAKEDUMPFILE-BYTES')} bytes in {m.get('MAKEDUMPFILE-MS')} ms")
+
+
+def assert_python_dmesg_matches(result: "Result") -> None:
+    """The capture kernel's kexec_py.vmcore.dmesg (init.sh's run_python_dmesg) printed the
+    dead kernel's log from /proc/vmcore exactly as Debian's vmcore-dmesg did, token included
+    (a run with ``dmesg_files=True``)."""
+    m = result.markers
+    assert m.get("PY-DMESG-RC") == "0", f"kexec_py.vmcore.dmesg failed in the capture kernel\n{result.explain()}"
+    for name in ("vmcore-dmesg.txt", "kdump-py-dmesg.txt"):
+        assert name in result.files, f"{name} did not reach the host (bad: {result.bad_files})\n{result.explain()}"
+    reference = result.files["vmcore-dmesg.txt"].splitlines()
+    ours = result.files["kdump-py-dmesg.txt"].splitlines()
+    assert len(reference) > 10, f"vmcore-dmesg printed {len(reference)} lines\n{result.explain()}"
+    for i, (a, b) in enumerate(zip(reference, ours)):
+        assert a == b, f"line {i + 1} differs:\n vmcore-dmesg: {a!r}\n kexec_py:     {b!r}"
+    assert len(ours) == len(reference), f"{len(ours)} lines from kexec_py, {len(reference)} from vmcore-dmesg"
+    assert m.get("PY-DMESG-SAME") == "yes", f"the guest's cmp says the logs differ\n{result.explain()}"
+    token = (result.token or "").encode()
+    assert token and any(token in line for line in ours), f"token {result.token} not in kexec_py's log"
+    # The capture kernel's extract of the vmcore (kexec_py.vmcore.extract) holds the whole log.
+    assert m.get("VMCORE-EXTRACT-RC") == "0" and "vmcore-extract.gz" in result.files, result.explain()
+    import gzip
+    import io
+    import tempfile
+
+    from kexec_py.vmcore.dmesg import dmesg
+    with tempfile.NamedTemporaryFile(prefix="kpy-extract-") as f:
+        f.write(gzip.decompress(result.files["vmcore-extract.gz"]))
+        f.flush()
+        out = io.BytesIO()
+        dmesg(f.name, out)
+    assert out.getvalue().splitlines() == reference, "the extract's log differs from the vmcore's"
+    print(f"kexec_py.vmcore.dmesg: {len(ours)} lines, the same as vmcore-dmesg's, "
+          f"in {m.get('PY-DMESG-MS')} ms")
 
 
 def load_unload(load_command: str, unload_command: str, name: str = "unload") -> Scenario:
@@ -300,6 +338,8 @@ def summary(result: Result, loader: str) -> str:
         ("vmcore-dmesg exit", m.get("VMCORE-DMESG-RC", "-")),
         ("token", f"{result.token} {found} in the dead kernel's log"),
         *_makedumpfile_rows(result),
+        ("kexec_py dmesg", f"exit {m.get('PY-DMESG-RC', '-')}, {m.get('PY-DMESG-LINES', '-')} lines, "
+                           f"same as vmcore-dmesg: {m.get('PY-DMESG-SAME', '-')}"),
         ("phases (s)", ", ".join(f"{k} {v}" for k, v in result.phases().items())),
         ("console log", str(result.log_path)),
     ]
@@ -417,12 +457,15 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
         smp: int = DEFAULT_SMP, crashkernel: str | None = None,
         append: str = "", timeout: float = DEFAULT_TIMEOUT, echo: bool = False,
         keep_images: bool = False, extra_files: dict[str, Path] | None = None,
-        kernel: Path | None = None, firmware: str = "bios", installed: Path | None = None) -> Result:
+        kernel: Path | None = None, firmware: str = "bios", installed: Path | None = None,
+        dmesg_files: bool = False) -> Result:
     """Build the images for ``scenario``, boot them, and return what the guest said.
     ``extra_files`` maps guest paths to host files baked into the first kernel's initrd;
     ``kernel`` replaces the Debian kernel (booted first, and /boot/vmlinuz in the guest);
     ``firmware`` is "bios" (QEMU's default) or "ovmf" (UEFI, x86_64); ``installed``, an unpacked
-    kexec-py .deb, replaces the working tree's kexec_py (image.build_main)."""
+    kexec-py .deb, replaces the working tree's kexec_py (image.build_main);
+    ``dmesg_files``: the capture kernel also sends both logs and a vmcore extract to the
+    host (see ``assert_python_dmesg_matches``; some seconds more under TCG)."""
     firmware_args(arch, firmware)           # refuse a bad firmware before building anything
     inputs = prepare(arch)
     if kernel is not None:
@@ -431,7 +474,7 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
     crashkernel = crashkernel or ARCH_CRASHKERNEL.get(arch, DEFAULT_CRASHKERNEL)
     workdir = _run_dir(inputs.arch, scenario.name)
     env = {"KERNEL": GUEST_KERNEL, "CAPTURE_INITRD": GUEST_CAPTURE_INITRD,
-           "CAPTURE_APPEND": capture_append(inputs.arch)}
+           "CAPTURE_APPEND": capture_append(inputs.arch) + (f" {DMESG_FILES}" if dmesg_files else "")}
     capture_img = image.build_capture(inputs, workdir / "capture.img")
     main_img = image.build_main(inputs, capture_img, scenario.guest_files(env),
                                 workdir / "main.img", extra_files=extra_files, installed=installed)
@@ -444,4 +487,7 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
         if not keep_images and not os.environ.get("KEXEC_PY_KEEP_IMAGES"):
             main_img.unlink(missing_ok=True)
             capture_img.unlink(missing_ok=True)
+    for name, data in result.files.items():         # the guest's files, next to the console log
+        (workdir / "files").mkdir(exist_ok=True)
+        (workdir / "files" / Path(name).name).write_bytes(data)
     return result

@@ -1,9 +1,10 @@
 """Assemble the two guest initramfs images from the fetched inputs.
 
 * capture initrd: busybox, Debian's vmcore-dmesg (with its libraries),
-  Debian's makedumpfile where the arch fetches it (fetch.ARCHES), and the
-  shared /init, which notices /proc/vmcore and runs the capture checks;
-* main initrd: the capture initrd's contents plus Python 3.11, kexec_py's
+  Debian's makedumpfile where the arch fetches it (fetch.ARCHES), Python 3.11
+  with only what kexec_py.vmcore.dmesg imports (/usr/bin/kdump-py-dmesg), and
+  the shared /init, which notices /proc/vmcore and runs the capture checks;
+* main initrd: the capture initrd's base plus Python 3.11, kexec_py's
   dependencies, the working tree's kexec_py package, Debian's /sbin/kexec,
   the kernel (/boot/vmlinuz), the capture initrd (/boot/capture.img) and
   the scenario (/etc/kpy/...).
@@ -14,6 +15,8 @@ from __future__ import annotations
 import os
 import shlex
 import shutil
+import subprocess
+import sys
 import tempfile
 from pathlib import Path, PurePosixPath
 
@@ -34,6 +37,23 @@ KEXEC_PY_WRAPPER = f"""#!/bin/sh
 export PYTHONPATH={GUEST_PYLIB} PYTHONDONTWRITEBYTECODE=1
 exec {PYTHON} -m kexec_py "$@"
 """
+
+# kexec_py's vmcore-dmesg (kexec_py.vmcore.dmesg), in both images; the capture kernel's
+# /init runs it on /proc/vmcore next to Debian's vmcore-dmesg. -S: no site module.
+DMESG = "/usr/bin/kdump-py-dmesg"
+DMESG_WRAPPER = f"""#!/bin/sh
+# kexec_py's vmcore reader as the guest runs it: python3 -m kexec_py.vmcore.dmesg.
+export PYTHONPATH={GUEST_PYLIB} PYTHONDONTWRITEBYTECODE=1
+exec {PYTHON} -S -m kexec_py.vmcore.dmesg "$@"
+"""
+# What Python needs at start-up besides what the host's run reports (other locales'
+# codecs; os.py is the landmark by which it finds its standard library).
+DMESG_EXTRA_MODULES = ("kexec_py.vmcore.dmesg",      # run as __main__: importtime does not list it
+                       "kexec_py.vmcore.extract",    # init.sh's second run (imports nothing more)
+                       "encodings.ascii", "encodings.latin_1", "os")
+# hashlib (imported by construct) does without OpenSSL's _hashlib: Debian's python3.11
+# has the md5/sha*/blake2 modules built in. That spares libcrypto's 4.7 MB.
+DMESG_SKIP_MODULES = ("_hashlib", "_ssl")
 
 
 class ImageError(RuntimeError):
@@ -158,8 +178,66 @@ def _base(inputs: fetch.Inputs) -> Staging:
 
 
 def build_capture(inputs: fetch.Inputs, dest: Path) -> Path:
-    _base(inputs).archive.write_gzip(dest, level=9)
+    st = _base(inputs)
+    with tempfile.TemporaryDirectory(prefix="kpy-image-") as tmp:
+        _add_dmesg_python(st, Path(tmp))
+    st.archive.write_gzip(dest, level=9)
     return dest
+
+
+def dmesg_modules(pydeps: Path) -> list[str]:
+    """The modules ``python3 -S -m kexec_py.vmcore.dmesg`` imports (the host's Python 3.11,
+    the guest's version, says which, reading a synthetic vmcore of tests/vmcore)."""
+    from tests.vmcore import synthetic
+    with tempfile.TemporaryDirectory(prefix="kpy-dmesg-") as tmp:
+        core = Path(tmp) / "vmcore"
+        core.write_bytes(synthetic.lockless_vmcore(synthetic.x86_64_space()))
+        env = dict(os.environ, PYTHONPATH=f"{REPO}{os.pathsep}{pydeps}", PYTHONDONTWRITEBYTECODE="1")
+        run = subprocess.run([sys.executable, "-S", "-X", "importtime", "-m", "kexec_py.vmcore.dmesg", str(core)],
+                             env=env, capture_output=True, text=True, timeout=120)
+    if run.returncode != 0:
+        raise ImageError(f"kexec_py.vmcore.dmesg failed on the host: {run.stderr[-2000:]}")
+    names = [line.rsplit("|", 1)[-1].strip() for line in run.stderr.splitlines() if line.startswith("import time:")]
+    return [n for n in names if n and n != "imported package" and n not in DMESG_SKIP_MODULES] \
+        + list(DMESG_EXTRA_MODULES)
+
+
+def _add_dmesg_python(st: Staging, workdir: Path) -> None:
+    """Python and just the modules kexec_py.vmcore.dmesg imports (about 3 MB, against
+    30 MB for the first kernel's full Python): the stdlib's sources and their
+    precompiled bytecode, the extension modules with their libraries, whole
+    dependency packages (construct) and the working tree's compiled kexec_py modules."""
+    st.add(PYTHON)
+    st.archive.add_symlink("/usr/bin/python3", "python3.11")
+    stdlib = "/usr/lib/python3.11"
+    kexec_py = _compiled_kexec_py(workdir)
+    st.mounts.append((f"{GUEST_PYLIB}/kexec_py", kexec_py))
+
+    def add_source(guest: str) -> bool:
+        if not os.path.isfile(st.host(guest)):
+            return False
+        st.add(guest)
+        p = PurePosixPath(guest)
+        pyc = f"{p.parent}/__pycache__/{p.stem}.cpython-311.pyc"
+        if os.path.isfile(st.host(pyc)):
+            st.add(pyc)
+        return True
+
+    for name in dmesg_modules(st.inputs.pydeps):
+        rel, top = name.replace(".", "/"), name.split(".")[0]
+        if top == "kexec_py":
+            base = f"{GUEST_PYLIB}/{rel}"
+        elif (st.inputs.pydeps / top).is_dir():
+            if f"{GUEST_PYLIB}/{top}" not in st.archive:
+                st.archive.add_tree(f"{GUEST_PYLIB}/{top}", st.inputs.pydeps / top)
+            continue
+        else:
+            base = f"{stdlib}/{rel}"
+        if add_source(f"{base}.py") or add_source(f"{base}/__init__.py"):
+            continue
+        for ext in sorted(st.host(f"{stdlib}/lib-dynload").glob(f"{name}.cpython-311-*.so")):
+            st.add(f"{stdlib}/lib-dynload/{ext.name}")
+    st.archive.add_bytes(DMESG, DMESG_WRAPPER.encode(), 0o755)
 
 
 def _compiled_kexec_py(workdir: Path) -> Path:
@@ -193,6 +271,7 @@ def _add_source_tree(st: Staging, workdir: Path) -> None:
     st.archive.add_tree(f"{GUEST_PYLIB}/kexec_py", _compiled_kexec_py(workdir))
     st.archive.add_bytes("/usr/bin/kexec-py", KEXEC_PY_WRAPPER.encode(), 0o755)
     st.archive.add_bytes("/usr/bin/kdump-py", KEXEC_PY_WRAPPER.replace("-m kexec_py ", "-m kexec_py.kdump ").encode(), 0o755)
+    st.archive.add_bytes(DMESG, DMESG_WRAPPER.encode(), 0o755)
 
 
 def _add_installed_package(st: Staging, unpacked: Path, workdir: Path) -> None:

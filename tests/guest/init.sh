@@ -6,8 +6,9 @@
 # with markers), then crash through sysrq if /etc/kpy/crash exists, else
 # power off.
 # Capture mode (/proc/vmcore exists, i.e. we are the kdump kernel): read the
-# dead kernel's log with Debian's vmcore-dmesg, look for the token (and, where
-# the image has it, read the dump with Debian's makedumpfile), power off.
+# dead kernel's log with Debian's vmcore-dmesg, look for the token, read it again
+# with kexec_py's vmcore reader and send both logs to the host (and, where the
+# image has it, read the dump with Debian's makedumpfile), power off.
 # Second-kernel mode (kpy_stage=2 on the command line, booted by kexec -e):
 # report the command line, power off.
 #
@@ -105,7 +106,31 @@ capture_kernel() {
         mark TOKEN-MISSING
         tail -n 20 /tmp/dmesg.txt
     fi
+    command -v kdump-py-dmesg >/dev/null && run_python_dmesg
     command -v makedumpfile >/dev/null && run_makedumpfile
+}
+
+# kexec_py's own vmcore reader (python3 -m kexec_py.vmcore.dmesg) on the same
+# /proc/vmcore, compared here (PY-DMESG-SAME); with kpy_dmesg=files on the command line
+# both outputs and a log-only vmcore extract also go to the host (kpy_put).
+run_python_dmesg() {
+    t0=$(uptime_s)
+    kdump-py-dmesg /proc/vmcore >/tmp/py-dmesg.txt 2>/tmp/py-dmesg.err
+    mark PY-DMESG-RC $?
+    t1=$(uptime_s)
+    mark PY-DMESG-MS "$(awk "BEGIN { printf \"%d\", ($t1 - $t0) * 1000 }")"
+    mark PY-DMESG-LINES "$(wc -l </tmp/py-dmesg.txt)"
+    head -c 2000 /tmp/py-dmesg.err
+    if cmp -s /tmp/dmesg.txt /tmp/py-dmesg.txt; then mark PY-DMESG-SAME yes; else mark PY-DMESG-SAME no; fi
+    grep -q 'kpy_dmesg=files' /proc/cmdline || return 0      # the rest when a test asks (harness.run)
+    kpy_put vmcore-dmesg.txt /tmp/dmesg.txt
+    kpy_put kdump-py-dmesg.txt /tmp/py-dmesg.txt
+    # Only the log's pages, as a small vmcore (the host keeps some as test fixtures).
+    PYTHONPATH=/opt/kpy/lib PYTHONDONTWRITEBYTECODE=1 python3 -S -m kexec_py.vmcore.extract \
+        /proc/vmcore /tmp/vmcore-extract >/dev/null 2>/tmp/extract.err && gzip -9 /tmp/vmcore-extract
+    mark VMCORE-EXTRACT-RC $?
+    head -c 1000 /tmp/extract.err
+    [ -f /tmp/vmcore-extract.gz ] && kpy_put vmcore-extract.gz /tmp/vmcore-extract.gz
 }
 
 # Debian's makedumpfile, where the capture image has it: --dump-dmesg reads the log
