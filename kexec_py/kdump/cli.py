@@ -1,4 +1,4 @@
-"""The ``kdump-py`` command: ``doctor`` and ``crashkernel`` (typer subcommands).
+"""The ``kdump-py`` command: ``doctor``, ``crashkernel`` and ``dmesg`` (typer subcommands).
 
 A separate command from ``kexec-py``, which stays a pure drop-in for kexec-tools'
 ``kexec``; nothing here is imported on kexec-py's load path.
@@ -187,6 +187,17 @@ def _print_estimate(sys, json_output: bool) -> int:
         print(f"kdumpctl's default for {arch}: crashkernel={kdumpctl}, "
               f"{human(kdumpctl_size) if kdumpctl_size else 'nothing'} at this RAM")
     return 0
+
+
+@app.command(help="Print the crashed kernel's log from its vmcore (/proc/vmcore in the capture kernel, or a "
+                  "saved copy), line for line as kexec-tools' vmcore-dmesg prints it; pure Python, reading "
+                  "VMCOREINFO (the lockless printk ring of 5.10+, and the older log_buf).")
+def dmesg(vmcore: str = typer.Argument(..., metavar="VMCORE", help="An ELF vmcore: /proc/vmcore, or a saved copy."),
+          by_header: bool = typer.Option(False, "--by-header",
+                                         help="Translate addresses through the program headers' p_vaddr, as "
+                                              "vmcore-dmesg does, instead of through VMCOREINFO.")) -> None:
+    from kexec_py.vmcore.dmesg import main as dmesg_main
+    raise typer.Exit(dmesg_main([vmcore, *(["--by-header"] if by_header else [])], prog=f"{PROG} dmesg"))
 
 
 def main(argv: list[str] | None = None) -> None:
