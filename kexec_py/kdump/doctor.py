@@ -45,7 +45,7 @@ def run(sys) -> list[Check]:
     release = sys.kernel_release()
     arch = sys.machine() or "x86_64"
     setup = read_setup(sys, release)
-    config = _config(sys, release, out)
+    config = _config(sys, release, out, arch)
     options = config[1] if config else None
     reservation = _crashkernel(sys, arch, out)
     regions = _regions(sys, reservation, out)
@@ -60,7 +60,7 @@ def run(sys) -> list[Check]:
     return out
 
 
-def _config(sys, release, out):
+def _config(sys, release, out, arch="x86_64"):
     try:
         found = sys.kernel_config(release)
     except KexecError as e:
@@ -96,15 +96,19 @@ def _config(sys, release, out):
         else:
             out.append(Check(name.lower().replace("_", "-")[7:], FAIL, f"{name} is not set: {why}",
                              f"boot (and capture with) a kernel built with {name}=y"))
-    for name, why, hint in (
-            ("CONFIG_RELOCATABLE", "this kernel cannot run from the crash reservation as the capture kernel",
-             "build a separate capture kernel linked at the reservation's address, or one with CONFIG_RELOCATABLE=y"),
-            ("CONFIG_KALLSYMS", "crash and makedumpfile's symbol lookups have no kernel symbol table",
+    # 32-bit arm has no CONFIG_RELOCATABLE: a zImage runs where it is loaded when its
+    # decompressor finds the RAM base itself (AUTO_ZRELADDR)
+    movable = "CONFIG_AUTO_ZRELADDR" if arch.startswith("arm") and not arch.startswith("arm64") else \
+        "CONFIG_RELOCATABLE"
+    for check, name, why, hint in (
+            ("relocatable", movable, "this kernel cannot run from the crash reservation as the capture kernel",
+             f"build a separate capture kernel linked at the reservation's address, or one with {movable}=y"),
+            ("kallsyms", "CONFIG_KALLSYMS", "crash and makedumpfile's symbol lookups have no kernel symbol table",
              "build with CONFIG_KALLSYMS=y")):
         if on(name):
-            out.append(Check(name.lower().replace("_", "-")[7:], PASS, f"{name}={opts[name]}"))
+            out.append(Check(check, PASS, f"{name}={opts[name]}"))
         else:
-            out.append(Check(name.lower().replace("_", "-")[7:], WARN, f"{name} is not set: {why}", hint))
+            out.append(Check(check, WARN, f"{name} is not set: {why}", hint))
     if on("CONFIG_KEXEC_SIG_FORCE"):
         out.append(Check("config-signatures", WARN, "CONFIG_KEXEC_SIG_FORCE=y: kexec_file_load takes only signed "
                          "kernels", "load the distribution's signed kernel, or use kexec_load (-c)"))

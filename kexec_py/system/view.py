@@ -56,6 +56,10 @@ class SystemView:
         from pathlib import Path
         return Path(self._root)
 
+    def _live(self) -> bool:
+        """Whether this view is of the running system (root "/"), not of a snapshot."""
+        return os.path.normpath(self._root) == "/"
+
     def __repr__(self) -> str:
         return f"SystemView({str(self.root)!r})"
 
@@ -323,7 +327,7 @@ class SystemView:
                 release = parse_kcore(self.kcore_headers()).vmcoreinfo.get("OSRELEASE")
             except SnapshotError:
                 release = None
-        if not release and self.root == Path("/"):
+        if not release and self._live():
             import os
             release = os.uname().release
         return release or None
@@ -340,7 +344,7 @@ class SystemView:
                 name = "ppc64le" if head[5] == 1 else "ppc64"
             if name:
                 return name
-        if self.root == Path("/"):
+        if self._live():
             import os
             machine = os.uname().machine         # (the system layer names it itself: it may not import arch)
             return {"aarch64": "arm64", "i486": "i386", "i586": "i386", "i686": "i386"}.get(machine, machine)

@@ -283,3 +283,14 @@ def test_command_exit_codes_and_json(ready):
     done = _kdump_py("crashkernel", "--estimate", "--root", str(ready))
     assert done.returncode == 0 and "recommended: crashkernel=" in done.stdout and "reserved now: 384M (enough)" \
         in done.stdout, done.stdout
+
+
+def test_32bit_arm_is_movable_by_auto_zreladdr(ready, monkeypatch):
+    """32-bit arm has no CONFIG_RELOCATABLE: a zImage whose decompressor finds the RAM base
+    itself (AUTO_ZRELADDR, arch/arm/Kconfig) runs wherever it is loaded, the crash region too."""
+    monkeypatch.setattr(SystemView, "machine", lambda self: "armv7l")
+    _edit_config(ready, drop=("CONFIG_RELOCATABLE",), add=("CONFIG_AUTO_ZRELADDR=y",))
+    assert statuses(ready)["relocatable"] == (PASS, "CONFIG_AUTO_ZRELADDR=y")
+    _edit_config(ready, drop=("CONFIG_AUTO_ZRELADDR",), add=("CONFIG_RELOCATABLE=y",))
+    status, message = statuses(ready)["relocatable"]
+    assert status == WARN and message.startswith("CONFIG_AUTO_ZRELADDR is not set")
