@@ -27,6 +27,10 @@ from tests.guest import kexec_file_kernel as kexec_file_kernel_module
 
 pytestmark = pytest.mark.guest
 ARCH = "ppc64le"
+# Room for hotplugged memory: QEMU then describes RAM with ibm,dynamic-reconfiguration-memory
+# (LMBs), as on PowerVM. The 6.1 kernel's kexec_file_load needs it for a crash load: it sizes the
+# capture kernel's device tree by dividing by the LMB size, which is 0 without that node.
+HOTPLUG_MAXMEM = 4096
 REFERENCE_FILE_LOAD = '/sbin/kexec -p -s "$KERNEL" --initrd="$CAPTURE_INITRD" --append="$CAPTURE_APPEND"'
 
 
@@ -78,6 +82,17 @@ def test_kdump_kexec_py_kexec_load():
     assert b"log_buf_len: 1048576 bytes" in result.files["vmcore-dmesg.txt"], "the log stayed in the image"
 
 
+def test_kdump_kexec_load_with_hotpluggable_memory():
+    """-p -c on a machine with room for hotplugged memory: QEMU describes RAM with
+    ibm,dynamic-reconfiguration-memory (LMBs) besides memory@0, so the crash memory and the
+    capture kernel's usable memory come from the LMBs too (linux,drconf-usable-memory)."""
+    result = harness.run(harness.kdump(harness.kexec_py_load("c"), "ppc64le-kexec-py-kdump-c-hotplug"), ARCH,
+                         maxmem=HOTPLUG_MAXMEM)
+    assert not any("No dynamic reconfiguration memory" in line for line in result._log_lines()), result.explain()
+    harness.assert_kdump_proof(result)
+    harness.assert_makedumpfile_reads(result)
+
+
 def test_kdump_default_syscall_falls_back():
     """On Debian's kernel (no kexec_file_load): -s exits 253 and loads nothing, as kexec-tools
     does; -a (the default) gets ENOSYS from kexec_file_load and goes on with kexec_load."""
@@ -99,9 +114,11 @@ def kexec_file_kernel() -> Path:
 
 
 def test_kdump_kexec_file_load(kexec_file_kernel):
-    """-p -s with the ELF vmlinux: the kernel's own ppc64 loader places it, with its purgatory, its
-    device tree and its copy of the first 64 KiB; vmcore-dmesg and makedumpfile read the dump."""
-    result = harness.run(harness.kdump(harness.kexec_py_load("s"), "ppc64le-kdump-s"), ARCH, kernel=kexec_file_kernel)
+    """-p -s with the ELF vmlinux, on a machine with hotpluggable memory: the kernel's own ppc64
+    loader places it, with its purgatory, its device tree (usable memory for the LMBs) and its
+    copy of the first 64 KiB; vmcore-dmesg and makedumpfile read the dump."""
+    result = harness.run(harness.kdump(harness.kexec_py_load("s"), "ppc64le-kdump-s"), ARCH, kernel=kexec_file_kernel,
+                         maxmem=HOTPLUG_MAXMEM)
     print("\n" + harness.summary(result, "kexec-py -p -s"))
     harness.assert_kdump_proof(result)
     harness.assert_makedumpfile_reads(result)

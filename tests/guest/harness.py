@@ -393,11 +393,12 @@ class _Console:
 
 
 def _qemu_command(arch: fetch.Arch, kernel: Path, initrd: Path, append: str,
-                  mem: int, smp: int, firmware: str = "bios") -> list[str]:
+                  mem: int, smp: int, firmware: str = "bios", maxmem: int | None = None) -> list[str]:
     qemu = shutil.which(arch.qemu_binary)
     if qemu is None:
         raise fetch.FetchError(f"{arch.qemu_binary} not found: run scripts/guest-deps")
-    return [qemu, "-accel", "tcg", *QEMU_MACHINE[arch.name], *firmware_args(arch.name, firmware), "-m", str(mem),
+    memory = f"{mem}M,slots=2,maxmem={maxmem}M" if maxmem else str(mem)
+    return [qemu, "-accel", "tcg", *QEMU_MACHINE[arch.name], *firmware_args(arch.name, firmware), "-m", memory,
             "-smp", str(smp), "-nographic", "-no-reboot", "-nic", "none",
             "-kernel", str(kernel), "-initrd", str(initrd), "-append", append]
 
@@ -458,14 +459,15 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
         append: str = "", timeout: float = DEFAULT_TIMEOUT, echo: bool = False,
         keep_images: bool = False, extra_files: dict[str, Path] | None = None,
         kernel: Path | None = None, firmware: str = "bios", installed: Path | None = None,
-        dmesg_files: bool = False) -> Result:
+        dmesg_files: bool = False, maxmem: int | None = None) -> Result:
     """Build the images for ``scenario``, boot them, and return what the guest said.
     ``extra_files`` maps guest paths to host files baked into the first kernel's initrd;
     ``kernel`` replaces the Debian kernel (booted first, and /boot/vmlinuz in the guest);
     ``firmware`` is "bios" (QEMU's default) or "ovmf" (UEFI, x86_64); ``installed``, an unpacked
     kexec-py .deb, replaces the working tree's kexec_py (image.build_main);
     ``dmesg_files``: the capture kernel also sends both logs and a vmcore extract to the
-    host (see ``assert_python_dmesg_matches``; some seconds more under TCG)."""
+    host (see ``assert_python_dmesg_matches``; some seconds more under TCG); ``maxmem`` (MiB)
+    gives the machine room for hotplugged memory (on pseries: ibm,dynamic-reconfiguration-memory)."""
     firmware_args(arch, firmware)           # refuse a bad firmware before building anything
     inputs = prepare(arch)
     if kernel is not None:
@@ -479,7 +481,7 @@ def run(scenario: Scenario, arch: str = "x86_64", *, mem: int = DEFAULT_MEM,
     main_img = image.build_main(inputs, capture_img, scenario.guest_files(env),
                                 workdir / "main.img", extra_files=extra_files, installed=installed)
     cmd = _qemu_command(inputs.arch, inputs.kernel, main_img,
-                        first_append(inputs.arch, crashkernel, append), mem, smp, firmware)
+                        first_append(inputs.arch, crashkernel, append), mem, smp, firmware, maxmem)
     result = Result(scenario.name, workdir / "console.log")
     try:
         _boot(cmd, result, timeout, echo)

@@ -86,8 +86,9 @@ CONFIG_ARM64_VA_BITS_48=y
 # ppc64le for QEMU's pseries machine, with Debian's 64 KiB pages and the hypervisor console.
 # The kernel's kexec_file_load takes an ELF vmlinux there and needs SHA-256 built in. SLOF
 # enters the first kernel through Open Firmware's client interface (PPC_OF_BOOT_TRAMPOLINE,
-# which allnoconfig leaves out); allnoconfig also picks 32-bit defaults that PPC64 does not
-# revisit: the 64-bit FRAME_WARN, and arch/powerpc's -Werror is turned off.
+# which allnoconfig leaves out, as it leaves out ALTIVEC and VSX, which Debian's ppc64el
+# user space (built for POWER8) uses); allnoconfig also picks 32-bit defaults that PPC64 does
+# not revisit: the 64-bit FRAME_WARN, and arch/powerpc's -Werror is turned off.
 PPC64LE_FRAGMENT = """\
 CONFIG_LOCALVERSION="-kpy-kexec-file"
 CONFIG_FRAME_WARN=2048
@@ -97,6 +98,8 @@ CONFIG_PPC_BOOK3S_64=y
 CONFIG_CPU_LITTLE_ENDIAN=y
 CONFIG_PPC_PSERIES=y
 CONFIG_PPC_OF_BOOT_TRAMPOLINE=y
+CONFIG_ALTIVEC=y
+CONFIG_VSX=y
 CONFIG_PPC_64K_PAGES=y
 CONFIG_PPC_RADIX_MMU=y
 CONFIG_HVC_CONSOLE=y
