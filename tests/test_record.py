@@ -15,23 +15,33 @@ from pathlib import Path
 
 import pytest
 
-from kexec_py.arch import Entry
+from kexec_py.arch import Entry, x86
 from kexec_py.arch.base import FileInputs, LoadInputs
 from kexec_py.arch.x86_64 import X86_64
+from kexec_py.arch.x86_64_load import KernelPart
 from kexec_py.arch.x86_options import X86Options
+from kexec_py.arch.zeropage import ZeroPageSpec
 from kexec_py.driver import Inputs
 from kexec_py.image.bzimage import BzImage
 from kexec_py.image.open import ImageFormat, KernelFile
 from kexec_py.paths import path_text
+from kexec_py.plan import purgatory
+from kexec_py.plan.elf_core import Backup, CoreHeaderSpec, KernelTextMap
+from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import FilePlan, Segment, SegmentPlan, UnloadPlan
 from kexec_py.plan.ranges import Range
 from kexec_py.record import REQUIRED, Record, factory, replace
 from kexec_py.request import Request, Steps
 from kexec_py.system.iomem import IoMem
+from kexec_py.system.kcore import Kcore, KcoreLoad
 from kexec_py.system.view import CrashNote, TypedRange
 
 REPO = Path(__file__).resolve().parent.parent
 FROZEN = [Entry, FileInputs, LoadInputs, X86_64, X86Options, Inputs, BzImage, ImageFormat, KernelFile, FilePlan,
+          # the x86_64 kexec_load (-c) path (issue 13, second part)
+          x86.CrashFacts, x86.EfiFacts, x86.EfiHandover, x86.LoadFacts, x86.CrashCore, x86.BootLayout, ZeroPageSpec,
+          KernelPart, KcoreLoad, Kcore, KernelTextMap, Backup, CoreHeaderSpec, Placement, purgatory.RelocRecipe,
+          purgatory._Section, purgatory._Symbol, purgatory._Reloc, purgatory._Layout,
           Segment, SegmentPlan, UnloadPlan, Request, Steps, IoMem, CrashNote, TypedRange]
 
 
@@ -101,6 +111,20 @@ def test_mutable_records_and_factories():
     a.log_path = "/tmp/x"                                     # not frozen
     with pytest.raises(TypeError):
         hash(a)                                               # as an eq=True, frozen=False dataclass
+
+
+def test_allocator_is_a_mutable_record_that_checks_its_page_size():
+    ref = dataclasses.make_dataclass("Allocator", [("free", object), ("page_size", object),
+                                                   ("taken", object, dataclasses.field(default_factory=list))])
+    a, b = Allocator([Range(0, 1 << 20)], 4096), Allocator([Range(0, 1 << 20)], 4096)
+    assert repr(a) == repr(ref([Range(0, 1 << 20)], 4096)) and a == b
+    a.take("x", Placement(size=1))
+    assert a.taken == [Range(0x100000 - 4096, 0x100000)] and b.taken == []     # a fresh list each
+    with pytest.raises(TypeError):
+        hash(a)                                               # as an eq=True, frozen=False dataclass
+    for bad in (2048, 12288):                                 # __post_init__'s check, now in __init__
+        with pytest.raises(ValueError):
+            Allocator([], bad)
 
 
 def test_x86_64_keeps_x86s_page_size():

@@ -19,7 +19,7 @@ kexec-tools-facts §3.2/§4.3):
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from kexec_py.arch import x86
 from kexec_py.arch.base import FileInputs, LoadInputs
@@ -28,6 +28,7 @@ from kexec_py.image.bzimage import BzImage, header_len, looks_like_bzimage, read
 from kexec_py.image.open import ImageFormat
 from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
+from kexec_py.record import replace     # x86.CrashFacts is a Record (dataclasses.replace takes dataclasses only)
 from kexec_py.arch.x86 import PAGE_SIZE
 from kexec_py.plan.ranges import GiB, KiB, MiB, Range, align_up
 from kexec_py.structs import kexec_uapi as K

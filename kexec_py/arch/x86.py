@@ -7,12 +7,11 @@ after that is pure.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kexec_py.arch.x86_options import X86Options
 from kexec_py.errors import NoCrashMemory, SnapshotError
 from kexec_py.plan.elf_core import Backup, KernelTextMap
 from kexec_py.plan.ranges import KiB, Range, align_down, align_up, merge, subtract
+from kexec_py.record import REQUIRED, Record
 from kexec_py.system.kcore import kcore_loads
 from kexec_py.system.view import SystemView, TypedRange
 
@@ -36,20 +35,22 @@ E820_NAMES = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class CrashFacts:
-    crash_regions: tuple[Range, ...]
-    ram: tuple[Range, ...]                   # every System RAM range, at any depth
-    other: tuple[TypedRange, ...]            # ACPI, NVS, reserved, PMEM (for the e820)
-    excluded: tuple[Range, ...]              # never dumped (GART)
-    notes: tuple[tuple[int, int], ...]       # crash notes, then vmcoreinfo: (paddr, size)
-    kernel_text: KernelTextMap | None
-    page_offset: int | None
-    boot_params: bytes | None                # the running kernel's zero page
-    acpi_rsdp: int = 0                       # from the EFI system table, when boot_params has none
-    lowmem_limit: int | None = None          # i386: RAM from here up has no linear mapping
-    core_class: int | None = None            # force ELF32/ELF64 core headers; None: the arch decides
-    efi: "EfiFacts | None" = None            # the EFI the running kernel was booted from; None: none
+class CrashFacts(Record):
+    _defaults = dict(
+        crash_regions=REQUIRED,         # tuple[Range, ...]
+        ram=REQUIRED,                   # tuple[Range, ...]  every System RAM range, at any depth
+        other=REQUIRED,                 # tuple[TypedRange, ...]  ACPI, NVS, reserved, PMEM (for the e820)
+        excluded=REQUIRED,              # tuple[Range, ...]  never dumped (GART)
+        notes=REQUIRED,                 # tuple[tuple[int, int], ...]  crash notes, then vmcoreinfo: (paddr, size)
+        kernel_text=REQUIRED,           # KernelTextMap | None
+        page_offset=REQUIRED,           # int | None
+        boot_params=REQUIRED,           # bytes | None  the running kernel's zero page
+        acpi_rsdp=0,                    # int  from the EFI system table, when boot_params has none
+        lowmem_limit=None,              # int | None  i386: RAM from here up has no linear mapping
+        core_class=None,                # int | None  force ELF32/ELF64 core headers; None: the arch decides
+        efi=None,                       # "EfiFacts | None"  the EFI the running kernel was booted from; None: none
+    )
+    __slots__ = tuple(_defaults)
 
 
 def read_crash_facts(sys: SystemView, *, page_offset_default: int | None) -> CrashFacts:
@@ -81,20 +82,22 @@ def read_crash_facts(sys: SystemView, *, page_offset_default: int | None) -> Cra
     )
 
 
-@dataclass(frozen=True, slots=True)
-class EfiFacts:
+class EfiFacts(Record):
     """What the running kernel shows of the EFI firmware it was booted from, which a kernel
     started through kexec_load needs to keep using EFI (it cannot ask the firmware again:
     boot services are gone and the runtime services are mapped at the running kernel's
     virtual addresses, which the new kernel must map the same way)."""
-    info: bytes                               # the running zero page's efi_info (32 bytes)
-    systab: bool                              # /sys/firmware/efi/systab exists
-    fw_vendor: int | None                     # /sys/firmware/efi/fw_vendor (None: absent)
-    runtime: int | None                       # /sys/firmware/efi/runtime
-    tables: int | None                        # /sys/firmware/efi/config_table
-    smbios: int                               # SMBIOS= of the systab, 0 when it has none
-    runtime_map: tuple[tuple[int, int, int, int, int], ...] | None   # (type, phys, virt, pages, attr)
-    platform_size: int | None                 # /sys/firmware/efi/fw_platform_size: 64 or 32
+    _defaults = dict(
+        info=REQUIRED,                  # bytes  the running zero page's efi_info (32 bytes)
+        systab=REQUIRED,                # bool  /sys/firmware/efi/systab exists
+        fw_vendor=REQUIRED,             # int | None  /sys/firmware/efi/fw_vendor (None: absent)
+        runtime=REQUIRED,               # int | None  /sys/firmware/efi/runtime
+        tables=REQUIRED,                # int | None  /sys/firmware/efi/config_table
+        smbios=REQUIRED,                # int  SMBIOS= of the systab, 0 when it has none
+        runtime_map=REQUIRED,           # tuple[tuple[int, int, int, int, int], ...] | None  (type, phys, virt, pages, attr)
+        platform_size=REQUIRED,         # int | None  /sys/firmware/efi/fw_platform_size: 64 or 32
+    )
+    __slots__ = tuple(_defaults)
 
 
 def read_efi_facts(sys: SystemView) -> EfiFacts | None:
@@ -119,13 +122,15 @@ def read_efi_facts(sys: SystemView) -> EfiFacts | None:
         platform_size=sys.efi_platform_size())
 
 
-@dataclass(frozen=True, slots=True)
-class EfiHandover:
+class EfiHandover(Record):
     """What a plan hands the new kernel of EFI: efi_info for its zero page (the memory map
     fields are filled where the map lands), a SETUP_EFI setup_data and the runtime map."""
-    info: dict                  # efi_info fields taken from the running kernel
-    setup_data: bytes           # the SETUP_EFI payload (struct efi_setup_data)
-    memmap: bytes               # the runtime map: EFI memory descriptors, 40 bytes each
+    _defaults = dict(
+        info=REQUIRED,                  # dict  efi_info fields taken from the running kernel
+        setup_data=REQUIRED,            # bytes  the SETUP_EFI payload (struct efi_setup_data)
+        memmap=REQUIRED,                # bytes  the runtime map: EFI memory descriptors, 40 bytes each
+    )
+    __slots__ = tuple(_defaults)
 
     @property
     def room(self) -> int:
@@ -201,14 +206,16 @@ MEMMAP_KINDS = {
 }
 
 
-@dataclass(frozen=True, slots=True)
-class LoadFacts:
-    ram: tuple[Range, ...]
-    e820: tuple[tuple[Range, str], ...]     # the firmware's map, handed on to the new kernel
-    boot_params: bytes | None
-    acpi_rsdp: int
-    source: str
-    efi: "EfiFacts | None" = None
+class LoadFacts(Record):
+    _defaults = dict(
+        ram=REQUIRED,                   # tuple[Range, ...]
+        e820=REQUIRED,                  # tuple[tuple[Range, str], ...]  the firmware's map, handed on to the new kernel
+        boot_params=REQUIRED,           # bytes | None
+        acpi_rsdp=REQUIRED,             # int
+        source=REQUIRED,                # str
+        efi=None,                       # "EfiFacts | None"
+    )
+    __slots__ = tuple(_defaults)
 
 
 def read_load_facts(sys: SystemView) -> LoadFacts:
@@ -290,13 +297,15 @@ def e820_notes(e820) -> tuple[str, ...]:
     return tuple(f"e820 {r.start:#016x}-{r.last:#016x} {kind}" for r, kind in e820)
 
 
-@dataclass(frozen=True, slots=True)
-class CrashCore:
+class CrashCore(Record):
     """The two segments every x86 crash load places first, at the top of the crash region."""
-    backup_src: Range       # the low RAM the purgatory copies ...
-    backup: Range           # ... to here
-    core: bytes             # the ELF core header ...
-    elfcorehdr: Range       # ... and where it goes
+    _defaults = dict(
+        backup_src=REQUIRED,            # Range  the low RAM the purgatory copies ...
+        backup=REQUIRED,                # Range  ... to here
+        core=REQUIRED,                  # bytes  the ELF core header ...
+        elfcorehdr=REQUIRED,            # Range  ... and where it goes
+    )
+    __slots__ = tuple(_defaults)
 
     def segments(self) -> list:
         from kexec_py.plan.plan import Segment
@@ -332,14 +341,16 @@ def crash_notes(facts: CrashFacts, region: Range, cc: CrashCore, e820) -> tuple[
             *e820_notes(e820))
 
 
-@dataclass(frozen=True, slots=True)
-class BootLayout:
+class BootLayout(Record):
     """Where the parts every x86 Linux boot has were placed."""
-    purgatory: Range
-    setup: Range
-    kernel: Range
-    initrd: Range | None
-    cmd_bytes: bytes
+    _defaults = dict(
+        purgatory=REQUIRED,             # Range
+        setup=REQUIRED,                 # Range
+        kernel=REQUIRED,                # Range
+        initrd=REQUIRED,                # Range | None
+        cmd_bytes=REQUIRED,             # bytes
+    )
+    __slots__ = tuple(_defaults)
 
 
 RNG_SEED_ROOM = 64          # a 16-byte setup_data header and a 32-byte seed, 16-aligned

@@ -5,8 +5,7 @@ the kexec_file_load path, which needs none of it, does not import it (issue 13).
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from typing import TYPE_CHECKING, Callable
+TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing (speed, issue 13)
 
 from kexec_py.arch import x86
 from kexec_py.arch.base import LoadInputs
@@ -18,6 +17,7 @@ from kexec_py.image.bzimage import BzImage
 from kexec_py.plan.placement import Allocator, Placement
 from kexec_py.plan.plan import Segment, SegmentPlan
 from kexec_py.plan.ranges import GiB, MiB, Range, align_down, align_up
+from kexec_py.record import REQUIRED, Record
 from kexec_py.structs import kexec_uapi as K
 
 if TYPE_CHECKING:
@@ -48,18 +48,20 @@ def _unwrap_uki(image, inputs: LoadInputs) -> tuple[BzImage, LoadInputs]:
     return image.kernel, replace(inputs, cmdline=cmdline, initrd=initrd)
 
 
-@dataclass(frozen=True, slots=True)
-class KernelPart:
+class KernelPart(Record):
     """What the shared x86_64 layout needs to know about the kernel it loads,
     whatever file it came from (bzImage, vmlinux, the bzImage inside a UKI)."""
-    path: str
-    placement: Placement            # size, alignment and lowest address of the kernel's memory
-    header: bytes                   # setup header for the zero page, from 0x1f1
-    cmdline_size: int
-    above_4g: bool                  # may the kernel, zero page and initrd lie above 4 GiB
-    segments: Callable[[int], list[Segment]]   # the kernel's segments once placed at an address
-    entry: Callable[[int], int]                # its 64-bit entry point once placed there
-    fixed: int | None = None        # load exactly here when that memory is free (vmlinux, -l)
+    _defaults = dict(
+        path=REQUIRED,                  # str
+        placement=REQUIRED,             # Placement  size, alignment and lowest address of the kernel's memory
+        header=REQUIRED,                # bytes  setup header for the zero page, from 0x1f1
+        cmdline_size=REQUIRED,          # int
+        above_4g=REQUIRED,              # bool  may the kernel, zero page and initrd lie above 4 GiB
+        segments=REQUIRED,              # Callable[[int], list[Segment]]  the kernel's segments once placed at an address
+        entry=REQUIRED,                 # Callable[[int], int]  its 64-bit entry point once placed there
+        fixed=None,                     # int | None  load exactly here when that memory is free (vmlinux, -l)
+    )
+    __slots__ = tuple(_defaults)
 
 
 def bzimage_part(image: BzImage) -> KernelPart:

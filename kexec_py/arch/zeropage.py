@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kexec_py.plan.ranges import MiB, Range
+from kexec_py.record import REQUIRED, Record
 
 E820_TYPES = {"ram": 1, "reserved": 2, "acpi": 3, "nvs": 4, "pmem": 7, "pram": 12}
 
@@ -13,16 +12,18 @@ E820_TYPES = {"ram": 1, "reserved": 2, "acpi": 3, "nvs": 4, "pmem": 7, "pram": 1
 _INHERITED = ("screen_info", "acpi_rsdp_addr")
 
 
-@dataclass(frozen=True, slots=True)
-class ZeroPageSpec:
-    setup_header: bytes                     # the image's setup header bytes, from 0x1f1
-    cmdline_addr: int
-    initrd: Range | None
-    e820: tuple[tuple[Range, str], ...]
-    running: bytes | None                   # /sys/kernel/boot_params/data of the running kernel
-    acpi_rsdp: int = 0                      # used when the running zero page has none
-    setup_data: int = 0                     # physical address of the first setup_data, or 0
-    efi_info: dict | None = None            # efi_info's fields (EFI handed on), else it stays zero
+class ZeroPageSpec(Record):
+    _defaults = dict(
+        setup_header=REQUIRED,          # bytes  the image's setup header bytes, from 0x1f1
+        cmdline_addr=REQUIRED,          # int
+        initrd=REQUIRED,                # Range | None
+        e820=REQUIRED,                  # tuple[tuple[Range, str], ...]
+        running=REQUIRED,               # bytes | None  /sys/kernel/boot_params/data of the running kernel
+        acpi_rsdp=0,                    # int  used when the running zero page has none
+        setup_data=0,                   # int  physical address of the first setup_data, or 0
+        efi_info=None,                  # dict | None  efi_info's fields (EFI handed on), else it stays zero
+    )
+    __slots__ = tuple(_defaults)
 
 
 def build_zero_page(spec: ZeroPageSpec) -> bytes:

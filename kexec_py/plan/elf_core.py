@@ -10,39 +10,44 @@ memory that the purgatory backed up, that is the backup copy.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-
 from kexec_py.errors import SystemStateError
 from kexec_py.plan.ranges import Range, align_up
+from kexec_py.record import REQUIRED, Record
 
 
-@dataclass(frozen=True, slots=True)
-class KernelTextMap:
-    vaddr: int
-    paddr: int
-    size: int
+class KernelTextMap(Record):
+    _defaults = dict(
+        vaddr=REQUIRED,                 # int
+        paddr=REQUIRED,                 # int
+        size=REQUIRED,                  # int
+    )
+    __slots__ = tuple(_defaults)
 
 
-@dataclass(frozen=True, slots=True)
-class Backup:
+class Backup(Record):
     """``src`` was copied to physical ``dst`` by the purgatory before the capture kernel ran."""
 
-    src: Range
-    dst: int
+    _defaults = dict(
+        src=REQUIRED,                   # Range
+        dst=REQUIRED,                   # int
+    )
+    __slots__ = tuple(_defaults)
 
 
-@dataclass(frozen=True, slots=True)
-class CoreHeaderSpec:
-    elf_class: int                      # 32 or 64
-    machine: int                        # EM_*
-    notes: tuple[tuple[int, int], ...]  # (paddr, size): the CPUs' crash notes, then vmcoreinfo
-    ram: tuple[Range, ...]              # dumpable RAM, sorted
-    page_offset: int | None             # vaddr = paddr + page_offset; None: vaddr left 0
-    kernel_text: KernelTextMap | None = None
-    backup: Backup | None = None
-    lowmem_limit: int | None = None     # 32-bit: RAM above this has no linear vaddr (-1)
-    align: int = 1024                   # the buffer is padded to a multiple of this
-    byteorder: str = "little"           # "big" for big-endian machines (s390x)
+class CoreHeaderSpec(Record):
+    _defaults = dict(
+        elf_class=REQUIRED,             # int  32 or 64
+        machine=REQUIRED,               # int  EM_*
+        notes=REQUIRED,                 # tuple[tuple[int, int], ...]  (paddr, size): the CPUs' crash notes, then vmcoreinfo
+        ram=REQUIRED,                   # tuple[Range, ...]  dumpable RAM, sorted
+        page_offset=REQUIRED,           # int | None  vaddr = paddr + page_offset; None: vaddr left 0
+        kernel_text=None,               # KernelTextMap | None
+        backup=None,                    # Backup | None
+        lowmem_limit=None,              # int | None  32-bit: RAM above this has no linear vaddr (-1)
+        align=1024,                     # int  the buffer is padded to a multiple of this
+        byteorder="little",             # str  "big" for big-endian machines (s390x)
+    )
+    __slots__ = tuple(_defaults)
 
 
 def phdr_count(spec: CoreHeaderSpec) -> int:

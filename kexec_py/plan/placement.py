@@ -2,32 +2,37 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from kexec_py.errors import NoSpace
 from kexec_py.plan.ranges import Range, align_down, align_up, subtract
+from kexec_py.record import REQUIRED, Record, factory
 
 
-@dataclass(frozen=True, slots=True)
-class Placement:
-    size: int
-    align: int = 1                    # at least the allocator's page size in any case
-    min_addr: int = 0
-    max_addr: int = (1 << 64) - 1     # the segment must end at or below this (exclusive end)
-    top_down: bool = True
+class Placement(Record):
+    _defaults = dict(
+        size=REQUIRED,                  # int
+        align=1,                        # int  at least the allocator's page size in any case
+        min_addr=0,                     # int
+        max_addr=(1 << 64) - 1,         # int  the segment must end at or below this (exclusive end)
+        top_down=True,                  # bool
+    )
+    __slots__ = tuple(_defaults)
 
 
-@dataclass(slots=True)
-class Allocator:
+class Allocator(Record):
     """Hands out non-overlapping ranges from ``free``, each aligned to and a multiple of
     ``page_size`` (the running kernel's: it refuses segments that are not). Lives inside
     one plan call."""
 
-    free: list[Range]
-    page_size: int
-    taken: list[Range] = field(default_factory=list)
+    _defaults = dict(
+        free=REQUIRED,                  # list[Range]
+        page_size=REQUIRED,             # int
+        taken=factory(list),            # list[Range]
+    )
+    __slots__ = tuple(_defaults)
+    _frozen = False
 
-    def __post_init__(self) -> None:
+    def __init__(self, *args, **kwargs) -> None:
+        super().__init__(*args, **kwargs)
         if self.page_size < 4096 or self.page_size & (self.page_size - 1):
             raise ValueError(f"page size {self.page_size:#x} is not a power of two of at least 4 KiB")
 

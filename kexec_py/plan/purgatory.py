@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import hashlib
 import io
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass
-from typing import Protocol
+
+TYPE_CHECKING = False      # typing.TYPE_CHECKING without importing typing (speed, issue 13)
+if TYPE_CHECKING:
+    from collections.abc import Callable, Iterable, Mapping, Sequence
 
 from kexec_py.errors import CorruptImage, ImageNotFound, KexecError, PlacementError, UsageError
+from kexec_py.record import REQUIRED, Record
 
 PAGE_SIZE = 4096
 
@@ -46,8 +48,7 @@ class PurgatorySymbolError(CorruptImage):
     """A purgatory symbol is missing, or is not what the loader expects."""
 
 
-@dataclass(frozen=True, slots=True)
-class RelocRecipe:
+class RelocRecipe(Record):
     """How to apply one relocation type.
 
     ``compute(S, A, P)`` gives the value to store, where S is the symbol's
@@ -57,19 +58,22 @@ class RelocRecipe:
     store, as for R_*_NONE).
     """
 
-    name: str
-    size: int
-    compute: Callable[[int, int, int], int]
-    value_range: tuple[int, int] | None = None
-    # For a value that goes into a bit field of an instruction (arm64 and the like):
-    # insert(old_word, value) -> new_word. None: the value replaces the whole location.
-    insert: Callable[[int, int], int] | None = None
-    # S is the function's local entry point, not its global one (the ELFv2 ABI's calls
-    # between functions that share a TOC: st_other says how far in it is).
-    local_entry: bool = False
-    # S is taken relative to this linker-defined symbol (ppc64's TOC pointer, ".TOC."):
-    # the value is then the same wherever the object is linked.
-    relative_to: str | None = None
+    _defaults = dict(
+        name=REQUIRED,                  # str
+        size=REQUIRED,                  # int
+        compute=REQUIRED,               # Callable[[int, int, int], int]
+        value_range=None,               # tuple[int, int] | None
+        # For a value that goes into a bit field of an instruction (arm64 and the like):
+        # insert(old_word, value) -> new_word. None: the value replaces the whole location.
+        insert=None,                    # Callable[[int, int], int] | None
+        # S is the function's local entry point, not its global one (the ELFv2 ABI's calls
+        # between functions that share a TOC: st_other says how far in it is).
+        local_entry=False,              # bool
+        # S is taken relative to this linker-defined symbol (ppc64's TOC pointer, ".TOC."):
+        # the value is then the same wherever the object is linked.
+        relative_to=None,               # str | None
+    )
+    __slots__ = tuple(_defaults)
 
 
 # The computations and value ranges most relocation types share (S, A, P as above).
@@ -92,35 +96,41 @@ def reloc_pc_relative(s: int, a: int, p: int) -> int:
 # --- parsed object -------------------------------------------------------------------
 
 
-@dataclass(frozen=True, slots=True)
-class _Section:
-    index: int
-    name: str
-    offset: int            # from the start of the segment
-    size: int
-    nobits: bool
-    data: bytes            # b"" for NOBITS
+class _Section(Record):
+    _defaults = dict(
+        index=REQUIRED,                 # int
+        name=REQUIRED,                  # str
+        offset=REQUIRED,                # int  from the start of the segment
+        size=REQUIRED,                  # int
+        nobits=REQUIRED,                # bool
+        data=REQUIRED,                  # bytes  b"" for NOBITS
+    )
+    __slots__ = tuple(_defaults)
 
 
-@dataclass(frozen=True, slots=True)
-class _Symbol:
-    name: str
-    value: int             # st_value: offset inside its section
-    size: int
-    shndx: int | str       # section index, or "SHN_UNDEF" / "SHN_ABS" / "SHN_COMMON"
-    is_global: bool
-    local_entry: int = 0   # ELFv2: bytes from the function's global entry to its local one
+class _Symbol(Record):
+    _defaults = dict(
+        name=REQUIRED,                  # str
+        value=REQUIRED,                 # int  st_value: offset inside its section
+        size=REQUIRED,                  # int
+        shndx=REQUIRED,                 # int | str  section index, or "SHN_UNDEF" / "SHN_ABS" / "SHN_COMMON"
+        is_global=REQUIRED,             # bool
+        local_entry=0,                  # int  ELFv2: bytes from the function's global entry to its local one
+    )
+    __slots__ = tuple(_defaults)
 
 
-@dataclass(frozen=True, slots=True)
-class _Reloc:
-    section: _Section      # the section being patched
-    offset: int            # r_offset inside it
-    type: int
-    target: int            # the symbol's offset in the segment, or its absolute value
-    absolute: bool         # True: S = target; False: S = base + target
-    addend: int | None     # None for REL: the addend is read from the location
-    where: str             # for messages: ".rela.text[12]"
+class _Reloc(Record):
+    _defaults = dict(
+        section=REQUIRED,               # _Section  the section being patched
+        offset=REQUIRED,                # int  r_offset inside it
+        type=REQUIRED,                  # int
+        target=REQUIRED,                # int  the symbol's offset in the segment, or its absolute value
+        absolute=REQUIRED,              # bool  True: S = target; False: S = base + target
+        addend=REQUIRED,                # int | None  None for REL: the addend is read from the location
+        where=REQUIRED,                 # str  for messages: ".rela.text[12]"
+    )
+    __slots__ = tuple(_defaults)
 
 
 class PurgatoryObject:
@@ -253,12 +263,14 @@ def _align_up(value: int, align: int) -> int:
     return (value + align - 1) // align * align
 
 
-@dataclass(frozen=True, slots=True)
-class _Layout:
-    sections: Mapping[int, _Section]      # by section index: only the allocated ones
-    bufsz: int
-    memsz: int
-    align: int
+class _Layout(Record):
+    _defaults = dict(
+        sections=REQUIRED,              # Mapping[int, _Section]  by section index: only the allocated ones
+        bufsz=REQUIRED,                 # int
+        memsz=REQUIRED,                 # int
+        align=REQUIRED,                 # int
+    )
+    __slots__ = tuple(_defaults)
 
 
 def _parse(cls: type[PurgatoryObject], data: bytes, *, name: str, machine: str,
@@ -575,15 +587,18 @@ def write_cache(arch: str, path=None) -> None:
 # --- SHA-256 over the other segments -------------------------------------------------
 
 
-class HashedSegment(Protocol):
-    """What sha256_of_segments needs from a segment (plan.Segment fits)."""
+if TYPE_CHECKING:      # for type checkers only: importing typing costs a kexec_load ~2 ms (issue 13)
+    from typing import Protocol
 
-    @property
-    def mem(self) -> int: ...
-    @property
-    def memsz(self) -> int: ...
-    @property
-    def buf(self) -> bytes | bytearray | memoryview: ...
+    class HashedSegment(Protocol):
+        """What sha256_of_segments needs from a segment (plan.Segment fits)."""
+
+        @property
+        def mem(self) -> int: ...
+        @property
+        def memsz(self) -> int: ...
+        @property
+        def buf(self) -> bytes | bytearray | memoryview: ...
 
 
 _HASH_CHUNK = 16 << 20        # feed hashlib 16 MiB at a time (it drops the GIL meanwhile)

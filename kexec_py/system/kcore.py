@@ -29,20 +29,21 @@ against headers packed by hand, in both word sizes and byte orders.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
-
 from kexec_py.errors import SnapshotError
+from kexec_py.record import REQUIRED, Record, factory
 
 PT_LOAD, PT_NOTE = 1, 4
 ELFCLASS32, ELFCLASS64 = 1, 2
 ELFDATA2LSB, ELFDATA2MSB = 1, 2
 
 
-@dataclass(frozen=True, slots=True)
-class KcoreLoad:
-    vaddr: int
-    paddr: int | None           # None: the kernel gives no physical address (vmalloc, modules...)
-    size: int
+class KcoreLoad(Record):
+    _defaults = dict(
+        vaddr=REQUIRED,                 # int
+        paddr=REQUIRED,                 # int | None  None: the kernel gives no physical address (vmalloc, modules...)
+        size=REQUIRED,                  # int
+    )
+    __slots__ = tuple(_defaults)
 
     @property
     def offset(self) -> int | None:
@@ -50,11 +51,13 @@ class KcoreLoad:
         return None if self.paddr is None else (self.vaddr - self.paddr) % (1 << 64)
 
 
-@dataclass(frozen=True, slots=True)
-class Kcore:
-    elf_class: int = 0                                  # 32, 64, or 0 when there is no kcore
-    loads: tuple[KcoreLoad, ...] = ()
-    vmcoreinfo: dict[str, str] = field(default_factory=dict)
+class Kcore(Record):
+    _defaults = dict(
+        elf_class=0,                    # int  32, 64, or 0 when there is no kcore
+        loads=(),                       # tuple[KcoreLoad, ...]
+        vmcoreinfo=factory(dict),       # dict[str, str]
+    )
+    __slots__ = tuple(_defaults)
 
     def number(self, key: str) -> int | None:
         """NUMBER(key) from VMCOREINFO as an unsigned 64-bit value, or None."""

@@ -4,7 +4,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import io
 import os
 import re
@@ -22,6 +21,7 @@ from kexec_py.image.open import open_kernel
 from kexec_py.plan.purgatory import load_purgatory, sha256_of_segments
 from kexec_py.plan.ranges import GiB, MiB, Range
 from kexec_py.preflight import check_plan
+from kexec_py.record import replace
 from kexec_py.structs import bootparam as bp
 from kexec_py.system.view import SystemView
 from tests import guard
@@ -114,12 +114,12 @@ def test_elf32_core_header(image, facts):
 
 @pytest.mark.parametrize("forced", [32, 64])
 def test_core_class_can_be_forced(image, facts, forced):
-    elf = core_elf(crash_plan(image, dataclasses.replace(facts, core_class=forced)))
+    elf = core_elf(crash_plan(image, replace(facts, core_class=forced)))
     assert elf.elfclass == forced and elf["e_machine"] == "EM_386"
 
 
 def test_elf64_when_ram_ends_above_4g(image, facts):
-    big = dataclasses.replace(facts, ram=(*facts.ram, Range(4 * GiB, 5 * GiB)))
+    big = replace(facts, ram=(*facts.ram, Range(4 * GiB, 5 * GiB)))
     elf = core_elf(crash_plan(image, big))
     assert elf.elfclass == 64
     loads = [elf.get_segment(i) for i in range(elf.num_segments()) if elf.get_segment(i)["p_type"] == "PT_LOAD"]
