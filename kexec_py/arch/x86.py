@@ -103,14 +103,13 @@ class EfiFacts(Record):
 def read_efi_facts(sys: SystemView) -> EfiFacts | None:
     """The EFI facts, or None when the running kernel was not booted through EFI (no
     boot_params, or its efi_info describes no memory map)."""
-    from kexec_py.structs import bootparam as bp
-    from kexec_py.structs.layout import offset_of
+    from kexec_py.structs import fast as F       # struct forms of bootparam's, for speed (no construct)
     running = sys.boot_params()
-    at = offset_of(bp.boot_params, "efi_info")
-    if not running or len(running) < at + bp.EFI_INFO_SIZE:
+    at = F.BOOT_PARAMS_AT["efi_info"]
+    if not running or len(running) < at + F.EFI_INFO.size:
         return None
-    info = bytes(running[at:at + bp.EFI_INFO_SIZE])
-    if not bp.efi_info.parse(info).efi_memmap_size:
+    info = bytes(running[at:at + F.EFI_INFO.size])
+    if not F.EFI_INFO.unpack(info)[F.EFI_INFO_NAMES.index("efi_memmap_size")]:
         return None
     rmap = sys.efi_runtime_map()
     from kexec_py.system.view import EFI_RUNTIME_MAP_FIELDS
@@ -135,8 +134,8 @@ class EfiHandover(Record):
     @property
     def room(self) -> int:
         """Bytes the setup segment needs for it (16-aligned parts)."""
-        from kexec_py.structs import bootparam as bp
-        return align_up(bp.setup_data.sizeof() + len(self.setup_data), 16) + len(self.memmap)
+        from kexec_py.structs.fast import SETUP_DATA    # bootparam.setup_data's struct form (speed)
+        return align_up(SETUP_DATA.size + len(self.setup_data), 16) + len(self.memmap)
 
 
 def efi_handover(efi: EfiFacts | None, setup_header: bytes, *, noefi: bool) -> tuple[EfiHandover | None, str | None]:
@@ -147,18 +146,17 @@ def efi_handover(efi: EfiFacts | None, setup_header: bytes, *, noefi: bool) -> t
     version 1 memory descriptors, and it shows its system table, fw_vendor, config_table
     and a non-empty runtime map. The runtime field (unused by kernels since 5.7) is 0 when
     /sys/firmware/efi/runtime is absent, where kexec-tools would give up."""
-    from kexec_py.structs import bootparam as bp
-    from kexec_py.structs.layout import read_field
+    from kexec_py.structs import fast as F       # struct forms of bootparam's, for speed (no construct)
     if noefi:
         return None, "--noefi: no EFI information is passed (efi_info in the zero page is empty)"
     if efi is None:
         return None, None
-    if not read_field(bp.setup_header, "xloadflags", setup_header, default=0) & bp.XLF_EFI_KEXEC:
+    if not F.setup_header_field(setup_header, "xloadflags") & F.XLF_EFI_KEXEC:
         return None, ("EFI not passed: the kernel image cannot take the EFI runtime state from kexec "
                       "(no XLF_EFI_KEXEC in its xloadflags)")
-    info = bp.efi_info.parse(efi.info)
-    if info.efi_memdesc_version != bp.EFI_MEMDESC_VERSION:
-        return None, f"EFI not passed: memory descriptor version {info.efi_memdesc_version} (only 1 is known)"
+    info = dict(zip(F.EFI_INFO_NAMES, F.EFI_INFO.unpack(efi.info)))
+    if info["efi_memdesc_version"] != F.EFI_MEMDESC_VERSION:
+        return None, f"EFI not passed: memory descriptor version {info['efi_memdesc_version']} (only 1 is known)"
     missing = [name for name, value in (("systab", efi.systab or None), ("fw_vendor", efi.fw_vendor),
                                         ("config_table", efi.tables)) if value is None]
     if missing:
@@ -166,10 +164,10 @@ def efi_handover(efi: EfiFacts | None, setup_header: bytes, *, noefi: bool) -> t
     if not efi.runtime_map:
         return None, ("EFI not passed: no /sys/firmware/efi/runtime-map (the running kernel has no EFI "
                       "runtime services, or lacks CONFIG_EFI_RUNTIME_MAP)")
-    setup_data = bp.efi_setup_data.build(dict(fw_vendor=efi.fw_vendor, runtime=efi.runtime or 0,
-                                              tables=efi.tables, smbios=efi.smbios, reserved=[0] * 8))
-    memmap = b"".join(bp.efi_memory_desc.build(dict(type=t, pad=0, phys_addr=p, virt_addr=v, num_pages=n,
-                                                    attribute=a)) for t, p, v, n, a in efi.runtime_map)
+    # bootparam.efi_setup_data (fw_vendor, runtime, tables, smbios, reserved[8]) and
+    # efi_memory_desc (type, pad, phys_addr, virt_addr, num_pages, attribute), as struct forms
+    setup_data = F.EFI_SETUP_DATA.pack(efi.fw_vendor, efi.runtime or 0, efi.tables, efi.smbios, *[0] * 8)
+    memmap = b"".join(F.EFI_MEMORY_DESC.pack(t, 0, p, v, n, a) for t, p, v, n, a in efi.runtime_map)
     keep = {k: info[k] for k in ("efi_loader_signature", "efi_systab", "efi_systab_hi", "efi_memdesc_version")}
     return EfiHandover(info=keep, setup_data=setup_data, memmap=memmap), None
 
@@ -369,8 +367,7 @@ def setup_bytes(setup_header: bytes, setup: Range, cmd_bytes: bytes, initrd: Ran
     which efi_info points at), and a SETUP_RNG_SEED with ``rng_seed``. The chain starts
     at the last one (kexec-tools' order: RNG seed, then EFI)."""
     from kexec_py.arch.zeropage import ZeroPageSpec, build_zero_page
-    from kexec_py.structs import bootparam as bp
-    from kexec_py.structs.layout import read_field
+    from kexec_py.structs import fast as F       # struct forms of bootparam's, for speed (no construct)
     tail = bytearray(cmd_bytes)
     head = 0
     efi_info = None
@@ -381,15 +378,14 @@ def setup_bytes(setup_header: bytes, setup: Range, cmd_bytes: bytes, initrd: Ran
         tail.extend(data)
         return at
 
-    version = read_field(bp.setup_header, "version", setup_header, default=0)
+    version = F.setup_header_field(setup_header, "version")
     if efi is not None and version >= 0x0209:
-        head = put(bp.setup_data.build(dict(next=head, type=bp.SETUP_EFI, len=len(efi.setup_data)))
-                   + efi.setup_data)
+        head = put(F.SETUP_DATA.pack(head, F.SETUP_EFI, len(efi.setup_data)) + efi.setup_data)
         memmap = put(efi.memmap)
-        efi_info = dict(efi.info, efi_memdesc_size=bp.EFI_MEMORY_DESC_SIZE, efi_memmap=memmap & 0xFFFFFFFF,
+        efi_info = dict(efi.info, efi_memdesc_size=F.EFI_MEMORY_DESC.size, efi_memmap=memmap & 0xFFFFFFFF,
                         efi_memmap_hi=memmap >> 32, efi_memmap_size=len(efi.memmap))
     if rng_seed and version >= 0x0209:
-        head = put(bp.setup_data.build(dict(next=head, type=bp.SETUP_RNG_SEED, len=len(rng_seed))) + rng_seed)
+        head = put(F.SETUP_DATA.pack(head, F.SETUP_RNG_SEED, len(rng_seed)) + rng_seed)
     zero_page = build_zero_page(ZeroPageSpec(
         setup_header=setup_header, cmdline_addr=setup.start + PAGE_SIZE, setup_data=head,
         initrd=initrd, e820=tuple(e820), running=running, acpi_rsdp=acpi_rsdp, efi_info=efi_info))
@@ -405,8 +401,8 @@ def plan_efi(inputs, efi: EfiFacts | None, setup_header: bytes) -> tuple[EfiHand
     """What a plan hands on of EFI, and the --dry-run / -d lines that say so."""
     handover, why_not = efi_handover(efi, setup_header, noefi=options(inputs).noefi)
     if handover is not None:
-        from kexec_py.structs import bootparam as bp
-        n = len(handover.memmap) // bp.EFI_MEMORY_DESC_SIZE
+        from kexec_py.structs.fast import EFI_MEMORY_DESC     # bootparam.efi_memory_desc (speed)
+        n = len(handover.memmap) // EFI_MEMORY_DESC.size
         sig = handover.info["efi_loader_signature"].decode("ascii", "replace")
         systab = handover.info["efi_systab"] | handover.info["efi_systab_hi"] << 32
         return handover, (f"EFI passed: {sig} system table {systab:#x}, runtime map of {n} descriptors, "
@@ -429,10 +425,11 @@ def crash_flags(inputs, kexec_arch: int) -> int:
 def running_acpi_rsdp(facts: CrashFacts) -> int:
     """The ACPI RSDP's physical address: the running zero page's, else the EFI
     system table's; 0 when neither knows it."""
-    from kexec_py.structs.bootparam import boot_params
-    from kexec_py.structs.layout import read_field
+    from kexec_py.structs.fast import BOOT_PARAMS_AT       # bootparam.boot_params' offsets (speed)
     bp = facts.boot_params
-    from_zero_page = read_field(boot_params, "acpi_rsdp_addr", bp, default=0) if bp else 0
+    at = BOOT_PARAMS_AT["acpi_rsdp_addr"]
+    raw = bytes(bp[at:at + 8]) if bp else b""
+    from_zero_page = int.from_bytes(raw, "little") if len(raw) == 8 else 0      # read_field's default=0
     return from_zero_page or facts.acpi_rsdp
 
 

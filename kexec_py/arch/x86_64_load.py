@@ -67,7 +67,7 @@ class KernelPart(Record):
 def bzimage_part(image: BzImage) -> KernelPart:
     """The protected-mode part of a bzImage, entered at startup_64 (offset 0x200)."""
     size = align_up(image.init_size, PAGE_SIZE)
-    from kexec_py.structs.bootparam import XLF_CAN_BE_LOADED_ABOVE_4G
+    from kexec_py.structs.fast import XLF_CAN_BE_LOADED_ABOVE_4G     # not bootparam: no construct (speed)
     return KernelPart(
         path=image.path,
         placement=Placement(size=size, align=image.kernel_alignment, min_addr=max(MiB, image.pref_address)),

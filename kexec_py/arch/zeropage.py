@@ -27,6 +27,66 @@ class ZeroPageSpec(Record):
 
 
 def build_zero_page(spec: ZeroPageSpec) -> bytes:
+    """The zero page: the image's setup header, what is inherited of the running kernel's
+    (_INHERITED, the hardware subarch), efi_info, the loader's fields and the e820 table;
+    all else zero.
+
+    Written with the precompiled struct forms of kexec_py.structs.fast, for speed: building
+    it through construct's boot_params (``_build_zero_page_construct`` below, which this
+    function replaces) imports construct, 10-20 ms of a crash load's start (issue 13).
+    tests/arch/test_zeropage_fast.py builds random pages both ways and compares the bytes."""
+    import struct
+
+    from kexec_py.structs import fast as F
+
+    at, hdr_at = F.BOOT_PARAMS_AT, F.BOOT_PARAMS_AT["hdr"]
+    page = bytearray(F.ZERO_PAGE_SIZE)
+    header = bytes(spec.setup_header[:F.SETUP_HEADER.size])     # beyond the setup header: padding, zero
+    page[hdr_at:hdr_at + len(header)] = header
+
+    def field(name: str) -> int:
+        return hdr_at + F.SETUP_HEADER_AT[name]
+
+    if spec.running and len(spec.running) >= F.ZERO_PAGE_SIZE:
+        running = spec.running
+        for start, size in ((at["screen_info"], F.SCREEN_INFO_SIZE), (at["acpi_rsdp_addr"], 8),
+                            (field("hardware_subarch"), 4), (field("hardware_subarch_data"), 8)):
+            page[start:start + size] = running[start:start + size]
+    if spec.efi_info is not None:
+        F.EFI_INFO.pack_into(page, at["efi_info"], *(spec.efi_info[name] for name in F.EFI_INFO_NAMES))
+    pack_into = struct.pack_into
+    if not int.from_bytes(page[at["acpi_rsdp_addr"]:at["acpi_rsdp_addr"] + 8], "little"):
+        pack_into("<Q", page, at["acpi_rsdp_addr"], spec.acpi_rsdp)
+    page[field("type_of_loader")] = F.LOADER_TYPE_KEXEC
+    page[field("loadflags")] = 0
+    pack_into("<Q", page, field("setup_data"), spec.setup_data)
+    pack_into("<L", page, field("cmd_line_ptr"), spec.cmdline_addr & 0xFFFFFFFF)
+    pack_into("<L", page, at["ext_cmd_line_ptr"], spec.cmdline_addr >> 32)
+    initrd = spec.initrd
+    start, size = (initrd.start, initrd.size) if initrd else (0, 0)
+    pack_into("<L", page, field("ramdisk_image"), start & 0xFFFFFFFF)
+    pack_into("<L", page, at["ext_ramdisk_image"], start >> 32)
+    pack_into("<L", page, field("ramdisk_size"), size & 0xFFFFFFFF)
+    pack_into("<L", page, at["ext_ramdisk_size"], size >> 32)
+
+    if len(spec.e820) > F.E820_MAX_ENTRIES_ZEROPAGE:
+        from kexec_py.errors import PlacementError
+        raise PlacementError(f"the new kernel's memory map has {len(spec.e820)} entries; "
+                             f"the zero page holds {F.E820_MAX_ENTRIES_ZEROPAGE}")
+    entry = F.E820_ENTRY
+    for i, (r, kind) in enumerate(spec.e820):
+        entry.pack_into(page, at["e820_table"] + i * entry.size, r.start, r.size, E820_TYPES[kind])
+    page[at["e820_entries"]] = len(spec.e820)
+    mem_k = _mem_k_above_1m(spec.e820)
+    pack_into("<L", page, at["alt_mem_k"], min(mem_k, 0xFFFFFFFF))
+    # screen_info.ext_mem_k (offset 2, u16), as _with_ext_mem_k
+    pack_into("<H", page, at["screen_info"] + 2, min(mem_k, EXT_MEM_K_MAX))
+    return bytes(page)
+
+
+def _build_zero_page_construct(spec: ZeroPageSpec) -> bytes:
+    """build_zero_page through construct's boot_params: the definition the fast form is
+    tested against (tests/arch/test_zeropage_fast.py); not used by the loader."""
     from kexec_py.structs import bootparam as bp
 
     page = bytearray(bp.ZERO_PAGE_SIZE)

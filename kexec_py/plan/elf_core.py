@@ -61,11 +61,14 @@ def build_elf_core_header(spec: CoreHeaderSpec) -> bytes:
     Linear in the number of RAM ranges (a struct pack each, see
     ``kexec_py.structs.elf_core.phdr_struct``). More program headers than e_phnum
     can count is a SystemStateError: the capture kernel reads no extended numbering."""
-    from kexec_py.structs import elf_core as E
+    # The struct forms of kexec_py.structs.elf_core's layouts (kexec_py.structs.fast), for
+    # speed: construct costs a crash load 10-20 ms to import (issue 13). tests/plan/test_elf_core.py
+    # checks headers built here against the construct layouts' build.
+    from kexec_py.structs import fast as E
 
     is64 = spec.elf_class == 64
-    layouts = E.layouts(spec.elf_class, spec.byteorder)
-    phdr = E.phdr_struct(spec.elf_class, spec.byteorder).struct
+    ehdr = E.elf_ehdr(spec.elf_class, spec.byteorder)
+    phdr = E.elf_phdr(spec.elf_class, spec.byteorder)
     count = phdr_count(spec)
     if count >= E.PN_XNUM:
         raise SystemStateError(
@@ -74,7 +77,7 @@ def build_elf_core_header(spec: CoreHeaderSpec) -> bytes:
             "the capture kernel cannot be told about memory this fragmented")
     word_mask = (1 << spec.elf_class) - 1
     rwx = E.PF_R | E.PF_W | E.PF_X
-    ehsize, phentsize = layouts.ehdr.sizeof(), phdr.size
+    ehsize, phentsize = ehdr.size, phdr.size
     buf = bytearray(align_up(ehsize + count * phentsize, spec.align))
     pack_into = phdr.pack_into
     at = ehsize
@@ -97,12 +100,12 @@ def build_elf_core_header(spec: CoreHeaderSpec) -> bytes:
         offset = backup.dst if backup and r.start == backup.src.start and r == backup.src else r.start
         put(E.PT_LOAD, offset, _vaddr(spec, r), r.start, r.size, rwx)
 
-    ident = dict(ei_class=E.BITS_CLASS[spec.elf_class], ei_data=E.BYTEORDER_DATA[spec.byteorder],
-                 ei_version=E.EV_CURRENT, ei_osabi=0, ei_abiversion=0)
-    buf[:ehsize] = layouts.ehdr.build(dict(
-        e_ident=ident, e_type=E.ET_CORE, e_machine=spec.machine, e_version=E.EV_CURRENT,
-        e_entry=0, e_phoff=ehsize, e_shoff=0, e_flags=0, e_ehsize=ehsize,
-        e_phentsize=phentsize, e_phnum=count, e_shentsize=0, e_shnum=0, e_shstrndx=0))
+    # fields in E.EHDR_NAMES' order: e_ident's (magic, class, data, version, OS ABI, ABI version),
+    # e_type, e_machine, e_version, e_entry, e_phoff, e_shoff, e_flags, e_ehsize, e_phentsize,
+    # e_phnum, e_shentsize, e_shnum, e_shstrndx (E.EHDR_NAMES)
+    ehdr.pack_into(buf, 0, E.ELF_MAGIC, E.BITS_CLASS[spec.elf_class], E.BYTEORDER_DATA[spec.byteorder],
+                   E.EV_CURRENT, 0, 0, E.ET_CORE, spec.machine, E.EV_CURRENT, 0, ehsize, 0, 0, ehsize,
+                   phentsize, count, 0, 0, 0)
     return bytes(buf)
 
 

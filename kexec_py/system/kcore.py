@@ -82,38 +82,34 @@ def parse_kcore(headers: bytes | None) -> Kcore:
     ELF32 or ELF64, either byte order."""
     if not headers:
         return Kcore()
-    from construct import ConstError, ConstructError
-
-    from kexec_py.structs import elf as E
-    from kexec_py.structs.layout import fast_struct
-    if len(headers) < E.layouts(32).ehdr.sizeof():
+    # The struct forms of kexec_py.structs.elf's layouts (kexec_py.structs.fast), for speed:
+    # construct costs a crash load 10-20 ms to import (issue 13). tests/system/test_kcore_fast.py
+    # reads generated headers both ways (this and the construct definitions).
+    from kexec_py.structs import fast as E
+    if len(headers) < E.elf_ehdr(32, "little").size:
         return Kcore()                          # not even an ELF32 header: no kcore
-    try:
-        ident = E.e_ident.parse(headers[:E.EI_NIDENT])
-    except ConstError:
+    if headers[:len(E.ELF_MAGIC)] != E.ELF_MAGIC:
         return Kcore()                          # not an ELF file
-    bits, byteorder = E.CLASS_BITS.get(ident.ei_class), E.DATA_BYTEORDER.get(ident.ei_data)
+    ei_class, ei_data = headers[4], headers[5]
+    bits, byteorder = E.CLASS_BITS.get(ei_class), E.DATA_BYTEORDER.get(ei_data)
     if bits is None or byteorder is None:
-        raise SnapshotError(f"/proc/kcore: an ELF file of class {ident.ei_class}, data encoding "
-                            f"{ident.ei_data}; expected an ELF32 or ELF64 core file, little- or big-endian")
-    layouts = E.layouts(bits, byteorder)
-    if len(headers) < layouts.ehdr.sizeof():
+        raise SnapshotError(f"/proc/kcore: an ELF file of class {ei_class}, data encoding "
+                            f"{ei_data}; expected an ELF32 or ELF64 core file, little- or big-endian")
+    ehdr_form = E.elf_ehdr(bits, byteorder)
+    if len(headers) < ehdr_form.size:
         raise SnapshotError(f"/proc/kcore: truncated ELF header ({len(headers)} bytes)")
-    try:
-        ehdr = layouts.ehdr.parse(headers[:layouts.ehdr.sizeof()])
-    except ConstructError as e:                 # not reached: the length was checked
-        raise SnapshotError(f"/proc/kcore: unreadable ELF header ({e})") from None
-    phoff, phentsize, phnum = ehdr.e_phoff, ehdr.e_phentsize, ehdr.e_phnum
-    phdr = fast_struct(layouts.phdr)
+    ehdr = dict(zip(E.EHDR_NAMES, ehdr_form.unpack_from(headers)))
+    phoff, phentsize, phnum = ehdr["e_phoff"], ehdr["e_phentsize"], ehdr["e_phnum"]
+    phdr = E.elf_phdr(bits, byteorder)
     if phnum and phentsize < phdr.size:
         raise SnapshotError(f"/proc/kcore: program header entries of {phentsize} bytes are too small")
     if phoff + phnum * phentsize > len(headers):
         raise SnapshotError(f"/proc/kcore: {phnum} program headers at {phoff:#x} lie beyond the "
                             f"{len(headers)} bytes read", "is this a real /proc/kcore?")
-    names = phdr.names
+    names = E.PHDR64_NAMES if bits == 64 else E.PHDR32_NAMES
     i_type, i_offset, i_vaddr, i_paddr, i_filesz, i_memsz = (
         names.index(n) for n in ("p_type", "p_offset", "p_vaddr", "p_paddr", "p_filesz", "p_memsz"))
-    unpack_from = phdr.struct.unpack_from
+    unpack_from = phdr.unpack_from
     all_ones = (1 << bits) - 1
     loads, info = [], {}
     for i in range(phnum):
@@ -131,19 +127,19 @@ def parse_kcore(headers: bytes | None) -> Kcore:
 def vmcoreinfo_from_notes(notes: bytes, *, byteorder: str = "little") -> dict[str, str]:
     """The KEY=VALUE lines of the VMCOREINFO note among ELF ``notes`` ({} if none),
     whose headers are in ``byteorder``."""
-    from kexec_py.structs.elf import layouts
-    nhdr = layouts(64, byteorder).nhdr
-    size = nhdr.sizeof()
+    from kexec_py.structs.fast import elf_nhdr      # structs.elf's nhdr as a struct form (speed, as above)
+    nhdr = elf_nhdr(byteorder)
+    size = nhdr.size
     pos = 0
     while pos + size <= len(notes):
-        h = nhdr.parse(notes[pos:pos + size])
-        name_end = pos + size + _align4(h.n_namesz)
-        if name_end + h.n_descsz > len(notes):
+        n_namesz, n_descsz, _ = nhdr.unpack_from(notes, pos)
+        name_end = pos + size + _align4(n_namesz)
+        if name_end + n_descsz > len(notes):
             break
-        if notes[pos + size:pos + size + h.n_namesz].rstrip(b"\0") == b"VMCOREINFO":
-            text = notes[name_end:name_end + h.n_descsz].decode("ascii", "replace")
+        if notes[pos + size:pos + size + n_namesz].rstrip(b"\0") == b"VMCOREINFO":
+            text = notes[name_end:name_end + n_descsz].decode("ascii", "replace")
             return dict(line.split("=", 1) for line in text.splitlines() if "=" in line)
-        pos = name_end + _align4(h.n_descsz)
+        pos = name_end + _align4(n_descsz)
     return {}
 
 
