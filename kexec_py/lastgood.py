@@ -53,10 +53,16 @@ class Store:
     """The record of the last crash kernel loaded, in one directory only root can write."""
 
     def __init__(self, directory: str = STATE_DIR, command: tuple[str, ...] | None = None):
-        from pathlib import Path
-        self.path = Path(directory) / RECORD
+        self._directory = directory
         # what runs a recorded command line: this kexec-py (tests give a recording launcher)
         self.command = list(command) if command else [sys.executable, "-m", "kexec_py"]
+
+    @property
+    def path(self):
+        """The record's file, a pathlib.Path: made when used (after the load's call, or to
+        forget), for speed: pathlib costs a crash load ~3 ms before its call (issue 13)."""
+        from pathlib import Path
+        return Path(self._directory) / RECORD
 
     def record(self, argv: list[str], files: list[str]) -> None:
         """Write down a successful load (atomically: a reader sees the old or the new record)."""
@@ -121,7 +127,7 @@ class Store:
         return True
 
 
-def store_for(sys_root: Path, backend) -> Store | None:
+def store_for(sys_root: str, backend) -> Store | None:
     """The store a load on the running system keeps: none for a snapshot root, a test
     backend, --dry-run, or the reload that a restore runs."""
     from kexec_py.submit.backends import SyscallBackend

@@ -9,6 +9,7 @@ fails here, not only in the benchmark."""
 from __future__ import annotations
 
 import dataclasses
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -182,3 +183,20 @@ def test_fast_paths_import_nothing_slow(args, debian_kernel, tmp_path):
     found = _imported(args)
     assert "kexec_py.cli" in found
     assert not SLOW & found, sorted(SLOW & found)
+
+
+# the x86_64 crash load (-p -c) needs hashlib, json (the purgatory's stored parse) and the
+# x86 planners, but neither construct nor dataclasses (issue 13, second part)
+CRASH_SLOW = {"dataclasses", "typing", "pathlib", "inspect", "construct", "elftools", "typer", "click", "shutil",
+              "lzma", "kexec_py.structs.bootparam", "kexec_py.structs.elf", "kexec_py.structs.layout"}
+
+
+def test_crash_load_imports_nothing_slow(debian_kernel, tmp_path):
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(os.urandom(2 << 20))
+    root = REPO / "tests" / "fixtures" / "systems" / "x86_64-qemu-2cpu"
+    found = _imported(["--root", str(root), "--arch", "x86_64", "-p", "-c", str(debian_kernel),
+                       f"--initrd={initrd}", "--append=console=ttyS0"])
+    assert {"kexec_py.arch.x86_64_load", "kexec_py.arch.zeropage", "kexec_py.plan.elf_core",
+            "kexec_py.plan.purgatory", "kexec_py.submit.syscalls"} <= found, "the crash load did not get to its call"
+    assert not CRASH_SLOW & found, sorted(CRASH_SLOW & found)

@@ -537,16 +537,39 @@ def load_purgatory(arch: str) -> PurgatoryObject:
                                              name=name, linker_symbols=getattr(recipes, "LINKER_SYMBOLS", None))
 
 
+class _DiskFile:
+    """The part of pathlib.Path the purgatory loader uses (joinpath, read_bytes, str), for
+    speed: pathlib imports urllib.parse and ipaddress, about 3 ms of a crash load (issue 13).
+    tests/plan/test_purgatory.py compares it with pathlib.Path."""
+
+    __slots__ = ("path",)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def joinpath(self, *names: str) -> _DiskFile:
+        import os
+        return _DiskFile(os.path.join(self.path, *names))
+
+    def read_bytes(self) -> bytes:
+        with open(self.path, "rb") as f:
+            return f.read()
+
+    def __str__(self) -> str:
+        return self.path
+
+    __fspath__ = __str__
+
+
 def _purgatory_folder():
-    """kexec_py/data/purgatory: a Path when the package is a directory on disk (importing
+    """kexec_py/data/purgatory: a _DiskFile when the package is a directory on disk (importing
     importlib.resources costs a kexec_load several milliseconds), else through it (a zip)."""
     import os
 
     import kexec_py
     here = os.path.dirname(kexec_py.__file__ or "")
     if os.path.isdir(os.path.join(here, "data", "purgatory")):
-        from pathlib import Path
-        return Path(here, "data", "purgatory")
+        return _DiskFile(os.path.join(here, "data", "purgatory"))
     import importlib.resources
     return importlib.resources.files("kexec_py").joinpath("data", "purgatory")
 

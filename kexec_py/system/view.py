@@ -56,6 +56,11 @@ class SystemView:
         from pathlib import Path
         return Path(self._root)
 
+    @property
+    def root_text(self) -> str:
+        """The root as the string it was given (``root`` without importing pathlib)."""
+        return self._root
+
     def _live(self) -> bool:
         """Whether this view is of the running system (root "/"), not of a snapshot."""
         return os.path.normpath(self._root) == "/"

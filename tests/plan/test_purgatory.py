@@ -9,6 +9,7 @@ from __future__ import annotations
 import array
 import hashlib
 import io
+import os
 import shutil
 import struct
 import subprocess
@@ -514,6 +515,23 @@ def test_shipped_parse_is_current_and_used(arch, monkeypatch):
     a, b = cached.link(base), parsed.link(base)
     assert (a.buf, a.entry, a.memsz, cached.align) == (b.buf, b.entry, b.memsz, parsed.align)
     assert a.symbol_addr("sha256_digest") == b.symbol_addr("sha256_digest")
+
+
+def test_purgatory_folder_reads_as_pathlib_does(tmp_path):
+    """_DiskFile (pathlib kept off the crash-load path) against pathlib.Path: the same text,
+    the same bytes, the same errors for a missing file and a directory."""
+    from pathlib import Path
+
+    from kexec_py.plan import purgatory as P
+    folder = P._purgatory_folder()
+    mine, theirs = folder.joinpath("x86_64.o"), Path(str(folder)).joinpath("x86_64.o")
+    assert str(mine) == str(theirs) == os.fspath(mine)
+    assert mine.read_bytes() == theirs.read_bytes()
+    (tmp_path / "d").mkdir()
+    for name in ("missing.o", "d"):
+        for f in (P._DiskFile(str(tmp_path)).joinpath(name), tmp_path.joinpath(name)):
+            with pytest.raises(FileNotFoundError if name == "missing.o" else IsADirectoryError):
+                f.read_bytes()
 
 
 def test_a_stale_or_damaged_shipped_parse_is_not_used():
