@@ -18,13 +18,14 @@ Only the headers are needed (``SystemView.kcore_headers`` reads the first 64 KiB
 never the whole file). Missing or non-ELF input gives an empty ``Kcore``;
 damaged headers raise SnapshotError.
 
-The layouts are ``kexec_py.structs.elf``'s. The ELF header and the notes are parsed
-with construct; the program headers with the struct form derived from the same
-definition (``fast_struct``): the 64 KiB read holds up to 1169 ELF64 program
-headers (one per range of RAM), which construct parses in 21 ms (4.7 ms compiled)
-and struct in 0.13 ms (measured on the project's 2-core machine; parse_kcore of
-such a header takes 0.9 ms in all). tests/system/test_kcore.py checks the reader
-against headers packed by hand, in both word sizes and byte orders.
+The layouts are ``kexec_py.structs.elf``'s, read with their struct forms
+(``kexec_py.structs.fast``, which tests/structs/test_fast_forms.py holds to the
+construct definitions): for speed, since the 64 KiB read holds up to 1169 ELF64
+program headers (one per range of RAM), which construct parses in 21 ms (4.7 ms
+compiled) and struct in 0.13 ms (measured on the project's 2-core machine; parse_kcore
+of such a header takes 0.9 ms in all), and importing construct costs a crash load
+10-20 ms (issue 13). tests/system/test_kcore.py checks the reader against headers
+packed by hand, in both word sizes and byte orders.
 """
 
 from __future__ import annotations
