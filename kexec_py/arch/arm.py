@@ -139,12 +139,7 @@ def read_crash_facts(sys: SystemView) -> ArmFacts:
     if not regions:
         raise NoCrashMemory("no 'Crash kernel' region in /proc/iomem: memory for a crash kernel is not reserved",
                             "boot with crashkernel=256M (or more) on the kernel command line")
-    notes = [(n.addr, n.size) for n in sys.crash_notes()]
-    if not notes:
-        raise SnapshotError("no /sys/devices/system/cpu/cpu*/crash_notes files",
-                            "the kernel needs CONFIG_CRASH_DUMP (and /sys mounted)")
-    if vmcoreinfo := sys.vmcoreinfo():
-        notes.append(vmcoreinfo)
+    notes = sys.core_notes()
     # The dump covers System RAM; where RAM also has a 32-bit "boot alias" (Keystone: RAM above
     # 4 GiB, seen below it at boot), the segments go to the alias and the dump skips it.
     ram = merge(r.range for r in sys.iomem.roots if r.name == "System RAM")

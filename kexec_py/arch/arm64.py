@@ -125,12 +125,7 @@ def read_crash_facts(sys: SystemView) -> Arm64Facts:
     if not regions:
         raise NoCrashMemory("no 'Crash kernel' region in /proc/iomem: memory for a crash kernel is not reserved",
                             "boot with crashkernel=256M (or more) on the kernel command line")
-    notes = [(n.addr, n.size) for n in sys.crash_notes()]
-    if not notes:
-        raise SnapshotError("no /sys/devices/system/cpu/cpu*/crash_notes files",
-                            "the kernel needs CONFIG_CRASH_DUMP (and /sys mounted)")
-    if vmcoreinfo_note := sys.vmcoreinfo():
-        notes.append(vmcoreinfo_note)
+    notes = sys.core_notes()
     core = parse_kcore(sys.kcore_headers())
     linear, text = kernel_maps(core)
     return Arm64Facts(ram=tuple(merge(r.range for r in sys.iomem.roots if "System RAM" in r.name)),

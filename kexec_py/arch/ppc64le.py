@@ -239,12 +239,7 @@ def read_crash_facts(sys: SystemView) -> Ppc64Facts:
     if len(regions) != 1:
         raise NoCrashMemory("no linux,crashkernel-base/-size in the device tree's /chosen: memory for a crash "
                             "kernel is not reserved", "boot with crashkernel=256M (or more) on the kernel command line")
-    notes = [(n.addr, n.size) for n in sys.crash_notes()]
-    if not notes:
-        raise SnapshotError("no /sys/devices/system/cpu/cpu*/crash_notes files",
-                            "the kernel needs CONFIG_CRASH_DUMP (and /sys mounted)")
-    if vmcoreinfo := sys.vmcoreinfo():
-        notes.append(vmcoreinfo)
+    notes = sys.core_notes()
     load = read_load_facts(sys)
     return Ppc64Facts(tree=load.tree, ram=load.ram, firmware=load.firmware,
                       boot_reservations=load.boot_reservations, crash=regions[0],

@@ -60,13 +60,7 @@ def read_crash_facts(sys: SystemView, *, page_offset_default: int | None) -> Cra
         raise NoCrashMemory("no 'Crash kernel' region in /proc/iomem: memory for a crash kernel is not reserved",
                             "boot with crashkernel=256M (or more) on the kernel command line")
     other = tuple(TypedRange(r.range, E820_NAMES[r.name]) for r in iomem.walk() if r.name in E820_NAMES)
-    notes = [(n.addr, n.size) for n in sys.crash_notes()]
-    if not notes:
-        raise SnapshotError("no /sys/devices/system/cpu/cpu*/crash_notes files",
-                            "the kernel needs CONFIG_CRASH_DUMP (and /sys mounted)")
-    vmcoreinfo = sys.vmcoreinfo()
-    if vmcoreinfo:
-        notes.append(vmcoreinfo)
+    notes = sys.core_notes()
     kcore = kcore_loads(sys.kcore_headers())
     return CrashFacts(
         crash_regions=regions,

@@ -173,6 +173,16 @@ class SystemView:
             notes.append(CrashNote(cpu, addr, size))
         return notes
 
+    def core_notes(self) -> list[tuple[int, int]]:
+        """What an ELF core header's PT_NOTEs point at, as (address, size): each CPU's crash
+        notes, then VMCOREINFO when the kernel has it. No crash notes at all: SnapshotError."""
+        notes = [(n.addr, n.size) for n in self.crash_notes()]
+        if not notes:
+            raise SnapshotError("no /sys/devices/system/cpu/cpu*/crash_notes files",
+                                "the kernel needs CONFIG_CRASH_DUMP (and /sys mounted)")
+        vmcoreinfo = self.vmcoreinfo()
+        return notes + [vmcoreinfo] if vmcoreinfo else notes
+
     def vmcoreinfo(self) -> tuple[int, int] | None:
         text = self.read_optional("/sys/kernel/vmcoreinfo")
         if text is None:
