@@ -338,3 +338,23 @@ def show(value) -> str:
         inner = ", ".join(show(v) for v in value)
         return f"({inner})"
     return repr(value)
+
+
+def assert_same_but_intended(original: dict, ours: dict, ctx, intended: dict) -> None:
+    """kexec-tools' facts (``original``) must equal kexec-py's (``ours``) once each entry of
+    ``intended`` (name -> an object with ``undo(theirs, ours, ctx)`` and ``expected(ctx, original)``)
+    has undone its difference on kexec-tools' side; an entry whose difference did not show where
+    it says it would (or showed where it says it would not) fails too."""
+    theirs, applied, stale = original, [], []
+    for name, entry in intended.items():
+        undone = entry.undo(theirs, ours, ctx)
+        if undone is not None:
+            applied.append(name)
+            theirs = undone
+        if (undone is not None) != entry.expected(ctx, original):
+            stale.append(name)
+    differences = diff(theirs, ours)
+    assert not differences, "kexec-py differs from kexec-tools 2.0.25:\n" + "\n".join(
+        f"  {k}:\n    kexec-tools: {show(t)}\n    kexec-py:    {show(o)}" for k, (t, o) in differences.items())
+    assert not stale, (f"INTENDED differences {stale} did not show as expected here "
+                       f"(applied: {applied}): fix the entry or drop it")
