@@ -205,7 +205,7 @@ def _last_good(ctx: Context):
     if ctx.last_good is not None:
         return ctx.last_good
     from kexec_py.lastgood import store_for
-    return store_for(ctx.sys.root_text, ctx.backend)      # the root as text: no pathlib before the call (speed)
+    return store_for(ctx.sys, ctx.backend)
 
 
 def _crash_loaded(ctx: Context) -> bool | None:

@@ -127,10 +127,10 @@ class Store:
         return True
 
 
-def store_for(sys_root: str, backend) -> Store | None:
-    """The store a load on the running system keeps: none for a snapshot root, a test
-    backend, --dry-run, or the reload that a restore runs."""
+def store_for(sys, backend) -> Store | None:
+    """The store a load on the running system (a live SystemView) keeps: none for a snapshot
+    root, a test backend, --dry-run, or the reload that a restore runs."""
     from kexec_py.submit.backends import SyscallBackend
-    if os.path.normpath(str(sys_root)) != "/" or not isinstance(backend, SyscallBackend) or os.environ.get(RESTORING):
+    if not sys.is_live() or not isinstance(backend, SyscallBackend) or os.environ.get(RESTORING):
         return None
     return Store()

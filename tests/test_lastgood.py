@@ -75,12 +75,12 @@ def test_a_record_others_could_write_is_not_trusted(tmp_path):
 
 def test_only_a_load_on_the_running_system_keeps_a_record(monkeypatch):
     monkeypatch.delenv("KEXEC_PY_RESTORING", raising=False)
-    assert isinstance(store_for("/", SyscallBackend()), Store)
-    assert store_for(SYSTEMS / "x86_64-qemu-2cpu", SyscallBackend()) is None
-    assert store_for("/", RecordingBackend("x86_64")) is None
-    assert store_for("/", None) is None             # --dry-run
+    assert isinstance(store_for(SystemView("/"), SyscallBackend()), Store)
+    assert store_for(SystemView(SYSTEMS / "x86_64-qemu-2cpu"), SyscallBackend()) is None
+    assert store_for(SystemView("/"), RecordingBackend("x86_64")) is None
+    assert store_for(SystemView("/"), None) is None             # --dry-run
     monkeypatch.setenv("KEXEC_PY_RESTORING", "1")
-    assert store_for("/", SyscallBackend()) is None  # the reload a restore runs
+    assert store_for(SystemView("/"), SyscallBackend()) is None  # the reload a restore runs
 
 
 class FreeingThenRefusing(RecordingBackend):

@@ -56,12 +56,7 @@ class SystemView:
         from pathlib import Path
         return Path(self._root)
 
-    @property
-    def root_text(self) -> str:
-        """The root as the string it was given (``root`` without importing pathlib)."""
-        return self._root
-
-    def _live(self) -> bool:
+    def is_live(self) -> bool:
         """Whether this view is of the running system (root "/"), not of a snapshot."""
         return os.path.normpath(self._root) == "/"
 
@@ -342,7 +337,7 @@ class SystemView:
                 release = parse_kcore(self.kcore_headers()).vmcoreinfo.get("OSRELEASE")
             except SnapshotError:
                 release = None
-        if not release and self._live():
+        if not release and self.is_live():
             import os
             release = os.uname().release
         return release or None
@@ -359,7 +354,7 @@ class SystemView:
                 name = "ppc64le" if head[5] == 1 else "ppc64"
             if name:
                 return name
-        if self._live():
+        if self.is_live():
             import os
             machine = os.uname().machine         # (the system layer names it itself: it may not import arch)
             return {"aarch64": "arm64", "i486": "i386", "i586": "i386", "i686": "i386"}.get(machine, machine)
