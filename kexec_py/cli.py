@@ -134,7 +134,8 @@ def _hash_initrd_early(actions: list[str], v: dict) -> None:
         return
     from kexec_py import arch as arches
     entry = arches.REGISTRY.get(v["arch"] or arches.host_name())
-    if steps.syscall is not Syscall.LOAD and (entry is None or entry.file_syscall) and not v["dtb"]:
+    if (steps.syscall is not Syscall.LOAD and (entry is None or entry.file_syscall) and not v["dtb"]
+            and not (steps.syscall is Syscall.AUTO and _kernel_lacks_file_syscall(v))):
         return                          # kexec_file_load first: the kernel reads the initrd itself
     import stat
     try:
@@ -145,6 +146,18 @@ def _hash_initrd_early(actions: list[str], v: dict) -> None:
         start_prehash(map_file(v["initrd"]))
     except (OSError, ValueError):
         pass
+
+
+def _kernel_lacks_file_syscall(v: dict) -> bool:
+    """Whether the default -a will surely fall back to kexec_load: the running kernel's
+    configuration says it was built without CONFIG_KEXEC_FILE (Debian's arm64 and ppc64el
+    kernels). -a still tries kexec_file_load first, as kexec-tools does: the kernel decides."""
+    from kexec_py.errors import KexecError
+    from kexec_py.system.view import SystemView
+    try:
+        return SystemView(v["root"]).lacks_kernel_option("CONFIG_KEXEC_FILE")
+    except (OSError, ValueError, KexecError):
+        return False
 
 
 def _fast_help(args: list[str]) -> str | None:

@@ -209,9 +209,11 @@ def test_initrd_hashing_starts_early_only_for_kexec_load(tmp_path):
     fifo = tmp_path / "fifo"
     _os.mkfifo(fifo)
 
+    root = _config_root(tmp_path, "root", boot=FILE_CONFIG)    # this kernel has kexec_file_load
+
     def started(*argv):
         P._prehashes.clear()
-        actions, values = cli.fast_parse([*argv, "--arch", "x86_64"])
+        actions, values = cli.fast_parse([*argv, "--arch", "x86_64", "--root", str(root)])
         cli._hash_initrd_early(actions, values)
         return bool(P._prehashes)
     try:
@@ -226,6 +228,64 @@ def test_initrd_hashing_starts_early_only_for_kexec_load(tmp_path):
         actions, values = cli.fast_parse(["-p", "/k", f"--initrd={initrd}", "--arch", "i386"])
         cli._hash_initrd_early(actions, values)                     # i386 has only kexec_load
         assert P._prehashes
+    finally:
+        P._prehashes.clear()
+
+
+NO_FILE_CONFIG = "CONFIG_KEXEC=y\n# CONFIG_KEXEC_FILE is not set\nCONFIG_CRASH_DUMP=y\n"  # Debian arm64, ppc64el
+FILE_CONFIG = "CONFIG_KEXEC=y\nCONFIG_KEXEC_FILE=y\nCONFIG_KEXEC_SIG=y\n"                # Debian amd64
+
+
+def _config_root(tmp_path, name, *, boot=None, gz=None):
+    """A system root whose running kernel (osrelease 6.1.0-t) has a configuration in
+    /boot/config-6.1.0-t (``boot``) and/or /proc/config.gz (``gz``), in the kernel's format."""
+    import gzip
+    root = tmp_path / name
+    (root / "proc" / "sys" / "kernel").mkdir(parents=True)
+    (root / "proc" / "sys" / "kernel" / "osrelease").write_text("6.1.0-t\n")
+    if boot is not None:
+        (root / "boot").mkdir()
+        (root / "boot" / "config-6.1.0-t").write_text(boot)
+    if gz is not None:
+        (root / "proc" / "config.gz").write_bytes(gzip.compress(gz.encode()))
+    return root
+
+
+def test_a_load_hashes_early_when_the_kernel_config_has_no_kexec_file_load(tmp_path):
+    """The default -a tries kexec_file_load first, so it hashes the initrd early only where the
+    running kernel's configuration (/boot/config-RELEASE, else /proc/config.gz) says the
+    kernel was built without CONFIG_KEXEC_FILE: there the fall-back to kexec_load is sure."""
+    import os as _os
+
+    from kexec_py.plan import purgatory as P
+    from kexec_py.system.view import SystemView
+    initrd = tmp_path / "initrd"
+    initrd.write_bytes(_os.urandom(P._PREHASH_MIN + 4096))
+    roots = {
+        "boot-no": (_config_root(tmp_path, "boot-no", boot=NO_FILE_CONFIG), True),
+        "boot-yes": (_config_root(tmp_path, "boot-yes", boot=FILE_CONFIG), False),
+        # /boot wins over /proc/config.gz, as kernel_config reads them
+        "boot-yes-gz-no": (_config_root(tmp_path, "b-y-g-n", boot=FILE_CONFIG, gz=NO_FILE_CONFIG), False),
+        "gz-no": (_config_root(tmp_path, "gz-no", gz=NO_FILE_CONFIG), True),
+        "gz-yes": (_config_root(tmp_path, "gz-yes", gz=FILE_CONFIG), False),
+        "no line at all": (_config_root(tmp_path, "absent", boot="CONFIG_KEXEC=y\n"), True),
+        "no configuration": (_config_root(tmp_path, "none"), False),     # nothing known: no guess
+        "damaged config.gz": (_config_root(tmp_path, "bad"), False),
+    }
+    (roots["damaged config.gz"][0] / "proc" / "config.gz").write_bytes(b"not gzip")
+    try:
+        for what, (root, lacks) in roots.items():
+            if what != "damaged config.gz":
+                assert SystemView(root).lacks_kernel_option("CONFIG_KEXEC_FILE") is lacks, what
+            # and the parse the doctor uses agrees where there is a configuration
+            found = None if what.startswith(("no configuration", "damaged")) else SystemView(root).kernel_config("6.1.0-t")
+            if found:
+                assert (found[1].get("CONFIG_KEXEC_FILE") not in ("y", "m")) is lacks, what
+            for line, early in ((["-p", "/k"], lacks), (["-l", "/k"], lacks), (["-p", "-s", "/k"], False)):
+                P._prehashes.clear()
+                actions, values = cli.fast_parse([*line, f"--initrd={initrd}", "--root", str(root)])
+                cli._hash_initrd_early(actions, values)
+                assert bool(P._prehashes) is early, (what, line)
     finally:
         P._prehashes.clear()
 

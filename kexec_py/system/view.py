@@ -364,6 +364,34 @@ class SystemView:
         """The running kernel's build configuration: (where it was read, {"CONFIG_X": "y"}),
         from /boot/config-RELEASE, else /proc/config.gz; None when neither exists. An
         option that is "not set" is absent from the dict."""
+        found = self._config_bytes(release)
+        if found is None:
+            return None
+        path, data = found
+        options = {}
+        for line in data.decode("utf-8", "replace").splitlines():
+            key, sep, value = line.partition("=")
+            if sep and key.startswith("CONFIG_"):
+                options[key] = value.strip().strip('"')
+        return path, options
+
+    def lacks_kernel_option(self, name: str) -> bool:
+        """Whether the running kernel's configuration is there and leaves ``name`` unset
+        ("# CONFIG_X is not set", or no line at all). False when no configuration is found:
+        then nothing is known. One search of the file, not a parse: the -a load asks this
+        on its way to its first system call."""
+        found = self._config_bytes(self.kernel_release())
+        if found is None:
+            return False
+        data = b"\n" + found[1]
+        key = b"\n" + name.encode() + b"="
+        at = data.find(key)
+        if at < 0:
+            return True
+        value = data[at + len(key):data.find(b"\n", at + 1)].strip()
+        return value in (b"", b"n")
+
+    def _config_bytes(self, release: str | None) -> tuple[str, bytes] | None:
         candidates = ([f"/boot/config-{release}"] if release else []) + ["/proc/config.gz"]
         for path in candidates:
             if not self.exists(path):
@@ -375,12 +403,7 @@ class SystemView:
                     data = gzip.decompress(data)
                 except (OSError, EOFError) as e:
                     raise SnapshotError(f"{path}: not a gzip file ({e})") from None
-            options = {}
-            for line in data.decode("utf-8", "replace").splitlines():
-                key, sep, value = line.partition("=")
-                if sep and key.startswith("CONFIG_"):
-                    options[key] = value.strip().strip('"')
-            return path, options
+            return path, data
         return None
 
     def ram_size(self) -> int | None:
