@@ -2,8 +2,8 @@
  * kexec_py ppc64le purgatory: what runs between the old kernel and the new.
  *
  * entry.S gives us a TOC and a stack and calls purgatory_main(cpu), which
- *   1. unless skip_checks is set, hashes the memory named by sha256_regions
- *      and stops for good if the result is not sha256_digest;
+ *   1. makes the SHA-256 check (../../common/purgatory/verify.c) and stops
+ *      for good if it fails;
  *   2. for a capture kernel (backup_start != 0), copies backup_size bytes
  *      from backup_src to backup_start: the start of RAM, which the capture
  *      kernel overwrites with its exception vectors, keeps the dead kernel's
@@ -15,25 +15,17 @@
  *   5. enters the kernel with r3 = kernel_dtb, r4 = kernel_entry, r5 = 0.
  * The MMU is off: every address is physical.
  *
- * SHA-256 and the purgatory.h declarations are the x86 purgatories'
- * (arch/x86/purgatory), built again for ppc64le.
+ * SHA-256, the check and purgatory.h are every purgatory's
+ * (arch/common/purgatory), built for ppc64le.
  */
 #include "purgatory.h"
 
-#define SHA256_REGIONS 16
 #define FDT_MAGIC 0xd00dfeedu
 #define FDT_OFF_VERSION 20
 #define FDT_OFF_BOOT_CPUID 28
 
-struct sha256_region {
-	u64 start;
-	u64 len;
-};
-
-/* --- filled in by the Python loader (kexec_py/arch/ppc64le.py) --- */
-LOADER_SET struct sha256_region sha256_regions[SHA256_REGIONS] = { { 0, 0 } };
-LOADER_SET u8 sha256_digest[SHA256_DIGEST_SIZE] = { 0 };
-LOADER_SET u8 skip_checks = 0;
+/* --- filled in by the Python loader (kexec_py/arch/ppc64le.py), with the
+ * SHA-256 check's own (../../common/purgatory/verify.c) --- */
 LOADER_SET u64 kernel_entry = 0;
 LOADER_SET u64 kernel_dtb = 0;
 LOADER_SET u32 kernel_word0 = 0;	/* the kernel's first instruction word */
@@ -57,21 +49,10 @@ static void put_be32(volatile u8 *p, u32 v)
 	p[3] = (u8)v;
 }
 
-static int digest_matches(void)
+/* No console: nothing is printed (a mismatch only halts). */
+void purgatory_print(const char *s)
 {
-	struct sha256_ctx ctx;
-	u8 digest[SHA256_DIGEST_SIZE];
-	unsigned int i;
-
-	sha256_init(&ctx);
-	for (i = 0; i < SHA256_REGIONS; i++) {
-		const struct sha256_region *r = &sha256_regions[i];
-
-		if (r->len)
-			sha256_update(&ctx, (const u8 *)(uptr)r->start, r->len);
-	}
-	sha256_final(&ctx, digest);
-	return memcmp(digest, sha256_digest, SHA256_DIGEST_SIZE) == 0;
+	(void)s;
 }
 
 void purgatory_main(u64 cpu) __attribute__((noreturn));
@@ -80,7 +61,7 @@ void purgatory_main(u64 cpu)
 {
 	volatile u8 *fdt = (volatile u8 *)(uptr)kernel_dtb;
 
-	if (!skip_checks && !digest_matches())
+	if (!purgatory_verify())
 		purgatory_halt();
 
 	if (backup_start)

@@ -4,8 +4,8 @@
  *
  * entry64.S (entry32.S on i386) gives us a GDT, flat segments and a
  * stack, then calls purgatory_main(), which
- *   1. unless skip_checks is set, hashes the memory named by sha256_regions
- *      and halts for good if the result is not sha256_digest;
+ *   1. makes the SHA-256 check (../../common/purgatory/verify.c) and halts
+ *      for good if it fails;
  *   2. if backup_dst is set, copies backup_size bytes from backup_src to
  *      backup_dst (kdump's copy of the low 640 KiB, which the capture kernel
  *      is about to reuse);
@@ -18,17 +18,20 @@
  */
 #include "purgatory.h"
 
-#define SHA256_REGIONS 16
+/* The registers the new kernel is entered with, set by the loader; the
+ * instruction pointer comes last.
+ *   x86_64: rax rbx rcx rdx rsi rdi rsp rbp r8..r15 rip (17 x u64)
+ *   i386:   eax ebx ecx edx esi edi esp ebp eip          (9 x u32) */
+#ifdef __x86_64__
+extern u64 entry64_regs[17];
+#define ENTRY_IP (entry64_regs[16])
+#else
+extern u32 entry32_regs[9];
+#define ENTRY_IP (entry32_regs[8])
+#endif
 
-struct sha256_region {
-	u64 start;
-	u64 len;
-};
-
-/* --- filled in by the Python loader (kexec_py/plan/purgatory.py) --- */
-LOADER_SET struct sha256_region sha256_regions[SHA256_REGIONS] = { { 0, 0 } };
-LOADER_SET u8 sha256_digest[SHA256_DIGEST_SIZE] = { 0 };
-LOADER_SET u8 skip_checks = 0;
+/* --- filled in by the Python loader (kexec_py/plan/purgatory.py), with the
+ * SHA-256 check's own (../../common/purgatory/verify.c) --- */
 LOADER_SET u64 backup_src = 0;
 LOADER_SET u64 backup_dst = 0;
 LOADER_SET u64 backup_size = 0;
@@ -117,7 +120,7 @@ static void serial_putc(u8 c)
 	outb(base + UART_THR, c);
 }
 
-static void print(const char *s)
+void purgatory_print(const char *s)
 {
 	if (!console_serial)
 		return;
@@ -128,72 +131,28 @@ static void print(const char *s)
 	}
 }
 
-static void print_hex(const u8 *bytes, unsigned int n)
-{
-	static const char digits[] = "0123456789abcdef";
-	char text[3];
-	unsigned int i;
-
-	text[2] = 0;
-	for (i = 0; i < n; i++) {
-		text[0] = digits[bytes[i] >> 4];
-		text[1] = digits[bytes[i] & 15];
-		print(text);
-	}
-}
-
 /* --- the three steps --- */
-
-static int digest_matches(void)
-{
-	struct sha256_ctx ctx;
-	u8 digest[SHA256_DIGEST_SIZE];
-	unsigned int i;
-
-	sha256_init(&ctx);
-	for (i = 0; i < SHA256_REGIONS; i++) {
-		const struct sha256_region *r = &sha256_regions[i];
-
-		if (r->len)
-			sha256_update(&ctx, (const u8 *)(uptr)r->start, r->len);
-	}
-	sha256_final(&ctx, digest);
-
-	if (memcmp(digest, sha256_digest, SHA256_DIGEST_SIZE) == 0)
-		return 1;
-	print("kexec-py purgatory: sha256 mismatch, halting\n  expected ");
-	print_hex(sha256_digest, SHA256_DIGEST_SIZE);
-	print("\n  computed ");
-	print_hex(digest, SHA256_DIGEST_SIZE);
-	print("\n");
-	return 0;
-}
 
 void purgatory_main(void) __attribute__((noreturn));
 
 void purgatory_main(void)
 {
 	serial_setup();
-	print("kexec-py purgatory: started\n");
+	purgatory_print("kexec-py purgatory: started\n");
 
-	if (skip_checks) {
-		print("kexec-py purgatory: sha256 check skipped\n");
-	} else {
-		if (!digest_matches())
-			purgatory_halt();
-		print("kexec-py purgatory: sha256 ok\n");
-	}
+	if (!purgatory_verify())
+		purgatory_halt();
 
 	if (backup_dst) {
 		memcpy((void *)(uptr)backup_dst, (const void *)(uptr)backup_src,
 		       backup_size);
-		print("kexec-py purgatory: low memory backed up\n");
+		purgatory_print("kexec-py purgatory: low memory backed up\n");
 	}
 
 	if (!ENTRY_IP) {
-		print("kexec-py purgatory: no entry point, halting\n");
+		purgatory_print("kexec-py purgatory: no entry point, halting\n");
 		purgatory_halt();
 	}
-	print("kexec-py purgatory: jumping to kernel\n");
+	purgatory_print("kexec-py purgatory: jumping to kernel\n");
 	purgatory_enter_kernel();
 }

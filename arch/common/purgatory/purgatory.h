@@ -1,12 +1,9 @@
 /*
- * kexec_py x86 purgatory: declarations shared by its C files.
- *
- * The same C files are built for x86_64 (with ../../x86_64/purgatory/entry64.S)
- * and for i386 (with ../../i386/purgatory/entry32.S); only the integer types
- * and the name of the entry-register block differ.
+ * kexec_py purgatories: declarations shared by every architecture's C files
+ * (x86_64, i386, arm64, ppc64le).
  *
  * The purgatory runs with no C library, no interrupts and no kernel, so it
- * brings its own fixed-width types and string helpers.
+ * brings its own fixed-width types, string helpers and SHA-256.
  */
 #ifndef KEXEC_PY_PURGATORY_H
 #define KEXEC_PY_PURGATORY_H
@@ -14,7 +11,7 @@
 typedef unsigned char u8;
 typedef unsigned short u16;
 typedef unsigned int u32;
-#ifdef __LP64__			/* x86_64; also arm64, which builds sha256.c from here */
+#ifdef __LP64__			/* x86_64, arm64, ppc64le */
 typedef unsigned long u64;
 typedef unsigned long uptr;
 typedef unsigned long size_t;
@@ -47,20 +44,25 @@ void *memcpy(void *dst, const void *src, size_t n);
 void *memset(void *dst, int c, size_t n);
 int memcmp(const void *a, const void *b, size_t n);
 
-/* entry64.S / entry32.S */
-void purgatory_enter_kernel(void) __attribute__((noreturn));
+/* Each architecture's entry code: stop for good. */
 void purgatory_halt(void) __attribute__((noreturn));
+/* x86 and arm64 entry code: enter the new kernel as the loader set it up. */
+void purgatory_enter_kernel(void) __attribute__((noreturn));
 
-/* The registers the new kernel is entered with, set by the loader; the
- * instruction pointer comes last.
- *   x86_64: rax rbx rcx rdx rsi rdi rsp rbp r8..r15 rip (17 x u64)
- *   i386:   eax ebx ecx edx esi edi esp ebp eip          (9 x u32) */
-#ifdef __x86_64__
-extern u64 entry64_regs[17];
-#define ENTRY_IP (entry64_regs[16])
-#else
-extern u32 entry32_regs[9];
-#define ENTRY_IP (entry32_regs[8])
-#endif
+/* verify.c: the SHA-256 check, the same on every architecture.  The loader
+ * sets sha256_regions (up to SHA256_REGIONS {start, len} pairs; those with a
+ * length are hashed in order as one message), sha256_digest and skip_checks.
+ * purgatory_verify() returns 1 when the check passes or is skipped, and 0 on a
+ * mismatch, after printing both digests through purgatory_print(), which each
+ * architecture provides (it may print nothing). */
+#define SHA256_REGIONS 16
+
+struct sha256_region {
+	u64 start;
+	u64 len;
+};
+
+int purgatory_verify(void);
+void purgatory_print(const char *s);
 
 #endif
