@@ -37,7 +37,9 @@ from kexec_py.arch.base import FileInputs, LoadInputs, not_taken
 from kexec_py.errors import NoCrashMemory, NoSpace, SnapshotError, UsageError
 from kexec_py.image.arm_zimage import (FDT_MAGIC, PAGE_DIRECTORY, ArmImage, looks_like_uimage, looks_like_zimage,
                                        parse_uimage, parse_zimage)
+from kexec_py.image.arm_vmlinux import parse_arm_vmlinux
 from kexec_py.image.open import ImageFormat
+from kexec_py.image.vmlinux import looks_like_elf
 from kexec_py.plan.arm_atags import atags_address, build_atags, parse_atags
 from kexec_py.plan.devicetree import ChosenSpec, build_dtb, kexec_chosen, parse_dtb
 from kexec_py.plan.elf_core import CoreHeaderSpec, build_elf_core_header
@@ -89,6 +91,7 @@ class Arm:
     signed_kind: str = "a kernel (arm has no kexec_file_load)"
     uses_purgatory: bool = False             # the kernel's machine_kexec sets r0-r2 and enters the zImage
     formats: tuple[ImageFormat, ...] = (
+        ImageFormat("vmlinux", looks_like_elf, parse_arm_vmlinux),
         ImageFormat("uImage", looks_like_uimage, parse_uimage),
         ImageFormat("zImage", looks_like_zimage, parse_zimage),
     )
@@ -195,12 +198,25 @@ def _place_kernel(image: ArmImage, inputs: LoadInputs, free: list[Range],
             candidates.insert(0, below)
         for base in candidates:
             if hole.start <= base + writes_from and base + room <= hole.end:
-                kernel = Segment("kernel", image.payload, base + image.text_offset,
-                                 align_up(len(image.data), inputs.page_size))
-                return base, Range(max(base, hole.start), base + room), kernel
+                return base, Range(max(base, hole.start), base + room), _kernel_segments(image, base, inputs)
     raise NoSpace(f"no 128 MiB aligned block of {room:#x} bytes (TEXT_OFFSET {image.text_offset:#x} and the "
                   f"kernel's room) in {', '.join(f'{h.start:#x}-{h.last:#x}' for h in free)}",
                   "reserve more memory (crashkernel=), or pass a smaller --image-size", what="kernel")
+
+
+def _kernel_segments(image: ArmImage, base: int, inputs: LoadInputs) -> list[Segment]:
+    """The zImage (or raw Image) at base + TEXT_OFFSET; a vmlinux's PT_LOADs at the same
+    distance from there as from ``_text`` (each from its page's start)."""
+    text, page = base + image.text_offset, inputs.page_size
+    if not image.pieces:
+        return [Segment("kernel", image.payload, text, align_up(len(image.data), page))]
+    out = []
+    for i, (rel, offset, filesz, memsz) in enumerate(image.pieces):
+        pad = (text + rel) % page
+        buf = bytes(pad) + image.data[offset:offset + filesz] if pad else memoryview(image.data)[offset:offset + filesz]
+        out.append(Segment("kernel" if i == 0 else f"kernel-{i + 1}", buf, text + rel - pad,
+                           align_up(pad + memsz, page)))
+    return out
 
 
 def _tree_source(inputs: LoadInputs, facts: ArmFacts) -> bytes:
@@ -213,13 +229,14 @@ def _tree_source(inputs: LoadInputs, facts: ArmFacts) -> bytes:
 
 
 def _common(image: ArmImage, inputs: LoadInputs, facts: ArmFacts, free: list[Range], *, cmdline: str,
-            crash: Range | None) -> tuple[list[Segment], list[str], Range | None, str]:
-    """kernel, initrd, [elfcorehdr], device tree; notes; the elfcorehdr's range; the command line."""
-    base, kept, kernel = _place_kernel(image, inputs, free, () if crash else facts.system_ram)
+            crash: Range | None) -> tuple[list[Segment], list[str], int, str]:
+    """kernel, initrd, [elfcorehdr], device tree or ATAGs; notes; the entry point; the command line."""
+    base, kept, kernels = _place_kernel(image, inputs, free, () if crash else facts.system_ram)
+    entry = base + image.text_offset + image.entry_offset
     alloc = Allocator(free, page_size=inputs.page_size)
     alloc.reserve(kept)
     lowmem_end = base + LOWMEM
-    segments = [kernel]
+    segments = list(kernels)
     elfcorehdr = core = None
     if crash is not None:
         core = build_elf_core_header(_core_spec(facts, inputs, crash))
@@ -234,7 +251,7 @@ def _common(image: ArmImage, inputs: LoadInputs, facts: ArmFacts, free: list[Ran
         segments.append(Segment("initrd", inputs.initrd, initrd.start, initrd.size))
     initrd_bytes = Range.sized(initrd.start, len(inputs.initrd)) if initrd else None
     if _options(inputs).atags:
-        boot = _atags_segment(facts, kernel, free, cmdline=cmdline, initrd=initrd_bytes,
+        boot = _atags_segment(facts, entry, free, cmdline=cmdline, initrd=initrd_bytes,
                               page_size=inputs.page_size)
         segments.append(boot)
         handed = f"ATAGs {boot.mem:#x} ({len(boot.buf)} bytes), where the kernel's machine_kexec points r2"
@@ -254,25 +271,25 @@ def _common(image: ArmImage, inputs: LoadInputs, facts: ArmFacts, free: list[Ran
         raise UsageError("the initrd starts with the device tree magic (d00dfeed)",
                          "the arm kernel would take it for the device tree: pass a cpio initramfs")
     sized = ("--image-size" if _options(inputs).image_size is not None else
-             "its size tag" if image.sized else "no size tag: an estimate")
-    notes = [f"RAM base {base:#x}: kernel {kernel.mem:#x} (TEXT_OFFSET {image.text_offset:#x}), "
+             "its PT_LOADs" if image.pieces else "its size tag" if image.sized else "no size tag: an estimate")
+    notes = [f"RAM base {base:#x}: kernel {kernels[0].mem:#x} (TEXT_OFFSET {image.text_offset:#x}), "
              f"kernel room to {kept.end:#x} ({sized})", handed]
     if image.appended_dtb:
         notes.append(f"the zImage's appended device tree ({len(image.appended_dtb)} bytes) is not loaded")
     if elfcorehdr:
         notes.append(f"elfcorehdr {elfcorehdr.start:#x} ({len(core)} bytes)")
-    return sorted(segments, key=lambda s: s.mem), notes, elfcorehdr, cmdline
+    return sorted(segments, key=lambda s: s.mem), notes, entry, cmdline
 
 
-def _atags_segment(facts: ArmFacts, kernel: Segment, free: list[Range], *, cmdline: str,
+def _atags_segment(facts: ArmFacts, entry: int, free: list[Range], *, cmdline: str,
                    initrd: Range | None, page_size: int) -> Segment:
     """--atags: the tagged list (``kexec_py.plan.arm_atags``) where r2 will point: 0x7000
     below the zImage, inside the kernel's own room (below its page tables)."""
     saved = parse_atags(facts.atags) if facts.atags is not None else None
     blob = build_atags(saved, cmdline=cmdline or None, initrd=initrd, ram=facts.system_ram or facts.ram)
-    at = atags_address(kernel.mem)
+    at = atags_address(entry)
     if not any(r.start <= at and at + len(blob) <= r.end for r in free):
-        raise NoSpace(f"the ATAGs go at {at:#x} (the zImage's address - 0x7000, where the arm kernel points "
+        raise NoSpace(f"the ATAGs go at {at:#x} (the kernel's entry - 0x7000, where the arm kernel points "
                       "r2), which is not RAM free for them", "boot the new kernel with a device tree",
                       what="atags")
     return Segment("atags", blob, at, align_up(len(blob), page_size))
@@ -292,9 +309,8 @@ def _core_spec(facts: ArmFacts, inputs: LoadInputs, crash: Range) -> CoreHeaderS
 def plan_load(image: ArmImage, inputs: LoadInputs, facts: ArmFacts) -> SegmentPlan:
     """A kernel for a later ``kexec -e``: at the lowest 128 MiB aligned RAM base, the rest above it."""
     free = inputs.usable(facts.ram)
-    segments, notes, _, cmdline = _common(image, inputs, facts, free, cmdline=inputs.cmdline, crash=None)
-    kernel = next(s for s in segments if s.name == "kernel")
-    return SegmentPlan(arch="arm", page_size=inputs.page_size, segments=tuple(segments), entry=kernel.mem,
+    segments, notes, entry, cmdline = _common(image, inputs, facts, free, cmdline=inputs.cmdline, crash=None)
+    return SegmentPlan(arch="arm", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
                        flags=K.KEXEC_ARCH_ARM, cmdline=cmdline, allowed=facts.ram, notes=tuple(notes))
 
 
@@ -303,9 +319,8 @@ def plan_crash(image: ArmImage, inputs: LoadInputs, facts: ArmFacts) -> SegmentP
     above the kernel's room, the ELF core header at the top."""
     region = facts.crash_regions[-1]
     free = inputs.usable([region])
-    segments, notes, _, cmdline = _common(image, inputs, facts, free, cmdline=inputs.cmdline, crash=region)
-    kernel = next(s for s in segments if s.name == "kernel")
+    segments, notes, entry, cmdline = _common(image, inputs, facts, free, cmdline=inputs.cmdline, crash=region)
     notes = [f"crash region {region.start:#x}-{region.last:#x}", *notes]
-    return SegmentPlan(arch="arm", page_size=inputs.page_size, segments=tuple(segments), entry=kernel.mem,
+    return SegmentPlan(arch="arm", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
                        flags=K.KEXEC_ON_CRASH | K.KEXEC_ARCH_ARM, cmdline=cmdline,
                        allowed=facts.crash_regions, notes=tuple(notes))
