@@ -1,4 +1,4 @@
-"""32-bit arm: zImage and uImage kernels, a device tree, no purgatory.
+"""32-bit arm: zImage, uImage and vmlinux kernels, a device tree or ATAGs, no purgatory.
 
 The boot protocol is Documentation/arch/arm/booting.rst: the zImage is entered at
 its first byte with r0 = 0, r1 = the machine type and r2 = the physical address of
