@@ -46,7 +46,14 @@ def test_reboot_kexec_load_without_image_size():
 def test_kdump_kexec_load_without_image_size():
     result = harness.run(harness.kdump(harness.kexec_py_load("c"), "arm-kexec-py-kdump-c"), ARCH)
     harness.assert_kdump_proof(result)
-    # vmcore-dmesg read it; makedumpfile cannot on this kernel (its PAGE_OFFSET guess, see fetch.ARCHES)
+    # vmcore-dmesg read it; Debian's makedumpfile cannot on this kernel, whatever loaded it: it
+    # takes PAGE_OFFSET as _stext & 0xffc00000, and LPAE's 2 MiB section alignment puts _stext
+    # at 0xc0400000 above TEXT_OFFSET 0x208000 (docs/differences.md). Kept proven, so that a
+    # makedumpfile that learns better shows up here.
+    m = result.markers
+    assert m.get("MAKEDUMPFILE-DMESG-RC") not in (None, "0") and m.get("MAKEDUMPFILE-RC") not in (None, "0"), \
+        result.explain()
+    assert "Can't get the kernel version" in result.log_path.read_text(errors="replace"), result.explain()
 
 
 def test_kdump_default_syscall_goes_straight_to_kexec_load():
