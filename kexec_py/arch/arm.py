@@ -4,9 +4,11 @@ The boot protocol is Documentation/arch/arm/booting.rst: the zImage is entered a
 its first byte with r0 = 0, r1 = the machine type and r2 = the physical address of
 the device tree. On arm the running kernel sets those registers itself: its
 machine_kexec jumps to the image's entry with r2 = the address of the segment that
-starts with the device tree magic (d00dfeed). So, like kexec-tools, kexec-py loads no
-purgatory here: the entry is the zImage's first byte. (The price: no SHA-256 check of
-the segments before the jump, which only a purgatory, cross-built for arm, could add.)
+starts with the device tree magic (d00dfeed), else entry - 0x7000 (ATAGs). So, like
+kexec-tools, kexec-py loads no purgatory here: the entry is the zImage's first byte. A
+purgatory would only add the SHA-256 check, decided against (docs/differences.md, 32-bit
+arm): on a mismatch it could only spin without a console, where a damaged kernel may still
+boot, and it would hash the segments with the MMU and caches off on every crash.
 
 Placement, from the image's own numbers (``kexec_py.image.arm_zimage``): a zImage
 decompresses its kernel to the start of RAM (its own address rounded down to 128 MiB)
@@ -89,7 +91,7 @@ class Arm:
     device_tree: bool = True
     hotplug_flag: int = 0
     signed_kind: str = "a kernel (arm has no kexec_file_load)"
-    uses_purgatory: bool = False             # the kernel's machine_kexec sets r0-r2 and enters the zImage
+    uses_purgatory: bool = False             # the kernel's relocate_new_kernel sets r0-r2; no SHA check (module doc)
     formats: tuple[ImageFormat, ...] = (
         ImageFormat("vmlinux", looks_like_elf, parse_arm_vmlinux),
         ImageFormat("uImage", looks_like_uimage, parse_uimage),
