@@ -84,11 +84,18 @@ def test_armmp_kdump_and_makedumpfile():
     harness.assert_makedumpfile_reads(result)
 
 
-def test_armmp_kdump_default_syscall():
-    harness.prepare(ARMMP)
-    result = harness.run(harness.kdump(AUTO_LOAD, "armmp-kexec-py-kdump-a"), ARMMP)
+def test_armmp_kdump_default_syscall_vmlinux():
+    """-a (the default) with a vmlinux ELF file as the capture kernel (the armmp zImage's
+    kernel, tests/image/arm_kernels.py): kexec_load, the dump read by vmcore-dmesg and
+    makedumpfile. The zImage's -a is proven on armmp-lpae above."""
+    inputs = harness.prepare(ARMMP)
+    vmlinux, _ = arm_kernels.debian_vmlinux(inputs.kernel)
+    command = AUTO_LOAD.replace('"$KERNEL"', "/boot/vmlinux")
+    result = harness.run(harness.kdump(command, "armmp-kexec-py-kdump-a-vmlinux"), ARMMP,
+                         extra_files={"/boot/vmlinux": vmlinux})
     harness.assert_kdump_proof(result)
     harness.assert_makedumpfile_reads(result)
+    assert "kexec_file_load" not in result.step_output("load")
 
 
 def test_armmp_reboot_vmlinux():
