@@ -190,6 +190,10 @@ OPTIONS: tuple[Option, ...] = (
     Option("page_offset", ("--page-offset",), TEXT, metavar="ADDR", panel=LOADER, group="arm",
            help="arm: the kernel's PAGE_OFFSET, for the crash dump's virtual addresses.",
            note="a C number; default: _stext in /proc/kallsyms rounded down to 32 MiB"),
+    Option("atags", ("--atags",), FLAG, panel=LOADER, group="arm",
+           help="arm: pass ATAGs (the running kernel's /proc/atags, with the new command line and "
+                "initrd) instead of a device tree.",
+           note="for boards without a device tree; not with --dtb"),
     Option("module", ("--module",), TEXT, metavar="FILE", panel=LOADER,
            help="Multiboot: load FILE as a module.",
            note="refused by kexec-py (no multiboot loader)"),

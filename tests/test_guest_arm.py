@@ -21,6 +21,7 @@ from __future__ import annotations
 import pytest
 
 from tests.guest import harness
+from tests.image import arm_kernels
 
 pytestmark = pytest.mark.guest
 ARCH = "arm"              # armmp-lpae on -M virt
@@ -45,7 +46,14 @@ def test_reboot_kexec_load_without_image_size():
 def test_kdump_kexec_load_without_image_size():
     result = harness.run(harness.kdump(harness.kexec_py_load("c"), "arm-kexec-py-kdump-c"), ARCH)
     harness.assert_kdump_proof(result)
-    # vmcore-dmesg read it; makedumpfile cannot on this kernel (its PAGE_OFFSET guess, see fetch.ARCHES)
+    # vmcore-dmesg read it; Debian's makedumpfile cannot on this kernel, whatever loaded it: it
+    # takes PAGE_OFFSET as _stext & 0xffc00000, and LPAE's 2 MiB section alignment puts _stext
+    # at 0xc0400000 above TEXT_OFFSET 0x208000 (docs/differences.md). Kept proven, so that a
+    # makedumpfile that learns better shows up here.
+    m = result.markers
+    assert m.get("MAKEDUMPFILE-DMESG-RC") not in (None, "0") and m.get("MAKEDUMPFILE-RC") not in (None, "0"), \
+        result.explain()
+    assert "Can't get the kernel version" in result.log_path.read_text(errors="replace"), result.explain()
 
 
 def test_kdump_default_syscall_goes_straight_to_kexec_load():
@@ -76,17 +84,30 @@ def test_armmp_kdump_and_makedumpfile():
     harness.assert_makedumpfile_reads(result)
 
 
-def test_armmp_kdump_default_syscall():
-    harness.prepare(ARMMP)
-    result = harness.run(harness.kdump(AUTO_LOAD, "armmp-kexec-py-kdump-a"), ARMMP)
+def test_armmp_kdump_default_syscall_vmlinux():
+    """-a (the default) with a vmlinux ELF file as the capture kernel (the armmp zImage's
+    kernel, tests/image/arm_kernels.py): kexec_load, the dump read by vmcore-dmesg and
+    makedumpfile. The zImage's -a is proven on armmp-lpae above."""
+    inputs = harness.prepare(ARMMP)
+    vmlinux, _ = arm_kernels.debian_vmlinux(inputs.kernel)
+    command = AUTO_LOAD.replace('"$KERNEL"', "/boot/vmlinux")
+    result = harness.run(harness.kdump(command, "armmp-kexec-py-kdump-a-vmlinux"), ARMMP,
+                         extra_files={"/boot/vmlinux": vmlinux})
     harness.assert_kdump_proof(result)
     harness.assert_makedumpfile_reads(result)
+    assert "kexec_file_load" not in result.step_output("load")
 
 
-def test_armmp_reboot():
-    harness.prepare(ARMMP)
-    command, append = harness.reboot_load(ARMMP, '"$KERNEL"', "armmp-l", "c")
-    result = harness.run(harness.reboot(command, "armmp-kexec-py-reboot"), ARMMP)
+def test_armmp_reboot_vmlinux():
+    """-l/-e of a vmlinux ELF file: the kernel inside Debian's armmp zImage, rebuilt as the
+    ELF the kernel's link makes (tests/image/arm_kernels.py; the zImage's own -l/-e is
+    proven on armmp-lpae above). It runs without a decompressor: found at RAM base +
+    TEXT_OFFSET, with its device tree and initrd."""
+    inputs = harness.prepare(ARMMP)
+    vmlinux, _ = arm_kernels.debian_vmlinux(inputs.kernel)
+    command, append = harness.reboot_load(ARMMP, "/boot/vmlinux", "armmp-vmlinux", "c")
+    result = harness.run(harness.reboot(command, "armmp-kexec-py-reboot-vmlinux"), ARMMP,
+                         extra_files={"/boot/vmlinux": vmlinux})
     harness.assert_rebooted(result, append)
 
 

@@ -1,12 +1,14 @@
-"""32-bit arm: zImage and uImage kernels, a device tree, no purgatory.
+"""32-bit arm: zImage, uImage and vmlinux kernels, a device tree or ATAGs, no purgatory.
 
 The boot protocol is Documentation/arch/arm/booting.rst: the zImage is entered at
 its first byte with r0 = 0, r1 = the machine type and r2 = the physical address of
 the device tree. On arm the running kernel sets those registers itself: its
 machine_kexec jumps to the image's entry with r2 = the address of the segment that
-starts with the device tree magic (d00dfeed). So, like kexec-tools, kexec-py loads no
-purgatory here: the entry is the zImage's first byte. (The price: no SHA-256 check of
-the segments before the jump, which only a purgatory, cross-built for arm, could add.)
+starts with the device tree magic (d00dfeed), else entry - 0x7000 (ATAGs). So, like
+kexec-tools, kexec-py loads no purgatory here: the entry is the zImage's first byte. A
+purgatory would only add the SHA-256 check, decided against (docs/differences.md, 32-bit
+arm): on a mismatch it could only spin without a console, where a damaged kernel may still
+boot, and it would hash the segments with the MMU and caches off on every crash.
 
 Placement, from the image's own numbers (``kexec_py.image.arm_zimage``): a zImage
 decompresses its kernel to the start of RAM (its own address rounded down to 128 MiB)
@@ -35,9 +37,12 @@ from dataclasses import dataclass
 
 from kexec_py.arch.base import FileInputs, LoadInputs, not_taken
 from kexec_py.errors import NoCrashMemory, NoSpace, SnapshotError, UsageError
-from kexec_py.image.arm_zimage import (PAGE_DIRECTORY, ArmImage, looks_like_uimage, looks_like_zimage, parse_uimage,
-                                       parse_zimage)
+from kexec_py.image.arm_zimage import (FDT_MAGIC, PAGE_DIRECTORY, ArmImage, looks_like_uimage, looks_like_zimage,
+                                       parse_uimage, parse_zimage)
+from kexec_py.image.arm_vmlinux import parse_arm_vmlinux
 from kexec_py.image.open import ImageFormat
+from kexec_py.image.vmlinux import looks_like_elf
+from kexec_py.plan.arm_atags import atags_address, build_atags, parse_atags
 from kexec_py.plan.devicetree import ChosenSpec, build_dtb, kexec_chosen, parse_dtb
 from kexec_py.plan.elf_core import CoreHeaderSpec, build_elf_core_header
 from kexec_py.plan.placement import Allocator, Placement
@@ -50,6 +55,7 @@ EM_ARM = 40
 RAM_ALIGN = 128 * MiB               # the decompressor takes its own address rounded down to this as RAM's start
 LOWMEM = 768 * MiB                  # what a 3G/1G kernel maps linearly from its start (1 GiB less vmalloc)
 MAX_DTB = 1 * MiB                   # the kernel's early mapping of the tree covers at least 1 MiB
+ATAGS_PATH = "/proc/atags"
 KVBASE_MASK = 32 * MiB - 1          # PAGE_OFFSET is _stext rounded down to this
 DEFAULT_PAGE_OFFSET = 0xC0000000
 
@@ -58,17 +64,20 @@ DEFAULT_PAGE_OFFSET = 0xC0000000
 class ArmOptions:
     image_size: int | None = None   # --image-size: the kernel's memory from its load address
     page_offset: int | None = None  # --page-offset: the kernel's PAGE_OFFSET (ELF core header vaddrs)
+    atags: bool = False             # --atags: pass ATAGs (from /proc/atags), no device tree
 
 
 @dataclass(frozen=True, slots=True)
 class ArmFacts:
     ram: tuple[Range, ...]                   # where segments may go (-l) / what is dumped (-p)
-    tree: bytes                              # the running kernel's device tree (flattened)
+    tree: bytes | None                       # the running kernel's device tree (flattened); None: it has none
     crash_regions: tuple[Range, ...] = ()
     notes: tuple[tuple[int, int], ...] = ()  # crash notes, then vmcoreinfo: (paddr, size)
     stext: int | None = None                 # _stext from /proc/kallsyms
     system_ram: tuple[Range, ...] = ()       # -l: all of System RAM, what is reserved in it included
     dumped_crash: tuple[Range, ...] = ()     # -p: the crash memory as the dump's RAM sees it (not its boot alias)
+    atags: bytes | None = None               # /proc/atags (--atags), None when the kernel shows none
+    tree_error: SnapshotError | None = None  # why ``tree`` is None (raised when a device tree is needed)
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,8 +91,9 @@ class Arm:
     device_tree: bool = True
     hotplug_flag: int = 0
     signed_kind: str = "a kernel (arm has no kexec_file_load)"
-    uses_purgatory: bool = False             # the kernel's machine_kexec sets r0-r2 and enters the zImage
+    uses_purgatory: bool = False             # the kernel's relocate_new_kernel sets r0-r2; no SHA check (module doc)
     formats: tuple[ImageFormat, ...] = (
+        ImageFormat("vmlinux", looks_like_elf, parse_arm_vmlinux),
         ImageFormat("uImage", looks_like_uimage, parse_uimage),
         ImageFormat("zImage", looks_like_zimage, parse_zimage),
     )
@@ -117,6 +127,16 @@ def read_tree(sys: SystemView) -> bytes:
     return build_dtb(tree)
 
 
+def _boot_data(sys: SystemView) -> dict:
+    """The running kernel's device tree (or why there is none) and its /proc/atags: which one
+    the new kernel gets is the options' choice (--atags)."""
+    atags = sys.read_bytes(ATAGS_PATH) if sys.exists(ATAGS_PATH) else None
+    try:
+        return dict(tree=read_tree(sys), atags=atags)
+    except SnapshotError as e:
+        return dict(tree=None, tree_error=e, atags=atags)
+
+
 def _ram(sys: SystemView) -> list[Range]:
     """System RAM, its "(boot alias)" views included (kexec-tools counts both)."""
     return merge(r.range for r in sys.iomem.roots if r.name.startswith("System RAM"))
@@ -130,7 +150,7 @@ def read_load_facts(sys: SystemView) -> ArmFacts:
     usable = subtract(ram, holes)
     if not usable:
         raise SnapshotError("/proc/iomem lists no System RAM", "is /proc mounted, and are you root?")
-    return ArmFacts(ram=tuple(usable), tree=read_tree(sys), system_ram=tuple(ram))
+    return ArmFacts(ram=tuple(usable), system_ram=tuple(ram), **_boot_data(sys))
 
 
 def read_crash_facts(sys: SystemView) -> ArmFacts:
@@ -143,8 +163,8 @@ def read_crash_facts(sys: SystemView) -> ArmFacts:
     # The dump covers System RAM; where RAM also has a 32-bit "boot alias" (Keystone: RAM above
     # 4 GiB, seen below it at boot), the segments go to the alias and the dump skips it.
     ram = merge(r.range for r in sys.iomem.roots if r.name == "System RAM")
-    return ArmFacts(ram=tuple(ram), tree=read_tree(sys), crash_regions=regions, notes=tuple(notes),
-                    stext=_stext(sys), dumped_crash=real)
+    return ArmFacts(ram=tuple(ram), crash_regions=regions, notes=tuple(notes),
+                    stext=_stext(sys), dumped_crash=real, **_boot_data(sys))
 
 
 def _stext(sys: SystemView) -> int | None:
@@ -180,26 +200,45 @@ def _place_kernel(image: ArmImage, inputs: LoadInputs, free: list[Range],
             candidates.insert(0, below)
         for base in candidates:
             if hole.start <= base + writes_from and base + room <= hole.end:
-                kernel = Segment("kernel", image.payload, base + image.text_offset,
-                                 align_up(len(image.data), inputs.page_size))
-                return base, Range(max(base, hole.start), base + room), kernel
+                return base, Range(max(base, hole.start), base + room), _kernel_segments(image, base, inputs)
     raise NoSpace(f"no 128 MiB aligned block of {room:#x} bytes (TEXT_OFFSET {image.text_offset:#x} and the "
                   f"kernel's room) in {', '.join(f'{h.start:#x}-{h.last:#x}' for h in free)}",
                   "reserve more memory (crashkernel=), or pass a smaller --image-size", what="kernel")
 
 
+def _kernel_segments(image: ArmImage, base: int, inputs: LoadInputs) -> list[Segment]:
+    """The zImage (or raw Image) at base + TEXT_OFFSET; a vmlinux's PT_LOADs at the same
+    distance from there as from ``_text`` (each from its page's start)."""
+    text, page = base + image.text_offset, inputs.page_size
+    if not image.pieces:
+        return [Segment("kernel", image.payload, text, align_up(len(image.data), page))]
+    out = []
+    for i, (rel, offset, filesz, memsz) in enumerate(image.pieces):
+        pad = (text + rel) % page
+        buf = bytes(pad) + image.data[offset:offset + filesz] if pad else memoryview(image.data)[offset:offset + filesz]
+        out.append(Segment("kernel" if i == 0 else f"kernel-{i + 1}", buf, text + rel - pad,
+                           align_up(pad + memsz, page)))
+    return out
+
+
 def _tree_source(inputs: LoadInputs, facts: ArmFacts) -> bytes:
-    return bytes(inputs.dtb) if inputs.dtb is not None else facts.tree
+    if inputs.dtb is not None:
+        return bytes(inputs.dtb)
+    if facts.tree is None:
+        raise facts.tree_error or SnapshotError("the running kernel shows no device tree",
+                                                "pass one with --dtb, or --atags")
+    return facts.tree
 
 
 def _common(image: ArmImage, inputs: LoadInputs, facts: ArmFacts, free: list[Range], *, cmdline: str,
-            crash: Range | None) -> tuple[list[Segment], list[str], Range | None, str]:
-    """kernel, initrd, [elfcorehdr], device tree; notes; the elfcorehdr's range; the command line."""
-    base, kept, kernel = _place_kernel(image, inputs, free, () if crash else facts.system_ram)
+            crash: Range | None) -> tuple[list[Segment], list[str], int, str]:
+    """kernel, initrd, [elfcorehdr], device tree or ATAGs; notes; the entry point; the command line."""
+    base, kept, kernels = _place_kernel(image, inputs, free, () if crash else facts.system_ram)
+    entry = base + image.text_offset + image.entry_offset
     alloc = Allocator(free, page_size=inputs.page_size)
     alloc.reserve(kept)
     lowmem_end = base + LOWMEM
-    segments = [kernel]
+    segments = list(kernels)
     elfcorehdr = core = None
     if crash is not None:
         core = build_elf_core_header(_core_spec(facts, inputs, crash))
@@ -212,29 +251,50 @@ def _common(image: ArmImage, inputs: LoadInputs, facts: ArmFacts, free: list[Ran
         initrd = alloc.take("initrd", Placement(size=max(len(inputs.initrd), 1), min_addr=kept.end,
                                                 max_addr=lowmem_end, top_down=False))
         segments.append(Segment("initrd", inputs.initrd, initrd.start, initrd.size))
-    tree = kexec_chosen(parse_dtb(_tree_source(inputs, facts), what="the device tree"), ChosenSpec(
-        cmdline=cmdline, initrd=Range.sized(initrd.start, len(inputs.initrd)) if initrd else None,
-        elfcorehdr=Range.sized(elfcorehdr.start, len(core)) if elfcorehdr else None,
-        usable=(crash,) if crash is not None else ()))
-    dtb = build_dtb(tree)
-    if len(dtb) > MAX_DTB:
-        raise UsageError(f"the device tree is {len(dtb)} bytes once updated; kexec-py places at most 1 MiB "
-                         "for a 32-bit arm kernel", "pass a smaller device tree with --dtb")
-    where = alloc.take("dtb", Placement(size=len(dtb), min_addr=kept.end, max_addr=lowmem_end, top_down=False))
-    segments.append(Segment("dtb", dtb, where.start, where.size))
-    if initrd is not None and bytes(inputs.initrd[:4]) == dtb[:4]:
+    initrd_bytes = Range.sized(initrd.start, len(inputs.initrd)) if initrd else None
+    if _options(inputs).atags:
+        boot = _atags_segment(facts, entry, free, cmdline=cmdline, initrd=initrd_bytes,
+                              page_size=inputs.page_size)
+        segments.append(boot)
+        handed = f"ATAGs {boot.mem:#x} ({len(boot.buf)} bytes), where the kernel's machine_kexec points r2"
+    else:
+        tree = kexec_chosen(parse_dtb(_tree_source(inputs, facts), what="the device tree"), ChosenSpec(
+            cmdline=cmdline, initrd=initrd_bytes,
+            elfcorehdr=Range.sized(elfcorehdr.start, len(core)) if elfcorehdr else None,
+            usable=(crash,) if crash is not None else ()))
+        dtb = build_dtb(tree)
+        if len(dtb) > MAX_DTB:
+            raise UsageError(f"the device tree is {len(dtb)} bytes once updated; kexec-py places at most 1 MiB "
+                             "for a 32-bit arm kernel", "pass a smaller device tree with --dtb")
+        where = alloc.take("dtb", Placement(size=len(dtb), min_addr=kept.end, max_addr=lowmem_end, top_down=False))
+        segments.append(Segment("dtb", dtb, where.start, where.size))
+        handed = f"dtb {where.start:#x} ({len(dtb)} bytes), found by the kernel's machine_kexec as r2"
+    if initrd is not None and bytes(inputs.initrd[:4]) == FDT_MAGIC:
         raise UsageError("the initrd starts with the device tree magic (d00dfeed)",
                          "the arm kernel would take it for the device tree: pass a cpio initramfs")
     sized = ("--image-size" if _options(inputs).image_size is not None else
-             "its size tag" if image.sized else "no size tag: an estimate")
-    notes = [f"RAM base {base:#x}: kernel {kernel.mem:#x} (TEXT_OFFSET {image.text_offset:#x}), "
-             f"kernel room to {kept.end:#x} ({sized})",
-             f"dtb {where.start:#x} ({len(dtb)} bytes), found by the kernel's machine_kexec as r2"]
+             "its PT_LOADs" if image.pieces else "its size tag" if image.sized else "no size tag: an estimate")
+    notes = [f"RAM base {base:#x}: kernel {kernels[0].mem:#x} (TEXT_OFFSET {image.text_offset:#x}), "
+             f"kernel room to {kept.end:#x} ({sized})", handed]
     if image.appended_dtb:
         notes.append(f"the zImage's appended device tree ({len(image.appended_dtb)} bytes) is not loaded")
     if elfcorehdr:
         notes.append(f"elfcorehdr {elfcorehdr.start:#x} ({len(core)} bytes)")
-    return sorted(segments, key=lambda s: s.mem), notes, elfcorehdr, cmdline
+    return sorted(segments, key=lambda s: s.mem), notes, entry, cmdline
+
+
+def _atags_segment(facts: ArmFacts, entry: int, free: list[Range], *, cmdline: str,
+                   initrd: Range | None, page_size: int) -> Segment:
+    """--atags: the tagged list (``kexec_py.plan.arm_atags``) where r2 will point: 0x7000
+    below the zImage, inside the kernel's own room (below its page tables)."""
+    saved = parse_atags(facts.atags) if facts.atags is not None else None
+    blob = build_atags(saved, cmdline=cmdline or None, initrd=initrd, ram=facts.system_ram or facts.ram)
+    at = atags_address(entry)
+    if not any(r.start <= at and at + len(blob) <= r.end for r in free):
+        raise NoSpace(f"the ATAGs go at {at:#x} (the kernel's entry - 0x7000, where the arm kernel points "
+                      "r2), which is not RAM free for them", "boot the new kernel with a device tree",
+                      what="atags")
+    return Segment("atags", blob, at, align_up(len(blob), page_size))
 
 
 def _core_spec(facts: ArmFacts, inputs: LoadInputs, crash: Range) -> CoreHeaderSpec:
@@ -251,9 +311,8 @@ def _core_spec(facts: ArmFacts, inputs: LoadInputs, crash: Range) -> CoreHeaderS
 def plan_load(image: ArmImage, inputs: LoadInputs, facts: ArmFacts) -> SegmentPlan:
     """A kernel for a later ``kexec -e``: at the lowest 128 MiB aligned RAM base, the rest above it."""
     free = inputs.usable(facts.ram)
-    segments, notes, _, cmdline = _common(image, inputs, facts, free, cmdline=inputs.cmdline, crash=None)
-    kernel = next(s for s in segments if s.name == "kernel")
-    return SegmentPlan(arch="arm", page_size=inputs.page_size, segments=tuple(segments), entry=kernel.mem,
+    segments, notes, entry, cmdline = _common(image, inputs, facts, free, cmdline=inputs.cmdline, crash=None)
+    return SegmentPlan(arch="arm", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
                        flags=K.KEXEC_ARCH_ARM, cmdline=cmdline, allowed=facts.ram, notes=tuple(notes))
 
 
@@ -262,9 +321,8 @@ def plan_crash(image: ArmImage, inputs: LoadInputs, facts: ArmFacts) -> SegmentP
     above the kernel's room, the ELF core header at the top."""
     region = facts.crash_regions[-1]
     free = inputs.usable([region])
-    segments, notes, _, cmdline = _common(image, inputs, facts, free, cmdline=inputs.cmdline, crash=region)
-    kernel = next(s for s in segments if s.name == "kernel")
+    segments, notes, entry, cmdline = _common(image, inputs, facts, free, cmdline=inputs.cmdline, crash=region)
     notes = [f"crash region {region.start:#x}-{region.last:#x}", *notes]
-    return SegmentPlan(arch="arm", page_size=inputs.page_size, segments=tuple(segments), entry=kernel.mem,
+    return SegmentPlan(arch="arm", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
                        flags=K.KEXEC_ON_CRASH | K.KEXEC_ARCH_ARM, cmdline=cmdline,
                        allowed=facts.crash_regions, notes=tuple(notes))

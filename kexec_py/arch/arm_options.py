@@ -21,4 +21,7 @@ def parse(v: dict):
         raise UsageError(f"--image-size: {size:#x} is not a size inside the 32-bit address space")
     if page_offset is not None and not 0 < page_offset < 1 << 32:
         raise UsageError(f"--page-offset: {page_offset:#x} is not a 32-bit kernel address")
-    return ArmOptions(image_size=size, page_offset=page_offset)
+    if v.get("atags") and v.get("dtb") is not None:
+        raise UsageError("--atags and --dtb: the new kernel gets either ATAGs or a device tree",
+                         "drop one of them")
+    return ArmOptions(image_size=size, page_offset=page_offset, atags=bool(v.get("atags")))

@@ -48,6 +48,9 @@ class ArmImage:
     appended_dtb: bytes | None = None   # a device tree that followed the zImage (trimmed from ``data``)
     load_addr: int | None = None    # a uImage's load address
     compression: str | None = None  # a uImage payload's compression
+    # vmlinux: each PT_LOAD as (its place above the kernel's address, file offset, filesz, memsz)
+    pieces: tuple[tuple[int, int, int, int], ...] = ()
+    entry_offset: int = 0           # the entry point above the kernel's address (vmlinux: e_entry - _text)
 
     @property
     def format(self) -> str:
@@ -60,12 +63,15 @@ class ArmImage:
     @property
     def sized(self) -> bool:
         """Whether the image says how big the running kernel is (a zImage's size tag)."""
-        return self.kernel_size is not None and self.bss_size is not None
+        return bool(self.pieces) or (self.kernel_size is not None and self.bss_size is not None)
 
     def memory(self, image_size: int | None = None) -> int:
         """Bytes from the kernel's address (start of RAM + text_offset) that the kernel, its
         decompressor and the decompressor's relocated copy may use: nothing else goes there.
         ``image_size`` (--image-size) replaces the estimate."""
+        if self.pieces:                              # a vmlinux: its PT_LOADs, bss included; no decompressor
+            extent = max(rel + memsz for rel, _, _, memsz in self.pieces)
+            return max(image_size or 0, extent)
         if image_size is not None:
             return max(image_size, len(self.data))
         if self.source == "uImage Image":           # a raw kernel: no decompressor, bss unknown

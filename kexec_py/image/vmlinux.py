@@ -104,8 +104,8 @@ def describe_machine(e_machine: int) -> str:
 
 
 def open_elf_kernel(data: bytes, *, path: str, machine: int, machine_name: str,
-                    types: tuple[str, ...] = ("ET_EXEC",)):
-    """The pyelftools ELFFile of a 64-bit little-endian kernel for ``machine``, after
+                    types: tuple[str, ...] = ("ET_EXEC",), bits: int = 64):
+    """The pyelftools ELFFile of a ``bits``-bit little-endian kernel for ``machine``, after
     checking e_machine, class, byte order and e_type. Raises CorruptImage / UnsupportedImage."""
     elf = _open_elf(data, path)
     hdr = elf.header
@@ -113,9 +113,9 @@ def open_elf_kernel(data: bytes, *, path: str, machine: int, machine_name: str,
     if found != machine:
         raise UnsupportedImage(f"{path} is an ELF kernel for {describe_machine(found)}, not {machine_name}",
                                f"give the {machine_name} kernel")
-    if elf.elfclass != 64 or not elf.little_endian:
+    if elf.elfclass != bits or not elf.little_endian:
         raise UnsupportedImage(f"{path} is a {elf.elfclass}-bit {'little' if elf.little_endian else 'big'}"
-                               f"-endian ELF file; a {machine_name} kernel is 64-bit little-endian")
+                               f"-endian ELF file; a {machine_name} kernel is {bits}-bit little-endian")
     if hdr.e_type not in types:
         wanted = " or ".join(types)
         raise UnsupportedImage(f"{path} is an ELF {hdr.e_type} file, not a kernel ({wanted})",

@@ -21,6 +21,12 @@ kernel is decompressed to) and the size of the decompressor's malloc area.
 
 uImage: U-Boot's ``image_header_t`` (include/image.h), 64 bytes, every field
 big-endian; the payload follows the header.
+
+ATAGs, the tagged list a kernel booted without a device tree reads (Documentation/arch/
+arm/booting.rst, "Setup the kernel tagged list"; arch/arm/include/uapi/asm/setup.h): a
+list of tags in memory, each a header of two 32-bit words (its size in 32-bit words,
+header included, then the tag) and its data; the list starts with ATAG_CORE and ends
+with ATAG_NONE (size 0). Little-endian words on a little-endian kernel.
 """
 
 from construct import Bytes, Const, Int8ub, Int32ub, Int32ul, Struct
@@ -77,3 +83,30 @@ IH_TYPE_KERNEL = 2
 IH_TYPE_KERNEL_NOLOAD = 14
 IH_COMP = {0: None, 1: "gzip", 2: "bzip2", 3: "lzma", 4: "lzo", 5: "lz4", 6: "zstd"}
 IH_ARCH_NAMES = {2: "arm", 3: "i386", 5: "mips", 7: "powerpc", 22: "arm64", 26: "riscv", 18: "sandbox"}
+
+ATAG_NONE = 0x00000000
+ATAG_CORE = 0x54410001
+ATAG_MEM = 0x54410002
+ATAG_INITRD = 0x54410005              # the initrd by virtual address (deprecated)
+ATAG_INITRD2 = 0x54420005             # the initrd by physical address
+ATAG_CMDLINE = 0x54410009
+ATAG_HEADER_WORDS = 2
+
+atag_header = Struct(
+    "size" / Int32ul,                 # in 32-bit words, this header included; 0 only for ATAG_NONE
+    "tag" / Int32ul,
+)
+atag = Struct(                        # one tag, its data as bytes
+    "size" / Int32ul,
+    "tag" / Int32ul,
+    "data" / Bytes(lambda ctx: max(ctx.size - ATAG_HEADER_WORDS, 0) * 4),
+)
+atag_mem32 = Struct(                  # ATAG_MEM's data
+    "size" / Int32ul,
+    "start" / Int32ul,                # physical start
+)
+atag_initrd2 = Struct(                # ATAG_INITRD2's data
+    "start" / Int32ul,                # physical start
+    "size" / Int32ul,                 # bytes
+)
+assert atag_header.sizeof() == ATAG_HEADER_WORDS * 4 and atag_mem32.sizeof() == atag_initrd2.sizeof() == 8

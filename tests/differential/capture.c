@@ -4,7 +4,8 @@
  * program asked for instead of asking the kernel.
  *
  * Built freestanding (gcc -ffreestanding -nostdlib -shared -fPIC, with -m64
- * or -m32, or powerpc64le-linux-gnu-gcc for kexec-tools under qemu-ppc64le): it includes only the compiler's own headers and declares the few
+ * or -m32, or powerpc64le-linux-gnu-gcc / arm-linux-gnueabihf-gcc for kexec-tools under
+ * qemu-ppc64le / qemu-arm): it includes only the compiler's own headers and declares the few
  * libc functions it calls, which the dynamic linker finds in the program's
  * libc. So the host needs no 32-bit C library to build the i386 copy.
  *
@@ -42,8 +43,12 @@
 #define NR_KEXEC_LOAD 268
 #define NR_KEXEC_FILE_LOAD 382
 #define NR_REBOOT 88
+#elif defined(__arm__) && defined(__ARM_EABI__)
+#define NR_KEXEC_LOAD 347        /* arch/arm/tools/syscall.tbl */
+#define NR_KEXEC_FILE_LOAD 401
+#define NR_REBOOT 88
 #else
-#error "capture.c knows the syscall numbers of x86_64, i386 and ppc64le only"
+#error "capture.c knows the syscall numbers of x86_64, i386, ppc64le and arm (EABI) only"
 #endif
 
 /* From libc (declared here: no libc headers are used). */

@@ -41,12 +41,14 @@ ARCHES = {
     "x86_64": ("x86_64", "lib64/ld-linux-x86-64.so.2", "x86_64-linux-gnu", "-m64", None),
     "i386": ("i386", "lib/ld-linux.so.2", "i386-linux-gnu", "-m32", "i686"),
     "ppc64le": ("ppc64le", "lib/powerpc64le-linux-gnu/ld64.so.2", "powerpc64le-linux-gnu", None, None),
+    "arm": ("armmp", "lib/ld-linux-armhf.so.3", "arm-linux-gnueabihf", None, None),
 }
 # architectures the host cannot run: (cross compiler, qemu-user emulator, its Debian package).
 # Under qemu-user the program sees the emulator's page size (the host's 4 KiB), so capture.c
 # reports the snapshot's own (AT_PAGESZ in its proc/self/auxv) to getpagesize() and sysconf().
 FOREIGN = {
     "ppc64le": ("powerpc64le-linux-gnu-gcc", "qemu-ppc64le", "qemu-user"),
+    "arm": ("arm-linux-gnueabihf-gcc", "qemu-arm", "qemu-user"),
 }
 AT_PAGESZ = 6
 
@@ -131,20 +133,23 @@ def _finish(proc: subprocess.Popen, out: Path, what: str) -> Run:
     return Run(out, proc.returncode, stderr)
 
 
-def snapshot_page_size(fixture: Path) -> int:
-    """AT_PAGESZ from the snapshot's proc/self/auxv (native-endian u64 pairs, as captured)."""
+def snapshot_page_size(fixture: Path, word: int = 8) -> int:
+    """AT_PAGESZ from the snapshot's proc/self/auxv (little-endian pairs of ``word``-byte words, as
+    captured: 8 on a 64-bit kernel, 4 on 32-bit arm)."""
     import struct
     auxv = fixture / "proc/self/auxv"
     if not auxv.exists():
         raise HarnessError(f"{auxv} is missing: the snapshot does not say its page size")
-    pairs = dict(struct.iter_unpack("<QQ", auxv.read_bytes()[:len(auxv.read_bytes()) // 16 * 16]))
+    raw = auxv.read_bytes()
+    pairs = dict(struct.iter_unpack("<QQ" if word == 8 else "<II", raw[:len(raw) // (2 * word) * (2 * word)]))
     if AT_PAGESZ not in pairs:
         raise HarnessError(f"{auxv} has no AT_PAGESZ")
     return pairs[AT_PAGESZ]
 
 
 def spawn_theirs(ref: Reference, lib: Path, fixture: Path, args: list[str], out: Path) -> subprocess.Popen:
-    page = [f"KEXEC_CAPTURE_PAGE_SIZE={snapshot_page_size(fixture)}"] if ref.arch in FOREIGN else []
+    word = 4 if ref.arch == "arm" else 8
+    page = [f"KEXEC_CAPTURE_PAGE_SIZE={snapshot_page_size(fixture, word)}"] if ref.arch in FOREIGN else []
     inner = ["env", f"KEXEC_CAPTURE_DIR={out}", *page, *ref.argv(lib, args)]
     script = (f"mount --bind {shlex.quote(str(fixture / 'proc'))} /proc && "
               f"mount --bind {shlex.quote(str(fixture / 'sys'))} /sys && "
