@@ -121,6 +121,7 @@ class Ppc64Facts:
     page_offset: int = PAGE_OFFSET
     sources: tuple[str, ...] = field(default=())   # where the facts came from, for notes
     kernel_end: int = 0                      # /chosen linux,kernel-end: the running kernel's __pa(_end)
+    rma_end: int | None = None               # end of the real-mode area (memory@0's first range)
 
 
 def _be(raw: bytes | None) -> int | None:
@@ -186,6 +187,19 @@ def tree_ram(tree: DeviceTree) -> list[Range]:
     return subtract(merged, [Range(limit, 1 << 64)]) if limit else merged
 
 
+def rma_end(tree: DeviceTree) -> int | None:
+    """The end of the real-mode area: the first range of the memory node that starts at 0
+    (PAPR: the first memory block is the RMA, the only memory reachable with the MMU off
+    under a hypervisor). The purgatory, its backup copy and the device tree the new kernel
+    reads in real mode must lie below it. None when no memory node starts at 0."""
+    acells, scells = tree.cells()
+    for node in memory_nodes(tree):
+        ranges = _pairs(node.props.get("reg", b""), acells, scells)
+        if ranges and ranges[0].start == 0:
+            return ranges[0].end
+    return None
+
+
 def firmware_ranges(tree: DeviceTree) -> list[Range]:
     """Memory firmware keeps for itself: RTAS, OPAL, reserved-ranges, TCE tables."""
     out = []
@@ -231,7 +245,8 @@ def read_load_facts(sys: SystemView) -> Ppc64Facts:
     chosen = tree.root.child("chosen")
     kernel_end = _be(chosen.props.get("linux,kernel-end")) if chosen else None
     return Ppc64Facts(tree=_flatten(tree), ram=tuple(ram), firmware=tuple(firmware_ranges(tree)),
-                      boot_reservations=tuple(_boot_reservations(sys)), kernel_end=kernel_end or 0)
+                      boot_reservations=tuple(_boot_reservations(sys)), kernel_end=kernel_end or 0,
+                      rma_end=rma_end(tree))
 
 
 def read_crash_facts(sys: SystemView) -> Ppc64Facts:
@@ -243,7 +258,7 @@ def read_crash_facts(sys: SystemView) -> Ppc64Facts:
     load = read_load_facts(sys)
     return Ppc64Facts(tree=load.tree, ram=load.ram, firmware=load.firmware,
                       boot_reservations=load.boot_reservations, crash=regions[0],
-                      notes=tuple(notes), page_offset=_page_offset(sys))
+                      notes=tuple(notes), page_offset=_page_offset(sys), rma_end=load.rma_end)
 
 
 def _page_offset(sys: SystemView) -> int:
@@ -355,7 +370,8 @@ def _finish(image: Ppc64Vmlinux, inputs: LoadInputs, facts: Ppc64Facts, alloc: A
             purgatory, *, segments: list[Segment], usable: Range | None, reserve: list[Range],
             cmdline: str, backup: Range | None) -> tuple[list[Segment], int, list[str]]:
     """Purgatory, initrd and device tree; then link the purgatory."""
-    purg = alloc.take("purgatory", Placement(size=purgatory.memsz, align=purgatory.align, top_down=False))
+    purg = _take_real_mode(alloc, "purgatory", Placement(size=purgatory.memsz, align=purgatory.align,
+                                                         top_down=False), facts)
     initrd = None
     if inputs.initrd is not None:
         initrd = alloc.take("initrd", Placement(size=max(len(inputs.initrd), 1), top_down=False))
@@ -366,7 +382,7 @@ def _finish(image: Ppc64Vmlinux, inputs: LoadInputs, facts: Ppc64Facts, alloc: A
                     usable=usable, reserve=tuple(reserve))
     tree = next_tree(fdt, spec)
     size = len(build_dtb(tree)) + 16                    # room for its own reservation entry
-    dtb_range = alloc.take("dtb", Placement(size=size))
+    dtb_range = _take_real_mode(alloc, "dtb", Placement(size=size), facts)
     tree.reservations = [(r.start, r.size) for r in merge([*reserve, dtb_range])]
     dtb = build_dtb(tree)
     if len(dtb) > MAX_DTB_SIZE:
@@ -394,6 +410,23 @@ def _finish(image: Ppc64Vmlinux, inputs: LoadInputs, facts: Ppc64Facts, alloc: A
     return sorted([*segments, purg_seg], key=lambda s: s.mem), linked.entry, notes
 
 
+def _take_real_mode(alloc: Allocator, what: str, placement: Placement, facts: Ppc64Facts) -> Range:
+    """Place what the purgatory and the new kernel's first instructions touch with the MMU
+    off (the purgatory and its stack, the backup copy, the device tree) below the end of the
+    real-mode area: a hypervisor lets real mode reach no further."""
+    if not facts.rma_end:
+        return alloc.take(what, placement)
+    from kexec_py.errors import NoSpace
+    from kexec_py.record import replace
+    try:
+        return alloc.take(what, replace(placement, max_addr=min(placement.max_addr, facts.rma_end)))
+    except NoSpace as e:
+        raise NoSpace(f"no room for the {what} below {facts.rma_end:#x}, the end of the real-mode area "
+                      f"(memory@0's first range), where it is used with the MMU off ({e.message})",
+                      f"reserve the crash region inside the first {facts.rma_end >> 20} MiB: "
+                      "crashkernel=SIZE without @OFFSET, or with an OFFSET that keeps it below", what=what) from None
+
+
 def plan_crash(image: Ppc64Vmlinux, inputs: LoadInputs, facts: Ppc64Facts, purgatory) -> SegmentPlan:
     """Everything in the crash region, bottom-up from its base (the kernel first, where it
     will run), the device tree top-down; nothing on firmware memory."""
@@ -402,7 +435,7 @@ def plan_crash(image: Ppc64Vmlinux, inputs: LoadInputs, facts: Ppc64Facts, purga
     alloc = inputs.allocator(free)
     kernel = alloc.take("kernel", Placement(size=image.memsz, align=BACKUP_SIZE, top_down=False))
     segments = _kernel_segments(image, kernel, run_at_load=True)
-    backup = alloc.take("backup", Placement(size=BACKUP_SIZE, top_down=False))
+    backup = _take_real_mode(alloc, "backup", Placement(size=BACKUP_SIZE, top_down=False), facts)
     segments.append(Segment("backup", b"", backup.start, backup.size))
 
     # What the dump holds: RAM outside the crash region, firmware memory inside it, the first

@@ -283,3 +283,54 @@ def test_hot_pluggable_memory_from_both_property_versions():
     assert lmbs(tree("ibm,dynamic-memory-v2", v2)) == [(Range.sized(1 << 30, lmb), True),
                                                       (Range.sized((1 << 30) + lmb, lmb), True),
                                                       (Range.sized(3 << 30, lmb), False)]
+
+
+# -- the real-mode area ------------------------------------------------------------------
+# PAPR: the first memory block (memory@0's first reg range) is the real-mode area, the only
+# memory an LPAR reaches with the MMU off. The purgatory (and its stack), the backup copy it
+# writes and the device tree the new kernel reads first must lie below its end.
+
+RMA_END = int.from_bytes((DT / "memory@0" / "reg").read_bytes()[8:16], "big")   # base 0, u64 size
+REAL_MODE = ("purgatory", "backup", "dtb")
+
+
+def _snapshot_with_crash(tmp_path: Path, base: int, size: int) -> SystemView:
+    root = tmp_path / "snap"
+    shutil.copytree(FIXTURE, root, symlinks=True)
+    chosen = root / "proc/device-tree/chosen"
+    (chosen / "linux,crashkernel-base").write_bytes(base.to_bytes(8, "big"))
+    (chosen / "linux,crashkernel-size").write_bytes(size.to_bytes(8, "big"))
+    return SystemView(root)
+
+
+def test_the_real_mode_area_is_memory_at_0s_first_range(arch):
+    assert RMA_END == 0x40000000                              # QEMU pseries: 1 GiB
+    assert arch.read_crash_facts(SystemView(FIXTURE)).rma_end == RMA_END
+
+
+def test_what_runs_with_the_mmu_off_stays_below_the_real_mode_area(arch, kernel, tmp_path):
+    """A crash region that runs past the RMA (crashkernel=512M@768M here: 0x30000000-0x4fffffff;
+    the RAM goes on to 0x5fffffff): the device tree, placed top-down, went to its top before."""
+    base, size = 0x30000000, 0x20000000
+    view = _snapshot_with_crash(tmp_path, base, size)
+    facts = arch.read_crash_facts(view)
+    plan = arch.plan_crash(kernel, LoadInputs(cmdline=APPEND, initrd=b"\x5a" * 300000, page_size=view.page_size),
+                           facts, load_purgatory("ppc64le"))
+    for name in REAL_MODE:
+        assert seg(plan, name).range.end <= RMA_END, (name, seg(plan, name))
+    assert all(s.range.start >= base and s.range.end <= base + size for s in plan.segments)
+    preflight.check_plan(plan, arch)
+    # and the -l plan too (its free memory runs to the top of RAM)
+    load = arch.plan_load(kernel, LoadInputs(cmdline=APPEND, initrd=b"\x5a" * 300000, page_size=view.page_size),
+                          arch.read_load_facts(view), load_purgatory("ppc64le"))
+    for name in ("purgatory", "dtb"):
+        assert seg(load, name).range.end <= RMA_END, (name, seg(load, name))
+
+
+def test_a_crash_region_above_the_real_mode_area_is_refused_with_the_reason(arch, kernel, tmp_path, capsys):
+    from kexec_py.errors import NoSpace
+    view = _snapshot_with_crash(tmp_path, 0x40000000, 0x10000000)
+    with pytest.raises(NoSpace, match="real-mode area") as e:
+        arch.plan_crash(kernel, LoadInputs(cmdline=APPEND, initrd=None, page_size=view.page_size),
+                        arch.read_crash_facts(view), load_purgatory("ppc64le"))
+    assert "crashkernel=" in e.value.hint
