@@ -42,8 +42,12 @@
 #define NR_KEXEC_LOAD 268
 #define NR_KEXEC_FILE_LOAD 382
 #define NR_REBOOT 88
+#elif defined(__s390x__)
+#define NR_KEXEC_LOAD 277
+#define NR_KEXEC_FILE_LOAD 381
+#define NR_REBOOT 88
 #else
-#error "capture.c knows the syscall numbers of x86_64, i386 and ppc64le only"
+#error "capture.c knows the syscall numbers of x86_64, i386, ppc64le and s390x only"
 #endif
 
 /* From libc (declared here: no libc headers are used). */

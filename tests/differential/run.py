@@ -41,14 +41,16 @@ ARCHES = {
     "x86_64": ("x86_64", "lib64/ld-linux-x86-64.so.2", "x86_64-linux-gnu", "-m64", None),
     "i386": ("i386", "lib/ld-linux.so.2", "i386-linux-gnu", "-m32", "i686"),
     "ppc64le": ("ppc64le", "lib/powerpc64le-linux-gnu/ld64.so.2", "powerpc64le-linux-gnu", None, None),
+    "s390x": ("s390x", "lib/ld64.so.1", "s390x-linux-gnu", None, None),
 }
 # architectures the host cannot run: (cross compiler, qemu-user emulator, its Debian package).
 # Under qemu-user the program sees the emulator's page size (the host's 4 KiB), so capture.c
 # reports the snapshot's own (AT_PAGESZ in its proc/self/auxv) to getpagesize() and sysconf().
 FOREIGN = {
     "ppc64le": ("powerpc64le-linux-gnu-gcc", "qemu-ppc64le", "qemu-user"),
+    "s390x": ("s390x-linux-gnu-gcc", "qemu-s390x", "qemu-user"),
 }
-AT_PAGESZ = 6
+AT_NULL, AT_PAGESZ = 0, 6
 
 
 @dataclass(frozen=True)
@@ -132,15 +134,21 @@ def _finish(proc: subprocess.Popen, out: Path, what: str) -> Run:
 
 
 def snapshot_page_size(fixture: Path) -> int:
-    """AT_PAGESZ from the snapshot's proc/self/auxv (native-endian u64 pairs, as captured)."""
+    """AT_PAGESZ from the snapshot's proc/self/auxv (word pairs in the guest's word size and byte
+    order, as captured: big-endian u64 on s390x): the reading whose vector
+    ends with AT_NULL after a power-of-two AT_PAGESZ."""
     import struct
     auxv = fixture / "proc/self/auxv"
     if not auxv.exists():
         raise HarnessError(f"{auxv} is missing: the snapshot does not say its page size")
-    pairs = dict(struct.iter_unpack("<QQ", auxv.read_bytes()[:len(auxv.read_bytes()) // 16 * 16]))
-    if AT_PAGESZ not in pairs:
-        raise HarnessError(f"{auxv} has no AT_PAGESZ")
-    return pairs[AT_PAGESZ]
+    data = auxv.read_bytes()
+    for fmt in ("<QQ", ">QQ", "<II", ">II"):
+        step = struct.calcsize(fmt)
+        pairs = list(struct.iter_unpack(fmt, data[:len(data) // step * step]))
+        page = dict(pairs).get(AT_PAGESZ)
+        if (AT_NULL, 0) in pairs and page and not page & (page - 1):
+            return page
+    raise HarnessError(f"{auxv} has no AT_PAGESZ")
 
 
 def spawn_theirs(ref: Reference, lib: Path, fixture: Path, args: list[str], out: Path) -> subprocess.Popen:
