@@ -79,9 +79,9 @@ class S390x:
         return plan_load(image, inputs, facts)
 
     def file_inputs(self, image: S390Image) -> FileInputs:
-        # The kernel's own loader takes the file as it is and refuses a command line that
-        # does not fit the image's field.
-        return FileInputs(cmdline_max=image.command_line_size)
+        # The kernel's own loader takes the file as it is and refuses a command line whose
+        # length with its NUL is not below the image's field size (it keeps a byte spare).
+        return FileInputs(cmdline_max=image.command_line_size - 1)
 
     def signed(self, kernel) -> bool:
         # An appended module-style signature ends the file with this marker (scripts/sign-file).

@@ -117,3 +117,14 @@ def test_p_without_crash_memory_exits_1_with_the_reason(tmp_path, kernel, capsys
     assert _cli(root, "-p", "-c", str(kernel)) == 1
     err = capsys.readouterr().err
     assert err.count("\n") == 1 and "built without CONFIG_CRASH_DUMP" in err and config.name in err
+
+
+def test_kexec_file_load_takes_a_command_line_shorter_than_the_field(kernel):
+    """The kernel's s390 kexec_file_load refuses cmdline_buf_len (NUL included) >= the image's
+    max_command_line_size (arch/s390/kernel/machine_kexec_file.c): CONFIG_COMMAND_LINE_SIZE
+    4096 (the package's config) takes 4094 characters and the NUL."""
+    import re
+    config = (kernel.parent / f"config-{kernel.name.removeprefix('vmlinuz-')}").read_text()
+    size = int(re.search(r"^CONFIG_COMMAND_LINE_SIZE=(\d+)$", config, re.M)[1])
+    image = parse_s390_image(kernel.read_bytes(), path=str(kernel))
+    assert S390x().file_inputs(image).cmdline_max == size - 1
