@@ -75,7 +75,7 @@ def run(req: Request, ctx: Context) -> int:
     if steps.load and req.crash and not ctx.sys.crash_regions():
         # kexec-tools checks this before anything else, unload included, and exits 1
         raise NoCrashMemory("Memory for crashkernel is not reserved: /proc/iomem has no 'Crash kernel' range",
-                            "boot with crashkernel=256M (or more) on the kernel command line")
+                            _no_crash_memory_hint(ctx.sys))
     if steps.unload:
         _unload(req, ctx)
     loaded_now = False
@@ -102,6 +102,22 @@ def run(req: Request, ctx: Context) -> int:
         except OSError as e:
             raise SubmitError(f"could not {what}: {e.strerror}", errno=e.errno or 0) from None
     return 0
+
+
+def _no_crash_memory_hint(sys) -> str:
+    """What to do without a crash region; the reason when the kernel's config gives it (a kernel
+    built without CONFIG_CRASH_DUMP reserves nothing for crashkernel=; Debian builds one such)."""
+    found = None
+    release = sys.kernel_release()
+    if release and sys.exists(f"/boot/config-{release}"):     # not /proc/config.gz: no gzip on this path
+        try:
+            found = sys.kernel_config(release)
+        except KexecError:
+            pass
+    if found is not None and found[1].get("CONFIG_CRASH_DUMP") != "y":
+        return (f"this kernel is built without CONFIG_CRASH_DUMP ({found[0]}), so crashkernel= reserves "
+                "nothing: boot a kernel built with it, with crashkernel=256M (or more)")
+    return "boot with crashkernel=256M (or more) on the kernel command line"
 
 
 def print_crash_region_size(sys) -> int:

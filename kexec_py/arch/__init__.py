@@ -44,7 +44,7 @@ REGISTRY: dict[str, Entry] = {e.name: e for e in (
     Entry("arm64", ("aarch64", "arm64"), "kexec_py.arch.arm64:Arm64", file_syscall=True),
     Entry("arm", ("armv7l", "armv6l", "armv8l", "arm"), "kexec_py.arch.arm:Arm", option_group="arm"),
     Entry("ppc64le", ("ppc64le",), "kexec_py.arch.ppc64le:Ppc64le", file_syscall=True),
-    Entry("s390x", ("s390x",), unsupported="not implemented yet"),
+    Entry("s390x", ("s390x",), "kexec_py.arch.s390x:S390x", file_syscall=True),
     Entry("ia64", ("ia64",), unsupported="Itanium support was removed from Linux in 6.7, and there is no "
           "emulator or Debian kernel to test a loader with"),
 )}

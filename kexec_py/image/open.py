@@ -141,6 +141,9 @@ def describe(head: bytes) -> str | None:
         return "an arm64 Image"
     if len(head) >= 0x40 and head[0x24:0x28] == b"\x18\x28\x6f\x01":
         return "an arm zImage"
+    from kexec_py.image.s390_image import looks_like_s390_image
+    if looks_like_s390_image(head):
+        return "an s390 kernel image"
     from kexec_py.image.vmlinux import elf_machine
     machine = elf_machine(head)
     if machine is not None:

@@ -50,7 +50,6 @@ def test_every_uname_spelling_names_one_arch():
 
 @pytest.mark.parametrize("name,words", [
     ("ia64", "removed from Linux in 6.7"),
-    ("s390x", "not implemented yet"),  # plans with --dry-run only (test_ppc64le_plan)
     ("sparc64", "unknown architecture"),
 ])
 def test_unsupported_arches_are_refused_with_the_reason(name, words):

@@ -47,8 +47,12 @@
 #define NR_KEXEC_LOAD 347        /* arch/arm/tools/syscall.tbl */
 #define NR_KEXEC_FILE_LOAD 401
 #define NR_REBOOT 88
+#elif defined(__s390x__)
+#define NR_KEXEC_LOAD 277
+#define NR_KEXEC_FILE_LOAD 381
+#define NR_REBOOT 88
 #else
-#error "capture.c knows the syscall numbers of x86_64, i386, ppc64le and arm (EABI) only"
+#error "capture.c knows the syscall numbers of x86_64, i386, ppc64le, arm (EABI) and s390x only"
 #endif
 
 /* From libc (declared here: no libc headers are used). */

@@ -42,6 +42,7 @@ ARCHES = {
     "i386": ("i386", "lib/ld-linux.so.2", "i386-linux-gnu", "-m32", "i686"),
     "ppc64le": ("ppc64le", "lib/powerpc64le-linux-gnu/ld64.so.2", "powerpc64le-linux-gnu", None, None),
     "arm": ("armmp", "lib/ld-linux-armhf.so.3", "arm-linux-gnueabihf", None, None),
+    "s390x": ("s390x", "lib/ld64.so.1", "s390x-linux-gnu", None, None),
 }
 # architectures the host cannot run: (cross compiler, qemu-user emulator, its Debian package).
 # Under qemu-user the program sees the emulator's page size (the host's 4 KiB), so capture.c
@@ -49,8 +50,9 @@ ARCHES = {
 FOREIGN = {
     "ppc64le": ("powerpc64le-linux-gnu-gcc", "qemu-ppc64le", "qemu-user"),
     "arm": ("arm-linux-gnueabihf-gcc", "qemu-arm", "qemu-user"),
+    "s390x": ("s390x-linux-gnu-gcc", "qemu-s390x", "qemu-user"),
 }
-AT_PAGESZ = 6
+AT_NULL, AT_PAGESZ = 0, 6
 
 
 @dataclass(frozen=True)
@@ -133,23 +135,26 @@ def _finish(proc: subprocess.Popen, out: Path, what: str) -> Run:
     return Run(out, proc.returncode, stderr)
 
 
-def snapshot_page_size(fixture: Path, word: int = 8) -> int:
-    """AT_PAGESZ from the snapshot's proc/self/auxv (little-endian pairs of ``word``-byte words, as
-    captured: 8 on a 64-bit kernel, 4 on 32-bit arm)."""
+def snapshot_page_size(fixture: Path) -> int:
+    """AT_PAGESZ from the snapshot's proc/self/auxv (word pairs in the guest's word size and byte
+    order, as captured: big-endian u64 on s390x): the reading whose vector
+    ends with AT_NULL after a power-of-two AT_PAGESZ."""
     import struct
     auxv = fixture / "proc/self/auxv"
     if not auxv.exists():
         raise HarnessError(f"{auxv} is missing: the snapshot does not say its page size")
-    raw = auxv.read_bytes()
-    pairs = dict(struct.iter_unpack("<QQ" if word == 8 else "<II", raw[:len(raw) // (2 * word) * (2 * word)]))
-    if AT_PAGESZ not in pairs:
-        raise HarnessError(f"{auxv} has no AT_PAGESZ")
-    return pairs[AT_PAGESZ]
+    data = auxv.read_bytes()
+    for fmt in ("<QQ", ">QQ", "<II", ">II"):
+        step = struct.calcsize(fmt)
+        pairs = list(struct.iter_unpack(fmt, data[:len(data) // step * step]))
+        page = dict(pairs).get(AT_PAGESZ)
+        if (AT_NULL, 0) in pairs and page and not page & (page - 1):
+            return page
+    raise HarnessError(f"{auxv} has no AT_PAGESZ")
 
 
 def spawn_theirs(ref: Reference, lib: Path, fixture: Path, args: list[str], out: Path) -> subprocess.Popen:
-    word = 4 if ref.arch == "arm" else 8
-    page = [f"KEXEC_CAPTURE_PAGE_SIZE={snapshot_page_size(fixture, word)}"] if ref.arch in FOREIGN else []
+    page = [f"KEXEC_CAPTURE_PAGE_SIZE={snapshot_page_size(fixture)}"] if ref.arch in FOREIGN else []
     inner = ["env", f"KEXEC_CAPTURE_DIR={out}", *page, *ref.argv(lib, args)]
     script = (f"mount --bind {shlex.quote(str(fixture / 'proc'))} /proc && "
               f"mount --bind {shlex.quote(str(fixture / 'sys'))} /sys && "

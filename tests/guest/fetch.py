@@ -96,6 +96,14 @@ ARCHES = {
                   extra_packages=(*KDUMP_PACKAGES, "libgcc-s1"), private_apt=True,
                   pip_skip=("cffi",), debian_modules=("_cffi_backend.*.so",),
                   extra_guest_files=("/lib/arm-linux-gnueabihf/libgcc_s.so.1",)),
+    # s390x: Debian 12's only s390x kernel (a compressed bzImage-style image, CONFIG_CRASH_DUMP
+    # unset) in qemu-system-s390x -M s390-ccw-virtio, console on the SCLP VT220 line.
+    # Packages through a private apt state (no dpkg architecture added); Debian's kexec-tools
+    # there needs only libc. libgcc_s for python3.11 as on armhf (glibc dlopens it).
+    "s390x": Arch("s390x", "s390x", "s390x-linux-gnu", "linux-image-s390x",
+                  "manylinux2014_s390x", "qemu-system-s390x", "qemu-system-misc", "ttysclp0",
+                  console_options="", extra_packages=(*KDUMP_PACKAGES, "libgcc-s1"), private_apt=True,
+                  extra_guest_files=("/lib/s390x-linux-gnu/libgcc_s.so.1",)),
 }
 
 # Packages the guest needs besides the kernel.  Their library dependencies

@@ -86,6 +86,8 @@ QEMU_MACHINE = {
     # "TCG doesn't support requested feature" warnings (the kernel boots either way).
     "ppc64le": ["-machine", "pseries,cap-cfpc=broken,cap-sbbc=broken,cap-ibs=broken,cap-ccf-assist=off",
                 "-cpu", "power9", "-vga", "none"],
+    # s390x under TCG (next-arches-facts.md); the console is the SCLP line (ttysclp0).
+    "s390x": ["-machine", "s390-ccw-virtio", "-cpu", "max"],
 }
 
 

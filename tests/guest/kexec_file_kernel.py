@@ -4,12 +4,14 @@ arm64: no Debian arm64 kernel has CONFIG_KEXEC_FILE: bullseye's 5.10, bookworm's
 bookworm-backports' 6.12, trixie's 6.12 and the 7.x kernels of
 trixie-backports, forky, sid and experimental all say "# CONFIG_KEXEC_FILE is
 not set" in their /boot/config (cloud-arm64 in every suite; arm64, rt-arm64 and
-arm64-16k checked too). ppc64le: Debian's ppc64el kernel has no CONFIG_KEXEC_FILE either
+arm64-16k checked too). ppc64le: Debian's ppc64el kernel has no CONFIG_KEXEC_FILE either;
+s390x: Debian's s390x kernel has neither CONFIG_KEXEC_FILE nor CONFIG_CRASH_DUMP
 (../shared/reference/next-arches-facts.md). So the test kernels are built here: Debian's own
 ``linux-source`` package (resolved through the ``linux-source`` metapackage at
 run time, never a pinned version), ``allnoconfig`` plus a fragment per arch below
 (KEXEC_FILE, kdump, the QEMU machine's console, what busybox and Python need),
-cross-compiled with Debian's gcc-aarch64-linux-gnu / gcc-powerpc64le-linux-gnu. Each is
+cross-compiled with Debian's gcc-aarch64-linux-gnu / gcc-powerpc64le-linux-gnu /
+gcc-s390x-linux-gnu (s390x: built, not yet used by a guest test). Each is
 used as both the first and the capture kernel.
 
 Built once into ``<cache>/<arch>/kexec-file-kernel/`` and reused while the
@@ -120,6 +122,26 @@ CONFIG_CRYPTO_SHA256=y
 """ + _KDUMP
 
 
+# s390x for QEMU's s390-ccw-virtio machine, console on the SCLP VT220 line (ttysclp0). The
+# kernel's s390 kexec_file_load needs SHA-256 through CPACF (CRYPTO_SHA256_S390). Built
+# uncompressed (KERNEL_UNCOMPRESSED): under TCG a compressed kernel's decompressor takes
+# 65-130 s after kexec -e (next-arches-facts.md; Debian's kernel in tests/test_guest_s390x.py),
+# while this one's /init ran 2.9 s after kexec-py -e (measured once, 2026-11-29). On it,
+# crashkernel=384M reserved 0x48000000-0x5fffffff and kexec-py -s -l returned 0.
+S390X_FRAGMENT = _LOCALVERSION + """\
+CONFIG_KERNEL_UNCOMPRESSED=y
+CONFIG_SCLP_TTY=y
+CONFIG_SCLP_CONSOLE=y
+CONFIG_SCLP_VT220_TTY=y
+CONFIG_SCLP_VT220_CONSOLE=y
+""" + _USER_SPACE + _PROC_SYS + """\
+CONFIG_HOTPLUG_CPU=y
+CONFIG_CRYPTO=y
+CONFIG_CRYPTO_SHA256=y
+CONFIG_CRYPTO_SHA256_S390=y
+""" + _KDUMP
+
+
 @dataclass(frozen=True)
 class Build:
     cross: str              # CROSS_COMPILE
@@ -135,6 +157,8 @@ BUILDS = {
                      CONFIG_FRAGMENT),
     "ppc64le": Build("powerpc64le-linux-gnu-", "gcc-powerpc64le-linux-gnu", "powerpc", "vmlinux", "vmlinux",
                      PPC64LE_FRAGMENT),
+    "s390x": Build("s390x-linux-gnu-", "gcc-s390x-linux-gnu", "s390", "bzImage", "arch/s390/boot/bzImage",
+                   S390X_FRAGMENT),
 }
 
 

@@ -39,6 +39,17 @@ def test_the_numbers_are_the_hosts(numbers_called):
     assert numbers_called == [expected["kexec_load"], expected["kexec_file_load"], expected["reboot"]]
 
 
+def test_s390x_numbers_are_its_c_librarys():
+    """The s390x table against the s390x cross compiler's own headers (scripts/test-all installs it)."""
+    from tests.conftest import require_tool
+    gcc = require_tool("s390x-linux-gnu-gcc", "gcc-s390x-linux-gnu")
+    out = subprocess.run([gcc, "-dM", "-E", "-"], input="#include <sys/syscall.h>\n", capture_output=True,
+                         text=True, check=True).stdout
+    numbers = {m[1]: int(m[2]) for m in re.finditer(r"#define __NR_(\w+) (\d+)$", out, re.M)}
+    assert (syscalls.NR_KEXEC_LOAD["s390x"], syscalls.NR_KEXEC_FILE_LOAD["s390x"], syscalls.NR_REBOOT["s390x"]) == \
+        (numbers["kexec_load"], numbers["kexec_file_load"], numbers["reboot"])
+
+
 def test_the_host_abi_is_the_interpreters(monkeypatch):
     import sys
 

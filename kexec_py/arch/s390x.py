@@ -1,0 +1,149 @@
+"""s390x: the s390 kernel image, loaded at 0x10000, its parameters in its own parameter area.
+
+There is no boot protocol beyond the image itself (``kexec_py.structs.s390``): the image's
+bytes from 0x10000 on go to 0x10000, where its normal entry is; the initrd's place and size
+and the command line are written into the parameter area at 0x10400 of that copy, where
+the new kernel's boot code reads them. No device tree, no zero page, and for a reboot no
+purgatory either: at ``kexec -e`` the running kernel's relocation code copies the segments
+into place and restarts the CPU at the entry (0x10000) through a 31-bit PSW, as with
+kexec-tools, whose placement kexec-py follows:
+
+* the kernel: the file from offset 0x10000, at 0x10000;
+* the initrd: at the larger of 8 MiB and the file's size, rounded up to 1 MiB (the new
+  kernel's boot code moves it if its own decompressed image would reach it).
+
+Memory is System RAM from /proc/iomem less the memory blocks that are offline
+(``/sys/devices/system/memory/memoryN/state``), as kexec-tools reads it.
+
+A capture kernel (``-p``) is not loaded yet: s390 kdump needs the s390 purgatory (which swaps
+the crash region with the start of memory), still to come (issue 16). A kernel without
+CONFIG_CRASH_DUMP (Debian's) reserves no crash memory at all: then ``-p`` exits 1 before
+anything else, like kexec-tools.
+"""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass
+
+from kexec_py.arch.base import FileInputs, LoadInputs
+from kexec_py.errors import NoCrashMemory, NoSpace, SnapshotError, UsageError
+from kexec_py.image.open import ImageFormat
+from kexec_py.image.s390_image import S390Image, looks_like_s390_image, parse_s390_image
+from kexec_py.plan.plan import Segment, SegmentPlan
+from kexec_py.plan.ranges import MiB, Range, align_up, merge, subtract
+from kexec_py.structs import kexec_uapi as K
+from kexec_py.structs import s390 as S
+from kexec_py.system.view import SystemView
+
+INITRD_MIN = 8 * MiB                # the initrd goes no lower than this (kexec-tools' RAMDISK_ORIGIN_ADDR)
+INITRD_ALIGN = 1 * MiB
+MEMORY_BLOCKS = "/sys/devices/system/memory"
+
+
+@dataclass(frozen=True, slots=True)
+class S390Facts:
+    ram: tuple[Range, ...]                  # System RAM less offline memory blocks
+    crash_regions: tuple[Range, ...] = ()
+
+
+@dataclass(frozen=True, slots=True)
+class S390x:
+    name: str = "s390x"
+    kexec_arch: int = K.KEXEC_ARCH_S390
+    native_kexec_arch: int = K.KEXEC_ARCH_S390
+    destination_limit: int = 1 << 64        # KEXEC_DESTINATION_MEMORY_LIMIT is -1UL on s390
+    elf_machine: str = "EM_S390"
+    has_file_syscall: bool = True           # a kernel with CONFIG_KEXEC_FILE (Debian's has none: ENOSYS, 253)
+    device_tree: bool = False
+    hotplug_flag: int = 0
+    signed_kind: str = "an s390 kernel image with an appended signature"
+    uses_purgatory: bool = False            # a reboot needs none: the kernel enters 0x10000 itself
+    formats: tuple[ImageFormat, ...] = (ImageFormat("s390 image", looks_like_s390_image, parse_s390_image),)
+
+    def read_crash_facts(self, sys: SystemView) -> S390Facts:
+        regions = tuple(sys.crash_regions())
+        if not regions:
+            raise NoCrashMemory("Memory for crashkernel is not reserved: /proc/iomem has no 'Crash kernel' range",
+                                "boot with crashkernel=256M (or more) on a kernel built with CONFIG_CRASH_DUMP")
+        return S390Facts(ram=tuple(read_ram(sys)), crash_regions=regions)
+
+    def plan_crash(self, image: S390Image, inputs: LoadInputs, facts: S390Facts, purgatory=None) -> SegmentPlan:
+        raise UsageError("kexec-py cannot load an s390x capture kernel yet: s390 kdump needs its purgatory, "
+                         "which kexec-py does not have yet", "use kexec-tools' kexec -p on s390x for now")
+
+    def read_load_facts(self, sys: SystemView) -> S390Facts:
+        return S390Facts(ram=tuple(read_ram(sys)))
+
+    def plan_load(self, image: S390Image, inputs: LoadInputs, facts: S390Facts, purgatory=None) -> SegmentPlan:
+        return plan_load(image, inputs, facts)
+
+    def file_inputs(self, image: S390Image) -> FileInputs:
+        # The kernel's own loader takes the file as it is and refuses a command line whose
+        # length with its NUL is not below the image's field size (it keeps a byte spare).
+        return FileInputs(cmdline_max=image.command_line_size - 1)
+
+    def signed(self, kernel) -> bool:
+        # An appended module-style signature ends the file with this marker (scripts/sign-file).
+        return bytes(memoryview(kernel)[-28:]) == b"~Module signature appended~\n"
+
+
+# -- facts -----------------------------------------------------------------------------
+
+def offline_blocks(sys: SystemView) -> list[Range]:
+    """The memory blocks whose state is "offline" (none when the kernel has no memory hotplug)."""
+    if not sys.exists(f"{MEMORY_BLOCKS}/block_size_bytes"):
+        return []
+    size = sys.read_number(f"{MEMORY_BLOCKS}/block_size_bytes", base=16)
+    found = []
+    for name in sorted(os.listdir(sys.path(MEMORY_BLOCKS))):
+        if not (name.startswith("memory") and name[6:].isdigit()):
+            continue
+        state = sys.read_optional(f"{MEMORY_BLOCKS}/{name}/state")
+        if state is not None and state.strip() == "offline":
+            found.append(Range.sized(int(name[6:]) * size, size))
+    return found
+
+
+def read_ram(sys: SystemView) -> list[Range]:
+    ram = merge(r.range for r in sys.iomem.roots if r.name == "System RAM")
+    if not ram:
+        raise SnapshotError("/proc/iomem lists no System RAM", "is /proc mounted, and are you root?")
+    return subtract(ram, offline_blocks(sys))
+
+
+# -- plans -----------------------------------------------------------------------------
+
+def initrd_address(image: S390Image) -> int:
+    return align_up(max(INITRD_MIN, len(image.data)), INITRD_ALIGN)
+
+
+def _check_fits(segments: list[Segment], ram: tuple[Range, ...]) -> None:
+    for seg in segments:
+        if not any(r.contains(seg.range) for r in ram):
+            raise NoSpace(f"the {seg.name} ({seg.mem:#x}-{seg.range.last:#x}) is not in usable memory "
+                          f"({', '.join(f'{r.start:#x}-{r.last:#x}' for r in ram)})",
+                          "an s390 kernel is loaded at 0x10000 and its initrd above it: bring that memory online",
+                          what=seg.name)
+
+
+def plan_load(image: S390Image, inputs: LoadInputs, facts: S390Facts) -> SegmentPlan:
+    """The kernel at 0x10000, the initrd above it, the parameters in the kernel's copy."""
+    initrd = None
+    if inputs.initrd is not None:
+        initrd = Segment("initrd", inputs.initrd, initrd_address(image), align_up(len(inputs.initrd), inputs.page_size))
+    cmdline = inputs.cmdline if inputs.cmdline else None        # none given: the image's own stays
+    payload = image.payload(cmdline=cmdline, initrd=(initrd.mem, len(inputs.initrd)) if initrd else (0, 0))
+    kernel = Segment("kernel", payload, S.IMAGE_START, align_up(len(payload), inputs.page_size))
+    segments = [kernel] + ([initrd] if initrd else [])
+    usable = tuple(inputs.usable(facts.ram))
+    _check_fits(segments, usable)
+    notes = [f"kernel {S.IMAGE_START:#x}, entry {S.IMAGE_START:#x}"
+             + (f" ({image.version})" if image.version else ""),
+             f"command line field {image.command_line_size} bytes"
+             + ("" if cmdline is not None else f", the image's own kept: {image.default_cmdline!r}")]
+    if initrd:
+        notes.append(f"initrd {initrd.mem:#x} ({len(inputs.initrd)} bytes)")
+    return SegmentPlan(arch="s390x", page_size=inputs.page_size, segments=tuple(segments), entry=S.IMAGE_START,
+                       flags=K.KEXEC_ARCH_S390, cmdline=cmdline if cmdline is not None else image.default_cmdline,
+                       allowed=facts.ram, notes=tuple(notes))
