@@ -20,13 +20,17 @@ Run: pytest -m guest tests/test_guest_s390x.py
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 
 from tests.guest import harness
+from tests.guest import kexec_file_kernel as kexec_file_kernel_module
 
 pytestmark = pytest.mark.guest
 ARCH = "s390x"
 TIMEOUT = 900.0         # boot ~4 s, the Python steps ~1 min, the second kernel 65-104 s (up to 2x on a busy host)
+KDUMP_TIMEOUT = 600.0   # the built kernel: boot ~3 s, loads ~3 s each, the capture kernel seconds, dumps ~1 min
 NOT_RESERVED = "Memory for crashkernel is not reserved"
 
 
@@ -72,3 +76,33 @@ def test_p_refused_s_253_unload_then_reboot(guest_inputs):
     exec_at = next(e.t for e in result.events if e.key == "STEP-BEGIN" and e.value == "exec")
     print(f"s390x: load {m.get('MS-load')} ms in the guest; the second kernel's /init "
           f"{round(result.when('STAGE2-UP') - exec_at, 1)} s after -e")
+
+
+# -- kdump, on a kernel built with CONFIG_CRASH_DUMP and CONFIG_KEXEC_FILE -------------------
+
+@pytest.fixture(scope="module")
+def built_kernel() -> Path:
+    """Debian's 6.1 source built for s390-ccw-virtio with CRASH_DUMP and KEXEC_FILE, uncompressed
+    (tests/guest/kexec_file_kernel.py, cached); the first and the capture kernel."""
+    return kexec_file_kernel_module.kernel(ARCH)
+
+
+def test_kdump_kexec_file_load(guest_inputs, built_kernel):
+    """-p -s, -p -u, -p -s again, then a sysrq crash, in one boot: the kernel's own s390
+    kexec_file_load places the capture kernel in the crash region with its purgatory;
+    the capture kernel builds /proc/vmcore from OLDMEM_BASE/OLDMEM_SIZE; Debian's vmcore-dmesg
+    and makedumpfile (--dump-dmesg, -l -d 31) find the token, and kexec_py.vmcore.dmesg prints
+    what vmcore-dmesg prints."""
+    load = harness.kexec_py_load("s")
+    scenario = harness.Scenario("s390x-kdump-s", [("first", load), ("unload", harness.KEXEC_PY_UNLOAD),
+                                                  ("load", load)], crash=True)
+    result = harness.run(scenario, ARCH, kernel=built_kernel, timeout=KDUMP_TIMEOUT, dmesg_files=True)
+    m = result.markers
+    assert m.get("CRASH-SIZE") == str(384 << 20), result.explain()         # crashkernel=384M
+    assert (m.get("RC-first"), m.get("CRASH-LOADED-first")) == ("0", "1"), result.explain()
+    assert (m.get("RC-unload"), m.get("CRASH-LOADED-unload")) == ("0", "0"), result.explain()
+    print("\n" + harness.summary(result, "kexec-py -p -s"))
+    harness.assert_kdump_proof(result)
+    assert "elfcorehdr=" not in m.get("CAPTURE-CMDLINE", ""), result.explain()  # s390: OLDMEM_BASE instead
+    harness.assert_makedumpfile_reads(result)
+    harness.assert_python_dmesg_matches(result)
