@@ -106,3 +106,23 @@ def test_kdump_kexec_file_load(guest_inputs, built_kernel):
     assert "elfcorehdr=" not in m.get("CAPTURE-CMDLINE", ""), result.explain()  # s390: OLDMEM_BASE instead
     harness.assert_makedumpfile_reads(result)
     harness.assert_python_dmesg_matches(result)
+
+
+def test_kdump_kexec_load(guest_inputs, built_kernel):
+    """-p -c, -p -u, -p -c again, then a sysrq crash, in one boot: kexec-py's plan (the
+    capture kernel in the crash region, OLDMEM_BASE/OLDMEM_SIZE in its parameter area, no
+    ELF core header) and our purgatory (the kernel asks it to check the segments, then
+    at the crash enters the capture kernel's kdump entry, which swaps the crash region with
+    the memory from 0); the same readers find the token."""
+    load = harness.kexec_py_load("c")
+    scenario = harness.Scenario("s390x-kdump-c", [("first", load), ("unload", harness.KEXEC_PY_UNLOAD),
+                                                  ("load", load)], crash=True)
+    result = harness.run(scenario, ARCH, kernel=built_kernel, timeout=KDUMP_TIMEOUT, dmesg_files=True)
+    m = result.markers
+    assert (m.get("RC-first"), m.get("CRASH-LOADED-first")) == ("0", "1"), result.explain()
+    assert (m.get("RC-unload"), m.get("CRASH-LOADED-unload")) == ("0", "0"), result.explain()
+    print("\n" + harness.summary(result, "kexec-py -p -c"))
+    harness.assert_kdump_proof(result)
+    assert "elfcorehdr=" not in m.get("CAPTURE-CMDLINE", ""), result.explain()
+    harness.assert_makedumpfile_reads(result)
+    harness.assert_python_dmesg_matches(result)

@@ -38,6 +38,7 @@ from kexec_py.system.view import SystemView
 
 INITRD_MIN = 8 * MiB                # the initrd goes no lower than this (kexec-tools' RAMDISK_ORIGIN_ADDR)
 INITRD_ALIGN = 1 * MiB
+PURGATORY_LOW = 0x2000              # a capture kernel's purgatory: crash base + this .. + 0x10000 (kexec-tools')
 MEMORY_BLOCKS = "/sys/devices/system/memory"
 
 
@@ -58,7 +59,8 @@ class S390x:
     device_tree: bool = False
     hotplug_flag: int = 0
     signed_kind: str = "an s390 kernel image with an appended signature"
-    uses_purgatory: bool = False            # a reboot needs none: the kernel enters 0x10000 itself
+    # A reboot needs none (the kernel enters 0x10000 itself); a capture kernel's kexec_load does.
+    uses_purgatory: bool = True
     formats: tuple[ImageFormat, ...] = (ImageFormat("s390 image", looks_like_s390_image, parse_s390_image),)
 
     def read_crash_facts(self, sys: SystemView) -> S390Facts:
@@ -69,8 +71,7 @@ class S390x:
         return S390Facts(ram=tuple(read_ram(sys)), crash_regions=regions)
 
     def plan_crash(self, image: S390Image, inputs: LoadInputs, facts: S390Facts, purgatory=None) -> SegmentPlan:
-        raise UsageError("kexec-py cannot load an s390x capture kernel yet: s390 kdump needs its purgatory, "
-                         "which kexec-py does not have yet", "use kexec-tools' kexec -p on s390x for now")
+        return plan_crash(image, inputs, facts, purgatory)
 
     def read_load_facts(self, sys: SystemView) -> S390Facts:
         return S390Facts(ram=tuple(read_ram(sys)))
@@ -147,3 +148,60 @@ def plan_load(image: S390Image, inputs: LoadInputs, facts: S390Facts) -> Segment
     return SegmentPlan(arch="s390x", page_size=inputs.page_size, segments=tuple(segments), entry=S.IMAGE_START,
                        flags=K.KEXEC_ARCH_S390, cmdline=cmdline if cmdline is not None else image.default_cmdline,
                        allowed=facts.ram, notes=tuple(notes))
+
+
+def link_purgatory(purgatory, base: int, segments: list[Segment], *, kernel_entry: int,
+                   skip_checks: bool = False) -> tuple[Segment, int]:
+    """The purgatory linked at ``base``, told where the capture kernel's kdump entry is,
+    with the SHA-256 of ``segments`` (all but its own); and its entry."""
+    from kexec_py.plan.purgatory import store_sha256
+    linked = purgatory.link(base)
+    linked.set_int("kernel_entry", kernel_entry)
+    linked.set_int("skip_checks", 1 if skip_checks else 0)
+    store_sha256(linked, segments)
+    return Segment("purgatory", bytes(linked.buf), base, align_up(purgatory.memsz, 4096)), linked.entry
+
+
+def plan_crash(image: S390Image, inputs: LoadInputs, facts: S390Facts, purgatory) -> SegmentPlan:
+    """The capture kernel laid out in the crash region as it will be after the swap with
+    the memory from 0: at crash base + 0x10000 with its parameters (the initrd's place
+    after the swap, OLDMEM_BASE/OLDMEM_SIZE = the crash region), the initrd at crash base +
+    its usual offset, our purgatory below the kernel (kexec-tools' window, crash base +
+    0x2000..0x10000, top down). The entry is the purgatory: the old kernel calls it to
+    check the segments, then at the crash to enter the capture kernel's kdump entry."""
+    if purgatory is None:
+        raise UsageError("kexec-py's s390x purgatory is missing", "reinstall kexec-py")
+    crash = facts.crash_regions[0]
+    window = tuple(inputs.usable([crash]))
+    initrd = None
+    if inputs.initrd is not None:
+        offset = initrd_address(image)
+        initrd = Segment("initrd", inputs.initrd, crash.start + offset, align_up(len(inputs.initrd), inputs.page_size))
+    cmdline = inputs.cmdline if inputs.cmdline else None
+    payload = image.payload(cmdline=cmdline, initrd=(initrd.mem - crash.start, len(inputs.initrd)) if initrd else (0, 0),
+                            oldmem=(crash.start, crash.size))
+    kernel = Segment("kernel", payload, crash.start + S.IMAGE_START, align_up(len(payload), inputs.page_size))
+    segments = [kernel] + ([initrd] if initrd else [])
+    size = align_up(purgatory.memsz, 4096)
+    base = (crash.start + S.IMAGE_START - size) // max(purgatory.align, 4096) * max(purgatory.align, 4096)
+    if base < crash.start + PURGATORY_LOW:
+        raise NoSpace(f"the s390x purgatory ({size:#x} bytes) does not fit below the capture kernel",
+                      "rebuild the purgatory smaller", what="purgatory")
+    purg, entry = link_purgatory(purgatory, base, segments, kernel_entry=crash.start + S.KDUMP_ENTRY,
+                          skip_checks=inputs.no_checks)
+    segments.append(purg)
+    segments.sort(key=lambda s: s.mem)
+    if not window:
+        raise NoSpace(f"the crash region {crash.start:#x}-{crash.last:#x} is outside --mem-min/--mem-max",
+                      "widen --mem-min/--mem-max", what="kernel")
+    _check_fits(segments, window)
+    notes = [f"crash region {crash.start:#x}-{crash.last:#x}: OLDMEM_BASE {crash.start:#x}, OLDMEM_SIZE {crash.size:#x}",
+             f"kernel {kernel.mem:#x} (at {S.IMAGE_START:#x} after the swap)"
+             + (f" ({image.version})" if image.version else ""),
+             f"purgatory {base:#x}, entry {entry:#x}; the capture kernel's kdump entry {crash.start + S.KDUMP_ENTRY:#x}"]
+    if initrd:
+        notes.append(f"initrd {initrd.mem:#x} ({len(inputs.initrd)} bytes; {initrd.mem - crash.start:#x} after the swap)")
+    return SegmentPlan(arch="s390x", page_size=inputs.page_size, segments=tuple(segments), entry=entry,
+                       flags=K.KEXEC_ARCH_S390 | K.KEXEC_ON_CRASH,
+                       cmdline=cmdline if cmdline is not None else image.default_cmdline,
+                       allowed=window, notes=tuple(notes))

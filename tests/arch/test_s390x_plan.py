@@ -6,6 +6,7 @@ snapshot), the refusals, and the placement rule's numbers against the documented
 
 from __future__ import annotations
 
+import hashlib
 import shutil
 import struct
 from pathlib import Path
@@ -14,8 +15,9 @@ import pytest
 
 from kexec_py.arch.base import LoadInputs
 from kexec_py.arch.s390x import S390x, read_ram
-from kexec_py.errors import NoSpace, UsageError
+from kexec_py.errors import NoSpace
 from kexec_py.image.s390_image import parse_s390_image
+from kexec_py.plan.purgatory import load_purgatory
 from kexec_py.plan.ranges import Range
 from kexec_py.system.view import SystemView
 from tests.conftest import SYSTEMS
@@ -84,11 +86,58 @@ def test_offline_memory_under_the_kernel_is_refused(tmp_path, kernel):
         _plan(root, kernel)
 
 
-def test_a_capture_kernel_is_not_planned_yet(kernel):
+CRASH_BASE, CRASH_SIZE = 0x4800_0000, 384 << 20      # what crashkernel=384M reserved on the built kernel
+
+
+def _crash_plan(tmp_path: Path, kernel: Path, *, initrd=INITRD, no_checks=False):
+    """plan_crash on a copy of the snapshot whose iomem has a "Crash kernel" range."""
+    root = tmp_path / "s390x-crash"
+    shutil.copytree(SNAPSHOT, root)
+    iomem = root / "proc/iomem"
+    iomem.write_text(iomem.read_text() + f"  {CRASH_BASE:08x}-{CRASH_BASE + CRASH_SIZE - 1:08x} : Crash kernel\n")
+    sys = SystemView(root)
     arch = S390x()
     image = parse_s390_image(kernel.read_bytes(), path=str(kernel))
-    with pytest.raises(UsageError, match="purgatory"):
-        arch.plan_crash(image, LoadInputs(cmdline="", initrd=None, page_size=4096), None)
+    inputs = LoadInputs(cmdline="console=ttysclp0", initrd=initrd, page_size=sys.page_size, no_checks=no_checks)
+    return arch.plan_crash(image, inputs, arch.read_crash_facts(sys), load_purgatory("s390x"))
+
+
+def test_capture_kernel_plan(tmp_path, kernel):
+    """The capture kernel in the crash region as it will be after the swap with the memory
+    from 0 (kernel at base + 0x10000, the initrd at base + its usual offset, the parameter
+    area naming the post-swap initrd address and OLDMEM_BASE/OLDMEM_SIZE = the region), the
+    purgatory below the kernel as the entry, its digest the SHA-256 of the other segments."""
+    plan = _crash_plan(tmp_path, kernel)
+    size = kernel.stat().st_size
+    purg, kernel_seg, initrd_seg = plan.segments
+    assert (kernel_seg.mem, kernel_seg.bufsz) == (CRASH_BASE + 0x10000, size - 0x10000)
+    offset = max(8 << 20, -(-size // (1 << 20)) * (1 << 20))
+    assert initrd_seg.mem == CRASH_BASE + offset and initrd_seg.buf == INITRD
+    assert struct.unpack_from(">QQQQ", kernel_seg.buf, 0x408) == (offset, len(INITRD), CRASH_BASE, CRASH_SIZE)
+    assert bytes(kernel_seg.buf[0x480:0x480 + 17]) == b"console=ttysclp0\0"
+    assert plan.flags == (22 << 16) | 1                 # KEXEC_ARCH_S390 | KEXEC_ON_CRASH
+    assert CRASH_BASE + 0x2000 <= purg.mem and purg.mem + purg.memsz <= CRASH_BASE + 0x10000
+    assert purg.mem <= plan.entry < purg.mem + purg.memsz
+    assert [(r.start, r.end) for r in plan.allowed] == [(CRASH_BASE, CRASH_BASE + CRASH_SIZE)]
+    linked = load_purgatory("s390x").link(purg.mem)
+    def symbol(name, n):
+        at = linked.symbol_addr(name) - purg.mem
+        return bytes(purg.buf[at:at + n])
+    h = hashlib.sha256()
+    for seg in (kernel_seg, initrd_seg):
+        h.update(bytes(seg.buf) + bytes(seg.memsz - len(seg.buf)))
+    assert symbol("sha256_digest", 32) == h.digest()
+    assert struct.unpack(">QQQQ", symbol("sha256_regions", 32)) == (kernel_seg.mem, kernel_seg.memsz,
+                                                                     initrd_seg.mem, initrd_seg.memsz)
+    assert int.from_bytes(symbol("kernel_entry", 8), "big") == CRASH_BASE + 0x10010   # STARTUP_KDUMP_OFFSET
+    assert symbol("skip_checks", 1) == b"\0"
+    at = linked.symbol_addr("skip_checks") - purg.mem        # -i: the purgatory skips the check
+    assert _crash_plan(tmp_path / "i", kernel, no_checks=True).segments[0].buf[at] == 1
+
+
+def test_capture_kernel_too_big_for_the_crash_region(tmp_path, kernel):
+    with pytest.raises(NoSpace, match="initrd .* is not in usable memory"):
+        _crash_plan(tmp_path, kernel, initrd=bytes(CRASH_SIZE))
 
 
 def _cli(root: Path, *args: str):

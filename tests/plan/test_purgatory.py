@@ -492,7 +492,7 @@ def test_prehashed_first_segment_gives_the_same_digest(monkeypatch):
     P._prehashes.clear()
 
 
-@pytest.mark.parametrize("arch", ["x86_64", "i386", "arm64"])
+@pytest.mark.parametrize("arch", ["x86_64", "i386", "arm64", "s390x"])
 def test_shipped_parse_is_current_and_used(arch, monkeypatch):
     """data/purgatory/<arch>.json is the pyelftools parse of <arch>.o (scripts/build-purgatory
     writes it); load_purgatory takes it instead of parsing, and links the same bytes."""

@@ -1,6 +1,6 @@
 /*
  * kexec_py purgatories: declarations shared by every architecture's C files
- * (x86_64, i386, arm64, ppc64le).
+ * (x86_64, i386, arm64, ppc64le, s390x).
  *
  * The purgatory runs with no C library, no interrupts and no kernel, so it
  * brings its own fixed-width types, string helpers and SHA-256.
@@ -11,7 +11,7 @@
 typedef unsigned char u8;
 typedef unsigned short u16;
 typedef unsigned int u32;
-#ifdef __LP64__			/* x86_64, arm64, ppc64le */
+#ifdef __LP64__			/* x86_64, arm64, ppc64le, s390x */
 typedef unsigned long u64;
 typedef unsigned long uptr;
 typedef unsigned long size_t;
