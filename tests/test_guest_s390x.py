@@ -111,9 +111,9 @@ def test_kdump_kexec_file_load(guest_inputs, built_kernel):
 def test_kdump_kexec_load(guest_inputs, built_kernel):
     """-p -c, -p -u, -p -c again, then a sysrq crash, in one boot: kexec-py's plan (the
     capture kernel in the crash region, OLDMEM_BASE/OLDMEM_SIZE in its parameter area, no
-    ELF core header) and our purgatory (the kernel asks it to check the segments, then
-    at the crash enters the capture kernel's kdump entry, which swaps the crash region with
-    the memory from 0); the same readers find the token."""
+    ELF core header) and our purgatory (the kernel asks it to check the segments, then at
+    the crash it swaps the crash region with the memory from 0 and enters the capture
+    kernel's kdump entry at 0x10010); the same readers find the token."""
     load = harness.kexec_py_load("c")
     scenario = harness.Scenario("s390x-kdump-c", [("first", load), ("unload", harness.KEXEC_PY_UNLOAD),
                                                   ("load", load)], crash=True)

@@ -150,16 +150,22 @@ def plan_load(image: S390Image, inputs: LoadInputs, facts: S390Facts) -> Segment
                        allowed=facts.ram, notes=tuple(notes))
 
 
-def link_purgatory(purgatory, base: int, segments: list[Segment], *, kernel_entry: int,
+def link_purgatory(purgatory, base: int, segments: list[Segment], *, crash: Range,
                    skip_checks: bool = False) -> tuple[Segment, int]:
-    """The purgatory linked at ``base``, told where the capture kernel's kdump entry is,
-    with the SHA-256 of ``segments`` (all but its own); and its entry."""
+    """The purgatory linked at ``base`` (inside ``crash``), told the crash region, its own
+    place and the capture kernel's kdump entry, with the SHA-256 of ``segments`` (all but
+    its own); and its entry."""
     from kexec_py.plan.purgatory import store_sha256
+    size = align_up(purgatory.memsz, 4096)
     linked = purgatory.link(base)
-    linked.set_int("kernel_entry", kernel_entry)
+    linked.set_int("kernel_entry", S.KDUMP_ENTRY)       # where the swap puts it
+    linked.set_int("crash_base", crash.start)
+    linked.set_int("crash_size", crash.size)
+    linked.set_int("self_start", base)
+    linked.set_int("self_size", size)
     linked.set_int("skip_checks", 1 if skip_checks else 0)
     store_sha256(linked, segments)
-    return Segment("purgatory", bytes(linked.buf), base, align_up(purgatory.memsz, 4096)), linked.entry
+    return Segment("purgatory", bytes(linked.buf), base, size), linked.entry
 
 
 def plan_crash(image: S390Image, inputs: LoadInputs, facts: S390Facts, purgatory) -> SegmentPlan:
@@ -168,10 +174,15 @@ def plan_crash(image: S390Image, inputs: LoadInputs, facts: S390Facts, purgatory
     after the swap, OLDMEM_BASE/OLDMEM_SIZE = the crash region), the initrd at crash base +
     its usual offset, our purgatory below the kernel (kexec-tools' window, crash base +
     0x2000..0x10000, top down). The entry is the purgatory: the old kernel calls it to
-    check the segments, then at the crash to enter the capture kernel's kdump entry."""
+    check the segments, then at the crash to swap the crash region with the memory from 0
+    and enter the capture kernel's kdump entry (arch/s390x/purgatory/purgatory.c)."""
     if purgatory is None:
         raise UsageError("kexec-py's s390x purgatory is missing", "reinstall kexec-py")
     crash = facts.crash_regions[0]
+    if crash.start < crash.size:
+        raise NoSpace(f"the crash region {crash.start:#x}-{crash.last:#x} overlaps the memory from 0 it is swapped "
+                      f"with at the crash (its first {crash.size:#x} bytes)",
+                      "reserve the crash memory higher, or less of it (crashkernel=SIZE@OFFSET)", what="kernel")
     window = tuple(inputs.usable([crash]))
     initrd = None
     if inputs.initrd is not None:
@@ -187,8 +198,7 @@ def plan_crash(image: S390Image, inputs: LoadInputs, facts: S390Facts, purgatory
     if base < crash.start + PURGATORY_LOW:
         raise NoSpace(f"the s390x purgatory ({size:#x} bytes) does not fit below the capture kernel",
                       "rebuild the purgatory smaller", what="purgatory")
-    purg, entry = link_purgatory(purgatory, base, segments, kernel_entry=crash.start + S.KDUMP_ENTRY,
-                          skip_checks=inputs.no_checks)
+    purg, entry = link_purgatory(purgatory, base, segments, crash=crash, skip_checks=inputs.no_checks)
     segments.append(purg)
     segments.sort(key=lambda s: s.mem)
     if not window:
@@ -198,7 +208,8 @@ def plan_crash(image: S390Image, inputs: LoadInputs, facts: S390Facts, purgatory
     notes = [f"crash region {crash.start:#x}-{crash.last:#x}: OLDMEM_BASE {crash.start:#x}, OLDMEM_SIZE {crash.size:#x}",
              f"kernel {kernel.mem:#x} (at {S.IMAGE_START:#x} after the swap)"
              + (f" ({image.version})" if image.version else ""),
-             f"purgatory {base:#x}, entry {entry:#x}; the capture kernel's kdump entry {crash.start + S.KDUMP_ENTRY:#x}"]
+             f"purgatory {base:#x}, entry {entry:#x}: at the crash it swaps the region with "
+             f"0-{crash.size - 1:#x}, then enters the capture kernel's kdump entry {S.KDUMP_ENTRY:#x}"]
     if initrd:
         notes.append(f"initrd {initrd.mem:#x} ({len(inputs.initrd)} bytes; {initrd.mem - crash.start:#x} after the swap)")
     return SegmentPlan(arch="s390x", page_size=inputs.page_size, segments=tuple(segments), entry=entry,

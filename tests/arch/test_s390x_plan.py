@@ -89,12 +89,12 @@ def test_offline_memory_under_the_kernel_is_refused(tmp_path, kernel):
 CRASH_BASE, CRASH_SIZE = 0x4800_0000, 384 << 20      # what crashkernel=384M reserved on the built kernel
 
 
-def _crash_plan(tmp_path: Path, kernel: Path, *, initrd=INITRD, no_checks=False):
+def _crash_plan(tmp_path: Path, kernel: Path, *, initrd=INITRD, no_checks=False, base=CRASH_BASE, size=CRASH_SIZE):
     """plan_crash on a copy of the snapshot whose iomem has a "Crash kernel" range."""
     root = tmp_path / "s390x-crash"
     shutil.copytree(SNAPSHOT, root)
     iomem = root / "proc/iomem"
-    iomem.write_text(iomem.read_text() + f"  {CRASH_BASE:08x}-{CRASH_BASE + CRASH_SIZE - 1:08x} : Crash kernel\n")
+    iomem.write_text(iomem.read_text() + f"  {base:08x}-{base + size - 1:08x} : Crash kernel\n")
     sys = SystemView(root)
     arch = S390x()
     image = parse_s390_image(kernel.read_bytes(), path=str(kernel))
@@ -129,7 +129,11 @@ def test_capture_kernel_plan(tmp_path, kernel):
     assert symbol("sha256_digest", 32) == h.digest()
     assert struct.unpack(">QQQQ", symbol("sha256_regions", 32)) == (kernel_seg.mem, kernel_seg.memsz,
                                                                      initrd_seg.mem, initrd_seg.memsz)
-    assert int.from_bytes(symbol("kernel_entry", 8), "big") == CRASH_BASE + 0x10010   # STARTUP_KDUMP_OFFSET
+    def number(name):
+        return int.from_bytes(symbol(name, 8), "big")
+    assert number("kernel_entry") == 0x10010                   # STARTUP_KDUMP_OFFSET, after the swap
+    assert (number("crash_base"), number("crash_size")) == (CRASH_BASE, CRASH_SIZE)
+    assert (number("self_start"), number("self_size")) == (purg.mem, purg.memsz)
     assert symbol("skip_checks", 1) == b"\0"
     at = linked.symbol_addr("skip_checks") - purg.mem        # -i: the purgatory skips the check
     assert _crash_plan(tmp_path / "i", kernel, no_checks=True).segments[0].buf[at] == 1
@@ -138,6 +142,12 @@ def test_capture_kernel_plan(tmp_path, kernel):
 def test_capture_kernel_too_big_for_the_crash_region(tmp_path, kernel):
     with pytest.raises(NoSpace, match="initrd .* is not in usable memory"):
         _crash_plan(tmp_path, kernel, initrd=bytes(CRASH_SIZE))
+
+
+def test_crash_region_overlapping_what_it_is_swapped_with_is_refused(tmp_path, kernel):
+    """At the crash [base, base + size) changes places with [0, size): they must not overlap."""
+    with pytest.raises(NoSpace, match="overlaps the memory from 0"):
+        _crash_plan(tmp_path, kernel, base=0x1000_0000, size=0x2000_0000)
 
 
 def _cli(root: Path, *args: str):

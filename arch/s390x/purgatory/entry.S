@@ -9,7 +9,8 @@
  *            intact: we return 0 in r2 when the SHA-256 check passes, non-zero when it
  *            fails (the kernel then does not jump), to the caller's r14, with r6-r15 as
  *            we found them;
- *   r2 != 0  after the system reset, to start the capture kernel: nothing returns.
+ *   r2 != 0  after the system reset, to swap the crash region with the start of memory and
+ *            start the capture kernel (purgatory.c): nothing returns.
  *
  * Our own stack (the caller's may be anywhere) is in this object; the old one's r6-r15
  * are kept in saved_regs for the way back.
@@ -34,12 +35,39 @@ purgatory_start:
 	br	%r14
 	.size	purgatory_start, . - purgatory_start
 
-	.globl	purgatory_enter_kernel_at
-	.type	purgatory_enter_kernel_at, @function
-/* purgatory_enter_kernel_at(address): branch there, 64-bit addressing as we run. */
-purgatory_enter_kernel_at:
-	br	%r2
-	.size	purgatory_enter_kernel_at, . - purgatory_enter_kernel_at
+	.globl	purgatory_swap
+	.type	purgatory_swap, @function
+/* purgatory_swap(a, b, len, buffer): swap len bytes (a multiple of 256) at a and at b,
+ * 256 at a time through the 256-byte buffer. */
+purgatory_swap:
+	ltgr	%r4, %r4
+	jz	2f
+1:	mvc	0(256, %r5), 0(%r2)
+	mvc	0(256, %r2), 0(%r3)
+	mvc	0(256, %r3), 0(%r5)
+	la	%r2, 256(%r2)
+	la	%r3, 256(%r3)
+	aghi	%r4, -256
+	jh	1b
+2:	br	%r14
+	.size	purgatory_swap, . - purgatory_swap
+
+	.globl	purgatory_tail
+	.type	purgatory_tail, @function
+/* purgatory_tail(dst, len, src, entry): copy len bytes from src to dst, then branch to
+ * entry. Position-independent: purgatory_main runs a copy of it from outside both
+ * ranges, as the copy overwrites the purgatory itself (dst is where it lies). */
+purgatory_tail:
+	lgr	%r6, %r5
+	lgr	%r0, %r2
+	lgr	%r1, %r3
+	lgr	%r2, %r4
+1:	mvcle	%r0, %r2, 0
+	jo	1b
+	br	%r6
+	.globl	purgatory_tail_end
+purgatory_tail_end:
+	.size	purgatory_tail, . - purgatory_tail
 
 	.globl	purgatory_halt
 	.type	purgatory_halt, @function
