@@ -20,6 +20,7 @@ exits 1 for both, before any system call.
 from __future__ import annotations
 
 import hashlib
+import struct
 from pathlib import Path
 
 import pytest
@@ -120,6 +121,45 @@ def test_kexec_load_is_byte_for_byte_kexec_tools(harness, case):
     expected = {"l-no-append": kernel_file[0x10480:0x10480 + 4096].split(b"\0", 1)[0].decode(),
                 "l-two-appends": "console=ttysclp0 quiet"}.get(case, APPEND)
     assert params["cmdline"] == expected
+
+
+CRASH_BASE, CRASH_SIZE = 0x4800_0000, 0x1800_0000        # what crashkernel=384M reserved on the built kernel
+
+
+def test_p_with_a_crash_region_places_the_capture_kernel_as_kexec_tools(harness, tmp_path):
+    """-p -c on a copy of the snapshot with a "Crash kernel" range: the kernel and the initrd
+    are kexec-tools' bytes at kexec-tools' places, and the parameter areas agree (OLDMEM_BASE
+    and OLDMEM_SIZE the region, the initrd's start its offset in the region, which is where
+    the swap at the crash puts it). The purgatories differ by design (kexec-py's own; kexec-tools'
+    is its own code): both are the entry, inside the region, below the kernel."""
+    import shutil
+    root = tmp_path / "s390x-crash"
+    shutil.copytree(FIXTURE, root)
+    iomem = root / "proc/iomem"
+    iomem.write_text(iomem.read_text() + f"  {CRASH_BASE:08x}-{CRASH_BASE + CRASH_SIZE - 1:08x} : Crash kernel\n")
+    args = ["-p", "-c", str(harness.kernel), f"--initrd={harness.initrd}", f"--append={APPEND}"]
+    theirs, ours = R.run_both(harness.ref, harness.lib, root, args, harness.work / "p-crash")
+    for run in (theirs, ours):
+        assert run.returncode == 0, f"{run.out}: exit {run.returncode}: {run.stderr[-2000:]}"
+    t, o = _load(theirs.out), _load(ours.out)
+    assert o.args["flags"] == t.args["flags"] == (22 << 16) | 1        # KEXEC_ARCH_S390 | KEXEC_ON_CRASH
+    kernel_at = CRASH_BASE + 0x10000
+
+    def split(call):
+        kernel = next(s for s in call.segments if s.mem == kernel_at)
+        others = [s for s in call.segments if s is not kernel and s.mem > kernel_at]
+        below = [s for s in call.segments if s.mem < kernel_at]
+        return kernel, others, below
+    (tk, t_rest, t_below), (ok, o_rest, o_below) = split(t), split(o)
+    assert (ok.memsz, hashlib.sha256(ok.buf).digest()) == (tk.memsz, hashlib.sha256(tk.buf).digest())
+    assert [(s.mem, s.memsz, hashlib.sha256(s.buf).digest()) for s in o_rest] == \
+        [(s.mem, s.memsz, hashlib.sha256(s.buf).digest()) for s in t_rest]
+    assert [s.buf for s in o_rest] == [INITRD_BYTES]
+    params = {"initrd": struct.unpack_from(">QQ", tk.buf, 0x408), "oldmem": struct.unpack_from(">QQ", tk.buf, 0x418)}
+    assert params == {"initrd": (o_rest[0].mem - CRASH_BASE, len(INITRD_BYTES)), "oldmem": (CRASH_BASE, CRASH_SIZE)}
+    for below, call in ((t_below, t), (o_below, o)):          # the purgatory, and the entry in it
+        assert len(below) == 1 and CRASH_BASE <= below[0].mem and below[0].mem + below[0].memsz <= kernel_at
+        assert below[0].mem <= call.args["entry"] < below[0].mem + below[0].memsz
 
 
 def test_p_without_a_crash_region_exits_1_for_both(harness):
