@@ -17,7 +17,8 @@ must say "ready" (exit 0, or 2 with warnings).
 
 All of this happens inside the guest's initramfs; nothing is written on the host.
 
-Run: pytest -m guest tests/test_guest_kdump_config.py   (one guest boot per arch: x86_64, arm64, ppc64le, 32-bit arm)
+Run: pytest -m guest tests/test_guest_kdump_config.py   (one guest boot per arch: x86_64, arm64, ppc64le, 32-bit arm,
+s390x on the kernel built with CONFIG_CRASH_DUMP)
 """
 
 from __future__ import annotations
@@ -103,6 +104,27 @@ def test_guest_packages_close_the_debs_depends(inputs, built_deb):
 
 
 def test_kdump_config_drives_kexec_py(inputs, installed, tmp_path):
+    _kdump_config_drives_kexec_py(inputs, installed, tmp_path)
+
+
+def test_kdump_config_drives_kexec_py_s390x(installed, tmp_path):
+    """s390x on the kernel built from Debian's 6.1 source with CONFIG_CRASH_DUMP (Debian's own
+    s390x kernel reserves no crash memory; tests/guest/kexec_file_kernel.py), which is the
+    running and the capture kernel."""
+    from kexec_py.image.s390_image import parse_s390_image
+    from tests.guest import kexec_file_kernel
+    kernel = kexec_file_kernel.kernel("s390x")
+    config = kernel.with_name("config-" + kernel.name.split("-", 1)[1])
+    release = parse_s390_image(kernel.read_bytes(), path=str(kernel)).version.split()[0]
+    _kdump_config_drives_kexec_py(harness.prepare("s390x"), installed, tmp_path, kernel=kernel, config=config,
+                                  release=release, timeout=600.0)
+
+
+def _kdump_config_drives_kexec_py(inputs, installed, tmp_path, *, kernel: Path | None = None,
+                                  config: Path | None = None, release: str | None = None,
+                                  timeout: float = harness.DEFAULT_TIMEOUT):
+    """The scenario and its checks; ``kernel`` (with its ``config`` file and ``release``)
+    replaces the Debian kernel package's."""
     script = inputs.root / KDUMP_CONFIG.lstrip("/")
     assert script.is_file(), f"kdump-tools' {KDUMP_CONFIG} was not fetched"
     scenario = harness.Scenario(f"kdump-config-{inputs.arch.name}", [
@@ -115,16 +137,17 @@ def test_kdump_config_drives_kexec_py(inputs, installed, tmp_path):
         ("load", f"{KDUMP_CONFIG} load && cat /var/crash/kexec_cmd"),
         ("doctor", "kdump-py doctor"),
     ], crash=True)
-    config = inputs.root / "boot" / f"config-{inputs.kernel_version}"
-    assert config.is_file(), f"the Debian kernel package has no {config.name}"
+    release = release or inputs.kernel_version
+    config = config or inputs.root / "boot" / f"config-{release}"
+    assert config.is_file(), f"the kernel has no {config.name}"
     text = config.read_text()
     if "\nCONFIG_AUTO_ZRELADDR=y\n" in text and "\nCONFIG_RELOCATABLE=y\n" not in text:
         # 32-bit arm has no CONFIG_RELOCATABLE (its zImage runs where it is loaded: AUTO_ZRELADDR),
         # but kdump-config 1.8.1 wants it to use the running kernel as the capture kernel
         config = tmp_path / config.name
         config.write_text(text + "CONFIG_RELOCATABLE=y\n")
-    result = harness.run(scenario, inputs.arch.name, installed=installed,
-                         extra_files={KDUMP_CONFIG: script, f"/boot/config-{inputs.kernel_version}": config})
+    result = harness.run(scenario, inputs.arch.name, installed=installed, kernel=kernel, timeout=timeout,
+                         extra_files={KDUMP_CONFIG: script, f"/boot/config-{release}": config})
     m = result.markers
     assert m.get("RC-setup") == "0", result.explain()
     setup = result.step_output("setup")

@@ -15,6 +15,12 @@ one guest:
   the new kernel's /init (from the initrd kexec-py placed) reports the command line kexec-py
   wrote into the image's parameter area, which proves the kernel found both.
 
+kdump runs on a kernel built from Debian's 6.1 linux-source with CONFIG_CRASH_DUMP and
+CONFIG_KEXEC_FILE, uncompressed (tests/guest/kexec_file_kernel.py, cached), the first and
+the capture kernel, crashkernel=384M: one boot each for ``-p -s`` and ``-p -c`` (load,
+``-p -u``, load again, sysrq crash; Debian's vmcore-dmesg and makedumpfile ``--dump-dmesg``
+and ``-l -d 31`` and kexec_py.vmcore.dmesg read the dump), about 40 s each on 2 shared cores.
+
 Run: pytest -m guest tests/test_guest_s390x.py
 """
 

@@ -15,10 +15,17 @@ kexec-tools, whose placement kexec-py follows:
 Memory is System RAM from /proc/iomem less the memory blocks that are offline
 (``/sys/devices/system/memory/memoryN/state``), as kexec-tools reads it.
 
-A capture kernel (``-p``) is not loaded yet: s390 kdump needs the s390 purgatory (which swaps
-the crash region with the start of memory), still to come (issue 16). A kernel without
-CONFIG_CRASH_DUMP (Debian's) reserves no crash memory at all: then ``-p`` exits 1 before
-anything else, like kexec-tools.
+A capture kernel (``-p``) is laid out in the crash region ("Crash kernel" in /proc/iomem) as
+it must run after the swap with the memory from 0, at the same offsets as a reboot's (the
+kernel at crash base + 0x10000, the initrd at crash base + its usual offset, which is what its
+parameter area names), with OLDMEM_BASE/OLDMEM_SIZE = the crash region in the parameter area:
+the capture kernel builds /proc/vmcore from them itself, so there is no ELF core header. The
+entry is our purgatory (arch/s390x/purgatory), below the kernel in the region: the old kernel
+calls it with r2 = 0 to check the segments' SHA-256 before the crash jump, then with r2 != 0
+after the reset; it then swaps the crash region with [0, crash size) and enters the capture
+kernel's kdump entry at 0x10010. The kernel and initrd are kexec-tools' bytes at kexec-tools'
+places (tests/test_differential_s390x.py). A kernel without CONFIG_CRASH_DUMP (Debian's)
+reserves no crash memory at all: then ``-p`` exits 1 before anything else, like kexec-tools.
 """
 
 from __future__ import annotations

@@ -11,7 +11,7 @@ s390x: Debian's s390x kernel has neither CONFIG_KEXEC_FILE nor CONFIG_CRASH_DUMP
 run time, never a pinned version), ``allnoconfig`` plus a fragment per arch below
 (KEXEC_FILE, kdump, the QEMU machine's console, what busybox and Python need),
 cross-compiled with Debian's gcc-aarch64-linux-gnu / gcc-powerpc64le-linux-gnu /
-gcc-s390x-linux-gnu (s390x: built, not yet used by a guest test). Each is
+gcc-s390x-linux-gnu (s390x: for kdump, as Debian's has no CONFIG_CRASH_DUMP either). Each is
 used as both the first and the capture kernel.
 
 Built once into ``<cache>/<arch>/kexec-file-kernel/`` and reused while the
