@@ -92,8 +92,10 @@ class S390x:
         return FileInputs(cmdline_max=image.command_line_size - 1)
 
     def signed(self, kernel) -> bool:
-        # An appended module-style signature ends the file with this marker (scripts/sign-file).
-        return bytes(memoryview(kernel)[-28:]) == b"~Module signature appended~\n"
+        # An appended module-style PKCS#7 signature (kexec_py.structs.module_signature), which
+        # the kernel's s390 kexec_file_load checks when the machine was IPLed in secure mode.
+        from kexec_py.structs.module_signature import appended_pkcs7
+        return appended_pkcs7(kernel)
 
 
 # -- facts -----------------------------------------------------------------------------

@@ -187,3 +187,24 @@ def test_kexec_file_load_takes_a_command_line_shorter_than_the_field(kernel):
     size = int(re.search(r"^CONFIG_COMMAND_LINE_SIZE=(\d+)$", config, re.M)[1])
     image = parse_s390_image(kernel.read_bytes(), path=str(kernel))
     assert S390x().file_inputs(image).cmdline_max == size - 1
+
+
+def test_a_locked_down_kernel_takes_an_appended_pkcs7_signature(kernel):
+    """s390x kernels are signed the way modules are (the kernel's s390 kexec_file_load checks
+    it when secure-IPLed): the PKCS#7 blob, struct module_signature (include/linux/
+    module_signature.h: five bytes, three of padding, a big-endian sig_len; id_type 2 = PKCS#7)
+    and the marker. Debian's own signed s390x modules are such files."""
+    from tests.guest.fetch import fetch
+    arch = S390x()
+    module = next((fetch("s390x").root / "lib/modules").rglob("af_key.ko"))
+    assert arch.signed(module.read_bytes())
+    image = kernel.read_bytes()
+    assert not arch.signed(image) and not arch.signed(b"") and not arch.signed(module.read_bytes()[:-1])
+    marker = b"~Module signature appended~\n"
+
+    def sign(data, sig_len=500, id_type=2, signer_len=0):
+        return data + b"\x30" * sig_len + struct.pack(">5B3xI", 0, 0, id_type, signer_len, 0, sig_len) + marker
+    assert arch.signed(sign(image))
+    assert not arch.signed(sign(image, id_type=1))              # PKEY_ID_PGP: not what the kernel takes
+    assert not arch.signed(sign(image, signer_len=4))
+    assert not arch.signed(sign(b"", sig_len=500)[500:])       # a sig_len reaching past the start
