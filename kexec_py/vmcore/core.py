@@ -29,7 +29,10 @@ of the architecture the ELF header's e_machine names, and never from the headers
 * i386: lowmem at PAGE_OFFSET 0xc0000000 (the 3G/1G split).
 
 An e_machine without rules here, or VMCOREINFO without the numbers a rule needs,
-falls back to the program headers' ``p_vaddr`` (``Vmcore.by_header``).
+falls back to the program headers' ``p_vaddr`` (``Vmcore.by_header``). s390x (EM_S390)
+has no rule: its capture kernel writes the core header itself (no loader is involved),
+and on 6.1 the kernel runs identity-mapped (KERNELOFFSET=0, p_vaddr = p_paddr), which
+``by_header`` reads (tests/test_guest_s390x.py compares the result with vmcore-dmesg).
 """
 
 from __future__ import annotations
