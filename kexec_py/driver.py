@@ -272,14 +272,15 @@ def _attempts(req: Request, ctx: Context, inputs: Inputs, file_inputs, refusal) 
     kexec_file_load if the kernel refuses it with EPERM; -a kexec_file_load, then
     kexec_load if the kernel refuses the first with an errno of _FALLBACKS. A kernel
     that is locked down takes kexec_file_load only (of a signed kernel)."""
-    from kexec_py.preflight import lockdown_mode
+    from kexec_py.preflight import lockdown_mode, signature_checked
     if req.syscall is FILE:
         if refusal:
             raise refusal
         return [FILE]
     if mode := lockdown_mode(ctx.sys):
         why = f"the kernel is locked down ({mode}), which refuses kexec_load"
-        if not refusal and not ctx.arch.signed(_file_kernel(inputs, file_inputs)):
+        if not refusal and not ctx.arch.signed(_file_kernel(inputs, file_inputs)) \
+                and signature_checked(ctx.arch, ctx.sys):
             refusal = FileSyscallUnavailable("this kernel image carries no signature, which kexec_file_load "
                                              "needs on a locked-down kernel")
         if refusal:

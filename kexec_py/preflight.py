@@ -239,13 +239,21 @@ def _file_size(path, what: str) -> int:
 
 # --- lockdown and signatures ------------------------------------------------------------------------
 
+def signature_checked(arch, sys) -> bool:
+    """Whether this kernel's kexec_file_load verifies the kernel image's signature at all: an
+    arch may know that it does not here (``arch.checks_signature(sys)``: s390x only when the
+    machine was IPLed in secure mode), and then a locked-down kernel takes an unsigned one."""
+    check = getattr(arch, "checks_signature", None)
+    return check is None or check(sys)
+
+
 def check_signed(plan: FilePlan, arch, sys, kernel) -> None:
     """A locked-down kernel's kexec_file_load refuses a kernel it cannot verify, and
     only after it has freed the loaded crash kernel: refuse one that carries no
     signature of the kind ``arch`` verifies (``kernel``: the bytes it will read), unless
     IMA may appraise the file through its security.ima attribute."""
     mode = lockdown_mode(sys)
-    if mode is None or arch.signed(kernel):
+    if mode is None or arch.signed(kernel) or not signature_checked(arch, sys):
         return
     if plan.kernel_bytes is None:
         try:

@@ -26,6 +26,8 @@ class Arch(Protocol):
     signed_kind: str                # what a kernel signed for kexec_file_load is here ("a signed bzImage")
     # Optional (not a protocol member): ``uses_purgatory = False`` when the kernel's own
     # machine_kexec enters the new image (arm); the planners then get purgatory=None.
+    # Optional too: ``checks_signature(sys) -> bool``, False when this kernel's kexec_file_load
+    # verifies no signature here (s390x not IPLed in secure mode): lockdown then takes an unsigned kernel.
 
     def read_crash_facts(self, sys): ...
     def plan_crash(self, image, inputs: LoadInputs, facts, purgatory) -> SegmentPlan: ...

@@ -47,6 +47,7 @@ INITRD_MIN = 8 * MiB                # the initrd goes no lower than this (kexec-
 INITRD_ALIGN = 1 * MiB
 PURGATORY_LOW = 0x2000              # a capture kernel's purgatory: crash base + this .. + 0x10000 (kexec-tools')
 MEMORY_BLOCKS = "/sys/devices/system/memory"
+IPL_SECURE = "/sys/firmware/ipl/secure"     # 1 when the machine was IPLed in secure mode
 
 
 @dataclass(frozen=True, slots=True)
@@ -96,6 +97,13 @@ class S390x:
         # the kernel's s390 kexec_file_load checks when the machine was IPLed in secure mode.
         from kexec_py.structs.module_signature import appended_pkcs7
         return appended_pkcs7(kernel)
+
+    def checks_signature(self, sys: SystemView) -> bool:
+        # The kernel's s390 loader verifies that signature only on a machine IPLed in secure
+        # mode (/sys/firmware/ipl/secure: 1); otherwise even a locked-down kernel takes an
+        # unsigned image through kexec_file_load. No such file (an older kernel): assume it does.
+        value = sys.read_optional(IPL_SECURE)
+        return value is None or value.strip() != "0"
 
 
 # -- facts -----------------------------------------------------------------------------

@@ -208,3 +208,27 @@ def test_a_locked_down_kernel_takes_an_appended_pkcs7_signature(kernel):
     assert not arch.signed(sign(image, id_type=1))              # PKEY_ID_PGP: not what the kernel takes
     assert not arch.signed(sign(image, signer_len=4))
     assert not arch.signed(sign(b"", sig_len=500)[500:])       # a sig_len reaching past the start
+
+
+@pytest.mark.parametrize("secure", ["1\n", "0\n", None])
+def test_lockdown_wants_a_signature_only_where_the_kernel_checks_one(tmp_path, kernel, capsys, monkeypatch, secure):
+    """The 6.1 kernel's s390 kexec_file_load verifies the appended signature only when the
+    machine was IPLed in secure mode (arch/s390/kernel/machine_kexec_file.c; ipl.c shows the
+    flag as /sys/firmware/ipl/secure): otherwise a locked-down kernel takes an unsigned image,
+    so kexec-py must not refuse it first. No such file: assume the kernel checks."""
+    monkeypatch.delenv("KEXEC_PY_RECORD", raising=False)
+    assert not S390x().signed(kernel.read_bytes())     # Debian's s390x image is unsigned
+    root = tmp_path / "s390x"
+    shutil.copytree(SNAPSHOT, root)
+    (root / "sys/kernel/security").mkdir(parents=True, exist_ok=True)
+    (root / "sys/kernel/security/lockdown").write_text("none [integrity] confidentiality\n")
+    if secure is not None:
+        (root / "sys/firmware/ipl").mkdir(parents=True, exist_ok=True)
+        (root / "sys/firmware/ipl/secure").write_text(secure)
+    for syscall in ("-s", "-c"):
+        code = _cli(root, "-l", syscall, str(kernel), "--append=console=ttysclp0")
+        out = capsys.readouterr()
+        if secure == "0\n":
+            assert code == 0 and "syscall: kexec_file_load" in out.out, out
+        else:
+            assert code != 0 and "carries no signature" in out.err, out
