@@ -90,6 +90,15 @@ def test_guest_packages_close_the_debs_depends(inputs, built_deb):
     packages (fetch.KEXEC_PY_DEB_DEPENDS): every dependency of the .deb, and of each of those
     packages, is met by a fetched package (the interpreter by the guest's Python 3.11, shared
     libraries by the fetched lib* packages)."""
+    _close_the_debs_depends(inputs, built_deb)
+
+
+def test_guest_packages_close_the_debs_depends_s390x(built_deb):
+    """The same for the s390x guest, whose kdump-config test boots a kernel of its own."""
+    _close_the_debs_depends(harness.prepare("s390x"), built_deb)
+
+
+def _close_the_debs_depends(inputs, built_deb):
     adir = fetch.arch_dir(inputs.arch)
     files = json.loads((adir / "manifest.json").read_text())["debs"]
     debs = {pkg: adir / "debs" / name for pkg, name in files.items()}
