@@ -348,9 +348,9 @@ class Ppc64le:
         return FileInputs(kernel_memory=image.memsz, kernel_align=64 * KiB, cmdline_max=COMMAND_LINE_SIZE)
 
     def signed(self, kernel) -> bool:
-        """An appended module-style signature ("~Module signature appended~\\n" at the end)."""
-        tail = bytes(memoryview(kernel)[-28:])
-        return tail == b"~Module signature appended~\n"
+        """An appended module-style PKCS#7 signature, as on s390x (kexec_py.structs.module_signature)."""
+        from kexec_py.structs.module_signature import appended_pkcs7
+        return appended_pkcs7(kernel)
 
 
 def _kernel_segments(image: Ppc64Vmlinux, at: Range, *, run_at_load: bool) -> list[Segment]:
